@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv when missing.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit prove bench clean
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+	    py=$$(scripts/find-python) || exit 1; \
+	    echo "creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/covalidator demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check model proofs
+
+typecheck: setup
+	$(BIN)/mypy --strict model
+
+prove: setup
+	$(BIN)/covalidator prove
+
+unit: setup
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck prove unit
+
+bench: setup
+	$(BIN)/python bench/slashing.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""covalidator: an Ethereum Distributed Validator Client."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from covalidator.runtime.cli import main
+
+main()

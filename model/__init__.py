@@ -1,0 +1,1 @@
+"""Pure state machines and rules: no I/O, no clock, no randomness (ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Z3 proofs of the model's invariants, run by `covalidator prove`."""

@@ -1,0 +1,1 @@
+"""The aiohttp shell: turns the world into model events and model actions into I/O."""

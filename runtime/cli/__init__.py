@@ -1,0 +1,48 @@
+"""The `covalidator` command line.
+
+Each subcommand lives in its own module and is imported only when it runs, so `covalidator --help`
+never pays for z3, aiohttp or the consensus specs. To add a command, add one line to COMMANDS.
+
+Exit codes shared by every command: 0 success; 2 bad input (a one-line error); 3 refused as
+slashable; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# name -> ("module:attribute", one-line help shown by `covalidator --help` without importing it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "slashing": ("covalidator.runtime.cli.slashing:slashing", "EIP-3076 slashing protection DB: import, export, check."),
+    "prove": ("covalidator.runtime.cli.prove:prove", "Run every Z3 theorem in proofs/ and print a table."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: Any) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="covalidator", prog_name="covalidator")
+def main() -> None:
+    """covalidator: one Ethereum validator run by N co-validators (M-of-N threshold BLS, QBFT).
+
+    Sits between each operator's validator client and beacon node as Beacon-API middleware.
+    """

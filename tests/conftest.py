@@ -1,0 +1,22 @@
+"""Shared fixtures. Conformance vectors live in ../shared/ beside the project root (CI has it there)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/; skip when it is missing outside CI, fail under CI=true."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        message = f"conformance data missing: {path} (the ../shared/ folder beside the project root)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
