@@ -16,9 +16,7 @@ as one argument is a Z3 expression they build the Z3 term. z3 is imported lazily
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 def is_symbolic(x: object) -> bool:
@@ -56,7 +54,7 @@ def Implies(a: Any, b: Any) -> Any:
     return (not a) or bool(b)
 
 
-def If(cond: Any, then: T, otherwise: T) -> T:
+def If[T](cond: Any, then: T, otherwise: T) -> T:
     """`then if cond else otherwise`, both branches evaluated (they must be pure)."""
     if is_symbolic(cond) or is_symbolic(then) or is_symbolic(otherwise):
         return _z3().If(cond, then, otherwise)  # type: ignore[no-any-return]
@@ -90,3 +88,18 @@ def FloorDiv(a: Any, b: int) -> Any:
     """floor(a / b) for a >= 0 and a positive literal b."""
     assert b > 0
     return a / b if is_symbolic(a) else a // b
+
+
+def AllOf(items: Any, pred: Any) -> Any:
+    """`pred` holds for every item. `items` is a Python sequence, or a symbolic collection (an object
+    with `.forall(pred)`, e.g. an array of unbounded length in proofs/) that builds a quantifier."""
+    if hasattr(items, "forall"):
+        return items.forall(pred)
+    return And(*[pred(x) for x in items])
+
+
+def AnyOf(items: Any, pred: Any) -> Any:
+    """`pred` holds for some item (see AllOf)."""
+    if hasattr(items, "exists"):
+        return items.exists(pred)
+    return Or(*[pred(x) for x in items])

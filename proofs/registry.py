@@ -1,7 +1,9 @@
-"""Every theorem `covalidator prove` runs. Each module listed exposes THEOREMS: list[Theorem]."""
+"""Every theorem `covalidator prove` runs. Each module listed exposes THEOREMS: list[Theorem];
+theorems are shown as `<module>.<name>` (e.g. `slashing.attestation_inductive_safety`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from covalidator.proofs.harness import Theorem
@@ -13,6 +15,8 @@ THEOREM_MODULES = [
 
 def all_theorems() -> list[Theorem]:
     theorems: list[Theorem] = []
-    for name in THEOREM_MODULES:
-        theorems.extend(importlib.import_module(name).THEOREMS)
+    for module_name in THEOREM_MODULES:
+        short = module_name.rsplit(".", 1)[-1]
+        for theorem in importlib.import_module(module_name).THEOREMS:
+            theorems.append(dataclasses.replace(theorem, name=f"{short}.{theorem.name}"))
     return theorems

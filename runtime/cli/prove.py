@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -26,7 +27,8 @@ def prove(only: tuple[str, ...], as_json: bool) -> None:
     results = []
     for theorem in theorems:
         with console.status(f"proving {theorem.name} ..."):
-            results.append(theorem.run())
+            result = theorem.run()
+        results.append(dataclasses.replace(result, name=theorem.name, statement=theorem.statement))
     failed = [r for r in results if not r.ok]
     if as_json:
         click.echo(json.dumps({
@@ -38,8 +40,8 @@ def prove(only: tuple[str, ...], as_json: bool) -> None:
             "failed": len(failed),
         }))
     else:
-        table = Table(title="covalidator theorems (Z3, on the model's own functions)")
-        table.add_column("theorem")
+        table = Table(title="covalidator theorems (Z3, on the model's own functions)", expand=True)
+        table.add_column("theorem", no_wrap=True)
         table.add_column("statement")
         table.add_column("result")
         table.add_column("seconds", justify="right")
