@@ -1,0 +1,332 @@
+"""The one BLS interface covalidator uses: Ethereum signatures and M-of-N threshold signatures.
+
+Decides: which backend runs (chosen once at start-up: `use_backend(name)`, else the environment
+variable COVALIDATOR_BLS_BACKEND, else arkworks); the threshold scheme (share i = f(i), i = 1..N;
+combination by Lagrange interpolation at 0 in G2 with coefficients cached per signer set; share
+pubkeys checked to interpolate to the group pubkey in G1); how partial signatures are verified in a
+batch (a random linear combination whose weights are derived from the inputs and an optional
+caller-supplied seed, since the model draws no randomness); and how one duty's partials are turned
+into one group signature (`verify_and_combine`, the hot path).
+
+Must not: draw randomness, read files, or know about duties. Every function is deterministic: the
+same inputs give the same bytes on every backend.
+
+Secret keys are ints in [1, r); public keys are 48-byte and signatures 96-byte compressed points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from . import shamir
+from .bls_backend import CURVE_ORDER, DST, Backend, BlsError
+
+__all__ = [
+    "CURVE_ORDER",
+    "DST",
+    "BlsError",
+    "Combination",
+    "SignedItem",
+    "aggregate",
+    "aggregate_pubkeys",
+    "backend",
+    "backend_name",
+    "batch_verify",
+    "batch_weights",
+    "combine",
+    "combine_pubkeys",
+    "fast_aggregate_verify",
+    "find_invalid",
+    "key_validate",
+    "public_shares_consistent",
+    "secret_from_bytes",
+    "secret_to_bytes",
+    "share_pubkey",
+    "share_pubkeys",
+    "sign",
+    "signature_validate",
+    "sk_to_pk",
+    "split",
+    "use_backend",
+    "verify",
+    "verify_and_combine",
+    "verify_partial",
+]
+
+ENV_VAR: Final = "COVALIDATOR_BLS_BACKEND"
+DEFAULT_BACKEND: Final = "arkworks"
+BACKENDS: Final = ("arkworks", "blst", "pyecc")
+_ALIASES: Final = {
+    "py-arkworks-bls12381": "arkworks",
+    "py_arkworks_bls12381": "arkworks",
+    "pyblst": "blst",
+    "py_ecc": "pyecc",
+    "py-ecc": "pyecc",
+}
+
+_current: Backend[Any, Any] | None = None
+
+
+# ---- backend choice ----------------------------------------------------------------------------------
+
+
+def load_backend(name: str) -> Backend[Any, Any]:
+    """The backend called `name` (importing its library only now); ValueError if unknown."""
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key == "arkworks":
+        from .bls_arkworks import BACKEND as arkworks
+
+        return arkworks
+    if key == "blst":
+        from .bls_blst import BACKEND as blst
+
+        return blst
+    if key == "pyecc":
+        from .bls_pyecc import BACKEND as pyecc
+
+        return pyecc
+    raise ValueError(f"unknown BLS backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def use_backend(name: str) -> Backend[Any, Any]:
+    """Select the backend for the rest of the process (call once at start-up)."""
+    global _current
+    _current = load_backend(name)
+    return _current
+
+
+def backend() -> Backend[Any, Any]:
+    """The backend in use; on first use, the one COVALIDATOR_BLS_BACKEND names, else arkworks.
+
+    The environment is read once, at that first use: it is start-up configuration, like a flag.
+    """
+    global _current
+    if _current is None:
+        _current = load_backend(os.environ.get(ENV_VAR) or DEFAULT_BACKEND)
+    return _current
+
+
+def backend_name() -> str:
+    return backend().name
+
+
+# ---- keys and plain signatures -----------------------------------------------------------------------
+
+
+def secret_from_bytes(data: bytes) -> int:
+    """A 32-byte big-endian secret key (the EIP-2335 keystore content) as an int in [1, r)."""
+    if len(data) != 32:
+        raise BlsError(f"a secret key is 32 bytes, got {len(data)}")
+    value = int.from_bytes(data, "big")
+    if not 0 < value < CURVE_ORDER:
+        raise BlsError("secret key outside [1, r)")
+    return value
+
+
+def secret_to_bytes(secret: int) -> bytes:
+    if not 0 < secret < CURVE_ORDER:
+        raise BlsError("secret key outside [1, r)")
+    return secret.to_bytes(32, "big")
+
+
+def sk_to_pk(secret: int) -> bytes:
+    return backend().sk_to_pk(secret)
+
+
+def sign(secret: int, message: bytes) -> bytes:
+    return backend().sign(secret, message)
+
+
+def verify(pubkey: bytes, message: bytes, signature: bytes) -> bool:
+    """CoreVerify with KeyValidate: False (never an exception) for any malformed input."""
+    return backend().verify(pubkey, message, signature)
+
+
+def aggregate(signatures: Sequence[bytes]) -> bytes:
+    return backend().aggregate(signatures)
+
+
+def aggregate_pubkeys(pubkeys: Sequence[bytes]) -> bytes:
+    return backend().aggregate_pubkeys(pubkeys)
+
+
+def fast_aggregate_verify(pubkeys: Sequence[bytes], message: bytes, signature: bytes) -> bool:
+    return backend().fast_aggregate_verify(pubkeys, message, signature)
+
+
+def key_validate(pubkey: bytes) -> bool:
+    """Canonical compressed encoding, on the curve, in G1, not the point at infinity."""
+    return backend().is_valid_pubkey(pubkey)
+
+
+def signature_validate(signature: bytes) -> bool:
+    """Canonical compressed encoding, on the curve, in G2."""
+    return backend().is_valid_signature(signature)
+
+
+# ---- threshold: split, share pubkeys, combine ---------------------------------------------------------
+
+
+def split(secret: int, threshold: int, shares: int, coefficients: Sequence[int]) -> dict[int, int]:
+    """Share a secret key M-of-N: {share index i (1..N): share secret}; see `shamir.split`."""
+    return shamir.split(secret, threshold, shares, coefficients)
+
+
+def share_pubkey(share_secret: int) -> bytes:
+    return sk_to_pk(share_secret)
+
+
+def share_pubkeys(shares: Mapping[int, int]) -> dict[int, bytes]:
+    return {i: sk_to_pk(s) for i, s in shares.items()}
+
+
+def _first(items: Mapping[int, bytes], threshold: int) -> dict[int, bytes]:
+    if threshold < 1 or len(items) < threshold:
+        raise BlsError(f"need {threshold} shares, got {len(items)}")
+    chosen = sorted(items)[:threshold]
+    return {i: items[i] for i in chosen}
+
+
+def combine(partials: Mapping[int, bytes], threshold: int) -> bytes:
+    """The group signature from >= M partial signatures {share index: signature}.
+
+    Uses the M lowest indices (so the result, and the cached coefficients, do not depend on arrival
+    order); the caller passes only partials it has verified.
+    """
+    chosen = _first(partials, threshold)
+    indices, coefficients = shamir.lagrange_coefficients(chosen)
+    return backend().g2_linear_combination([chosen[i] for i in indices], list(coefficients))
+
+
+def combine_pubkeys(public_shares: Mapping[int, bytes], threshold: int, at: int = 0) -> bytes:
+    """Interpolate share pubkeys in G1: the group pubkey (at 0) or the share pubkey of index `at`."""
+    chosen = _first(public_shares, threshold)
+    indices, coefficients = shamir.lagrange_coefficients(chosen, at)
+    return backend().g1_linear_combination([chosen[i] for i in indices], list(coefficients))
+
+
+def public_shares_consistent(group_pubkey: bytes, public_shares: Sequence[bytes], threshold: int) -> bool:
+    """Whether ALL share pubkeys (list position k holds index k+1) lie on one polynomial of degree
+    M-1 whose value at 0 is the group pubkey: any M of them then combine to the group key."""
+    if not 1 <= threshold <= len(public_shares):
+        return False
+    if not all(key_validate(p) for p in [group_pubkey, *public_shares]):
+        return False
+    shares = {i + 1: p for i, p in enumerate(public_shares)}
+    if combine_pubkeys(shares, threshold) != bytes(group_pubkey):
+        return False
+    return all(
+        combine_pubkeys(shares, threshold, at=k) == shares[k] for k in range(threshold + 1, len(shares) + 1)
+    )
+
+
+def verify_partial(share_pubkey: bytes, message: bytes, partial: bytes) -> bool:
+    """A partial signature is an ordinary signature under the share pubkey."""
+    return verify(share_pubkey, message, partial)
+
+
+# ---- batch verification --------------------------------------------------------------------------------
+
+
+class SignedItem(NamedTuple):
+    pubkey: bytes
+    message: bytes
+    signature: bytes
+
+
+def batch_weights(items: Sequence[SignedItem], seed: bytes = b"") -> list[int]:
+    """Nonzero 128-bit weights derived by hashing `seed` and every item (Fiat-Shamir).
+
+    Whoever chose a signature fixed it before its weight exists; to slip k >= 2 coordinated invalid
+    signatures through, an attacker must grind ~2^128 hashes. One invalid signature never passes
+    (its weight is nonzero mod r). The runtime may pass fresh random bytes as `seed` as well.
+    """
+    h = hashlib.sha256(b"covalidator/batch-verify")
+    h.update(len(seed).to_bytes(4, "big") + seed)
+    for item in items:
+        for part in item:
+            h.update(len(part).to_bytes(4, "big") + bytes(part))
+    digest = h.digest()
+    return [
+        int.from_bytes(hashlib.sha256(digest + i.to_bytes(4, "big")).digest()[:16], "big") | 1
+        for i in range(len(items))
+    ]
+
+
+def batch_verify(items: Sequence[SignedItem], seed: bytes = b"") -> bool:
+    """All items verify (with overwhelming probability), checked with one multi-pairing."""
+    if not items:
+        raise BlsError("a batch needs at least one item")
+    items = [SignedItem(*item) for item in items]
+    return backend().batch_verify(items, batch_weights(items, seed))
+
+
+def find_invalid(items: Sequence[SignedItem], seed: bytes = b"") -> list[int]:
+    """Positions of the items that do not verify: one batch check, then bisection on failure."""
+    items = [SignedItem(*item) for item in items]
+
+    def search(positions: list[int]) -> list[int]:
+        if len(positions) <= 2:  # two single checks cost about what a batch and its fallback would
+            return [p for p in positions if not verify(*items[p])]
+        if batch_verify([items[p] for p in positions], seed):
+            return []
+        half = len(positions) // 2
+        return search(positions[:half]) + search(positions[half:])
+
+    return search(list(range(len(items))))
+
+
+# ---- one duty: verify the partials, combine, verify the result ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Combination:
+    """The outcome of `verify_and_combine`: the group signature if >= M partials were valid."""
+
+    signature: bytes | None
+    signers: tuple[int, ...]  # the share indices whose partials were combined
+    invalid: frozenset[int]  # share indices whose partial did not verify (or is not a known share)
+
+
+def verify_and_combine(
+    group_pubkey: bytes,
+    share_pubkeys: Mapping[int, bytes],
+    message: bytes,
+    partials: Mapping[int, bytes],
+    threshold: int,
+    seed: bytes = b"",
+    verified: Collection[int] = (),
+) -> Combination:
+    """Verify every partial of one message, combine M of them, verify the group signature.
+
+    `verified` names share indices whose partial the caller already checked (this node's own, checked
+    when its VC handed it over): they are combined but not checked again. Fast path: the other
+    partials and the combined signature are checked together in ONE random linear combination (two
+    pairings whatever N is). Only if that fails is each partial verified alone, the invalid ones named
+    and excluded, and the rest recombined.
+    """
+    invalid = {i for i, sig in partials.items() if i not in share_pubkeys or not signature_validate(sig)}
+    candidates = sorted(i for i in partials if i not in invalid)
+    if len(candidates) < threshold:
+        return Combination(None, (), frozenset(invalid))
+    chosen = candidates[:threshold]
+    combined = combine({i: partials[i] for i in chosen}, threshold)
+    unchecked = [i for i in candidates if i not in verified]
+    items = [SignedItem(share_pubkeys[i], message, partials[i]) for i in unchecked]
+    if batch_verify([*items, SignedItem(group_pubkey, message, combined)], seed):
+        return Combination(combined, tuple(chosen), frozenset(invalid))
+    invalid |= {unchecked[p] for p in find_invalid(items, seed)}
+    good = [i for i in candidates if i not in invalid]
+    if len(good) < threshold:
+        return Combination(None, (), frozenset(invalid))
+    chosen = good[:threshold]
+    combined = combine({i: partials[i] for i in chosen}, threshold)
+    if not verify(group_pubkey, message, combined):
+        # Valid partials that do not combine to a valid signature: the share pubkeys do not belong to
+        # this group key (a lock that was not verified). Nothing honest can be produced.
+        return Combination(None, (), frozenset(invalid))
+    return Combination(combined, tuple(chosen), frozenset(invalid))
