@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 
-from py_ecc.bls.g2_primitives import G2_to_signature, pubkey_to_G1, subgroup_check
+from py_ecc.bls.g2_primitives import G2_to_signature, subgroup_check
 from py_ecc.bls.hash_to_curve import hash_to_field_FQ2, map_to_curve_G2
 
 # x = 4 is on E1 (4^3 + 4 = 68 is a square mod p); the point is not in G1 (checked in test below).

@@ -136,7 +136,7 @@ def test_find_invalid_locates_every_bad_item() -> None:
 
 def test_public_shares_consistency_catches_every_kind_of_wrong_share() -> None:
     n, m = 5, 4
-    shares, pubkeys = cluster(12345, m, n)
+    _, pubkeys = cluster(12345, m, n)
     group = bls.sk_to_pk(12345)
     public = [pubkeys[i] for i in range(1, n + 1)]
     assert bls.public_shares_consistent(group, public, m)
