@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/covalidator demo
+	$(BIN)/covalidator prove
+	COVALIDATOR=$(BIN)/covalidator scripts/slashing-demo.sh
 
 lint: setup
 	$(BIN)/ruff check .

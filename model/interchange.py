@@ -96,9 +96,15 @@ def parse_interchange(document: object) -> Interchange:
         for j, b in enumerate(_list(_field(entry, "signed_blocks", path), f"{path}.signed_blocks")):
             bpath = f"{path}.signed_blocks[{j}]"
             block = _object(b, bpath)
-            blocks.append(SignedBlock(parse_uint64(_field(block, "slot", bpath), f"{bpath}.slot"), _optional_root(block, bpath)))
+            blocks.append(
+                SignedBlock(
+                    parse_uint64(_field(block, "slot", bpath), f"{bpath}.slot"), _optional_root(block, bpath)
+                )
+            )
         attestations = []
-        for j, a in enumerate(_list(_field(entry, "signed_attestations", path), f"{path}.signed_attestations")):
+        for j, a in enumerate(
+            _list(_field(entry, "signed_attestations", path), f"{path}.signed_attestations")
+        ):
             apath = f"{path}.signed_attestations[{j}]"
             att = _object(a, apath)
             attestations.append(
@@ -167,7 +173,9 @@ def to_json(inter: Interchange) -> dict[str, object]:
         "data": [
             {
                 "pubkey": "0x" + h.pubkey.hex(),
-                "signed_blocks": [{"slot": str(b.slot), **_root_json(b.signing_root)} for b in h.signed_blocks],
+                "signed_blocks": [
+                    {"slot": str(b.slot), **_root_json(b.signing_root)} for b in h.signed_blocks
+                ],
                 "signed_attestations": [
                     {
                         "source_epoch": str(a.source_epoch),

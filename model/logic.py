@@ -19,9 +19,21 @@ from __future__ import annotations
 from typing import Any
 
 
+_PLAIN = frozenset({bool, int, bytes, str, type(None)})
+
+
 def is_symbolic(x: object) -> bool:
     """True for a Z3 expression (without importing z3 at module load)."""
-    return type(x).__module__.startswith("z3")
+    kind = type(x)
+    return kind not in _PLAIN and kind.__module__.startswith("z3")
+
+
+def _any_symbolic(args: tuple[Any, ...]) -> bool:
+    for a in args:
+        kind = type(a)
+        if kind is not bool and kind not in _PLAIN and kind.__module__.startswith("z3"):
+            return True
+    return False
 
 
 def _z3() -> Any:
@@ -31,15 +43,15 @@ def _z3() -> Any:
 
 
 def And(*args: Any) -> Any:
-    if any(is_symbolic(a) for a in args):
+    if _any_symbolic(args):
         return _z3().And(*args)
-    return all(bool(a) for a in args)
+    return all(args)
 
 
 def Or(*args: Any) -> Any:
-    if any(is_symbolic(a) for a in args):
+    if _any_symbolic(args):
         return _z3().Or(*args)
-    return any(bool(a) for a in args)
+    return any(args)
 
 
 def Not(a: Any) -> Any:
@@ -63,7 +75,7 @@ def If[T](cond: Any, then: T, otherwise: T) -> T:
 
 def Sum(*args: Any) -> Any:
     """Sum of ints or Z3 integer terms; bools count as 0/1 (Python and Z3 alike)."""
-    if any(is_symbolic(a) for a in args):
+    if _any_symbolic(args):
         z3 = _z3()
         terms = [z3.If(a, 1, 0) if z3.is_bool(a) else a for a in args]
         return z3.Sum(*terms) if terms else z3.IntVal(0)

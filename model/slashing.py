@@ -218,17 +218,27 @@ def check_attestation(
         return Verdict(True, repeat=repeat)
     if s > t:
         return Verdict(False, Refusal.SOURCE_EXCEEDS_TARGET)
-    for r in records:
-        if is_double_vote(s, t, root, r.source_epoch, r.target_epoch, r.signing_root):
-            return Verdict(False, Refusal.DOUBLE_VOTE, r)
-        if is_surround_vote(s, t, r.source_epoch, r.target_epoch):
-            return Verdict(False, Refusal.SURROUNDING_VOTE, r)
-        if is_surround_vote(r.source_epoch, r.target_epoch, s, t):
-            return Verdict(False, Refusal.SURROUNDED_VOTE, r)
+    # Reasons in a fixed priority, so the verdict does not depend on the order of the records.
+    for refusal in (Refusal.DOUBLE_VOTE, Refusal.SURROUNDING_VOTE, Refusal.SURROUNDED_VOTE):
+        for r in records:
+            if _breaks(refusal, candidate, r):
+                return Verdict(False, refusal, r)
     assert watermark is not None, "refused without a conflicting record or a watermark"
     if s < watermark.min_source:
         return Verdict(False, Refusal.SOURCE_BELOW_MIN, detail=f"min source epoch {watermark.min_source}")
     return Verdict(False, Refusal.TARGET_NOT_ABOVE_MIN, detail=f"min target epoch {watermark.min_target}")
+
+
+def _breaks(refusal: Refusal, c: SignedAttestation, r: SignedAttestation) -> bool:
+    if refusal is Refusal.DOUBLE_VOTE:
+        return bool(
+            is_double_vote(
+                c.source_epoch, c.target_epoch, c.signing_root, r.source_epoch, r.target_epoch, r.signing_root
+            )
+        )
+    if refusal is Refusal.SURROUNDING_VOTE:
+        return bool(is_surround_vote(c.source_epoch, c.target_epoch, r.source_epoch, r.target_epoch))
+    return bool(is_surround_vote(r.source_epoch, r.target_epoch, c.source_epoch, c.target_epoch))
 
 
 def check_block(candidate: SignedBlock, records: Iterable[SignedBlock], min_slot: int | None) -> Verdict:

@@ -10,8 +10,18 @@ What it guarantees:
 - an import is all-or-nothing: parse and validate first (model.interchange), then one transaction.
 
 What it must not do: decide. Every verdict comes from `model.slashing`; the store only fetches the
-records the model needs (on a staircase history the same-target record and the nearest targets below
-and above, proved sufficient in proofs/slashing.py; otherwise every record of the validator).
+records the model needs: the same-target records and the nearest targets below and above, which on a
+staircase history decide like the whole history (proofs/slashing.py, neighbour_check_sufficiency).
+Every validator's attestation history is a staircase: accepted attestations keep it one
+(attestation_inductive_safety), and an import whose merged history is not one (it holds slashable
+pairs) is minified for that validator as EIP-3076 allows (minification_soundness).
+
+Layout, for durable throughput: attestations are clustered by (target epoch, validator), so one
+slot's batch of inserts lands on a few adjacent pages (a commit's cost is the pages it writes, not the
+rows); the per-validator state that every insert updates is a small bounds row (min source, min
+target, max target). The nearest record below a new target above max target is the one at max
+target: one point query. Out-of-order candidates step epoch by epoch between the bounds (bounded;
+beyond NEIGHBOUR_STEPS a range query).
 
 Encoding: uint64 values are stored as value - 2**63 (SQLite integers are signed 64-bit; the offset
 keeps their order). An unknown signing root is stored as an empty blob so that identical records
@@ -37,10 +47,12 @@ from covalidator.model.slashing import (
     check_attestation,
     check_block,
     is_staircase,
+    minify,
 )
 
 SCHEMA_VERSION = 1
 _OFFSET = 2**63
+NEIGHBOUR_STEPS = 64
 
 # Migration i (1-based) brings user_version from i-1 to i. Never edit a released migration: append.
 MIGRATIONS: list[str] = [
@@ -49,10 +61,13 @@ MIGRATIONS: list[str] = [
     CREATE TABLE validators (
         id INTEGER PRIMARY KEY,
         pubkey BLOB NOT NULL UNIQUE,
-        min_slot INTEGER,
-        min_source INTEGER,
-        min_target INTEGER,
-        staircase INTEGER NOT NULL DEFAULT 1
+        min_slot INTEGER
+    );
+    CREATE TABLE attestation_bounds (
+        validator_id INTEGER PRIMARY KEY REFERENCES validators(id),
+        min_source INTEGER NOT NULL,
+        min_target INTEGER NOT NULL,
+        max_target INTEGER NOT NULL
     );
     CREATE TABLE signed_blocks (
         validator_id INTEGER NOT NULL REFERENCES validators(id),
@@ -61,11 +76,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (validator_id, slot, signing_root)
     ) WITHOUT ROWID;
     CREATE TABLE signed_attestations (
-        validator_id INTEGER NOT NULL REFERENCES validators(id),
         target_epoch INTEGER NOT NULL,
+        validator_id INTEGER NOT NULL REFERENCES validators(id),
         source_epoch INTEGER NOT NULL,
         signing_root BLOB NOT NULL,
-        PRIMARY KEY (validator_id, target_epoch, source_epoch, signing_root)
+        PRIMARY KEY (target_epoch, validator_id, source_epoch, signing_root)
     ) WITHOUT ROWID;
     """,
 ]
@@ -100,7 +115,7 @@ class ImportReport:
     validators: int
     blocks: int
     attestations: int
-    non_staircase: int  # validators whose imported history holds slashable pairs (checked record by record)
+    minified: int  # validators whose merged attestation history held slashable pairs: kept as watermarks
 
 
 Item = tuple[bytes, SignedAttestation | SignedBlock]
@@ -116,6 +131,7 @@ class Store:
         if not existed and genesis_validators_root is None:
             raise StoreError(f"{self.path} does not exist yet: give the chain's genesis validators root")
         self._lock = threading.RLock()
+        self._ids: dict[bytes, int] = {}
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -179,9 +195,16 @@ class Store:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT" if commit else "ROLLBACK")
+            if commit:
+                self._db.execute("COMMIT")
+            else:
+                self._rollback()
+
+    def _rollback(self) -> None:
+        self._db.execute("ROLLBACK")
+        self._ids.clear()  # ids assigned inside the rolled-back transaction no longer exist
 
     # -- check and record -----------------------------------------------------------------------------
 
@@ -202,56 +225,78 @@ class Store:
                     verdicts.append(self._block(db, pubkey, message, record))
             return verdicts
 
-    def _validator(self, db: sqlite3.Connection, pubkey: bytes, create: bool) -> tuple[int, ...] | None:
+    def _validator_id(self, db: sqlite3.Connection, pubkey: bytes, create: bool) -> int | None:
+        """Validator ids never change once assigned, so they are cached (another process's new rows are
+        found on a cache miss)."""
+        vid = self._ids.get(pubkey)
+        if vid is None:
+            row = db.execute("SELECT id FROM validators WHERE pubkey = ?", (pubkey,)).fetchone()
+            if row is None:
+                if not create:
+                    return None
+                row = (db.execute("INSERT INTO validators (pubkey) VALUES (?)", (pubkey,)).lastrowid,)
+            vid = self._ids[pubkey] = row[0]
+        return vid
+
+    def _at_target(self, db: sqlite3.Connection, vid: int, target: int) -> list[SignedAttestation]:
+        rows = db.execute(
+            "SELECT source_epoch, signing_root FROM signed_attestations WHERE target_epoch = ? AND validator_id = ?",
+            (target, vid),
+        ).fetchall()
+        return [SignedAttestation(_dec(s), _dec(target), _root_dec(r)) for s, r in rows]
+
+    def _nearest(self, db: sqlite3.Connection, vid: int, start: int, stop: int, step: int) -> list[SignedAttestation]:
+        """Records at the first target from `start` towards `stop` (inclusive) that has any: up to
+        NEIGHBOUR_STEPS point queries (the common case needs one), then one range query."""
+        if (stop - start) * step < 0:
+            return []
+        steps = min(abs(stop - start) + 1, NEIGHBOUR_STEPS)
+        for target in range(start, start + steps * step, step):
+            found = self._at_target(db, vid, target)
+            if found:
+                return found
+        if steps == abs(stop - start) + 1:
+            return []
+        low, high = sorted((start + steps * step, stop))
+        order = "DESC" if step < 0 else "ASC"
         row = db.execute(
-            "SELECT id, min_slot, min_source, min_target, staircase FROM validators WHERE pubkey = ?", (pubkey,)
+            "SELECT target_epoch FROM signed_attestations WHERE target_epoch BETWEEN ? AND ? AND validator_id = ?"
+            f" ORDER BY target_epoch {order} LIMIT 1",
+            (low, high, vid),
         ).fetchone()
-        if row is None and create:
-            cur = db.execute("INSERT INTO validators (pubkey) VALUES (?)", (pubkey,))
-            row = (cur.lastrowid, None, None, None, 1)
-        return row  # type: ignore[no-any-return]
+        return [] if row is None else self._at_target(db, vid, row[0])
 
     def _attestation(self, db: sqlite3.Connection, pubkey: bytes, att: SignedAttestation, record: bool) -> Verdict:
-        row = self._validator(db, pubkey, create=record)
-        if row is None:
-            return check_attestation(att, [], None)
-        vid, _, min_source, min_target, staircase = row
-        watermark = None if min_source is None else AttestationWatermark(_dec(min_source), _dec(min_target))
-        t = _enc(att.target_epoch)
-        if staircase:
-            rows = db.execute(
-                "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations"
-                " WHERE validator_id = :v AND target_epoch = :t"
-                " UNION ALL SELECT * FROM (SELECT source_epoch, target_epoch, signing_root FROM signed_attestations"
-                "  WHERE validator_id = :v AND target_epoch < :t ORDER BY target_epoch DESC LIMIT 1)"
-                " UNION ALL SELECT * FROM (SELECT source_epoch, target_epoch, signing_root FROM signed_attestations"
-                "  WHERE validator_id = :v AND target_epoch > :t ORDER BY target_epoch ASC LIMIT 1)",
-                {"v": vid, "t": t},
-            ).fetchall()
+        vid = self._validator_id(db, pubkey, create=record)
+        bounds = None if vid is None else db.execute(
+            "SELECT min_source, min_target, max_target FROM attestation_bounds WHERE validator_id = ?", (vid,)
+        ).fetchone()
+        if vid is None or bounds is None:
+            verdict = check_attestation(att, [], None)
         else:
-            rows = db.execute(
-                "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ?",
-                (vid,),
-            ).fetchall()
-        records = [SignedAttestation(_dec(s), _dec(tt), _root_dec(r)) for s, tt, r in rows]
-        verdict = check_attestation(att, records, watermark)
+            min_source, min_target, max_target = bounds
+            t = _enc(att.target_epoch)
+            # no record lies outside [min target, max target]: the common case (a new epoch) skips a query
+            records = self._at_target(db, vid, t) if min_target <= t <= max_target else []
+            records += self._nearest(db, vid, min(t - 1, max_target), min_target, -1)
+            records += self._nearest(db, vid, t + 1, max_target, +1)
+            watermark = AttestationWatermark(_dec(min_source), _dec(min_target))
+            verdict = check_attestation(att, records, watermark)
         if verdict.safe and not verdict.repeat and record:
-            db.execute(
-                "INSERT INTO signed_attestations VALUES (?, ?, ?, ?)",
-                (vid, t, _enc(att.source_epoch), _root_enc(att.signing_root)),
-            )
-            if watermark is None:
-                db.execute(
-                    "UPDATE validators SET min_source = ?, min_target = ? WHERE id = ?",
-                    (_enc(att.source_epoch), t, vid),
-                )
+            assert vid is not None
+            t, s = _enc(att.target_epoch), _enc(att.source_epoch)
+            db.execute("INSERT INTO signed_attestations VALUES (?, ?, ?, ?)", (t, vid, s, _root_enc(att.signing_root)))
+            if bounds is None:
+                db.execute("INSERT INTO attestation_bounds VALUES (?, ?, ?, ?)", (vid, s, t, t))
+            elif t > bounds[2]:
+                db.execute("UPDATE attestation_bounds SET max_target = ? WHERE validator_id = ?", (t, vid))
         return verdict
 
     def _block(self, db: sqlite3.Connection, pubkey: bytes, block: SignedBlock, record: bool) -> Verdict:
-        row = self._validator(db, pubkey, create=record)
-        if row is None:
+        vid = self._validator_id(db, pubkey, create=record)
+        if vid is None:
             return check_block(block, [], None)
-        vid, min_slot = row[0], row[1]
+        min_slot = db.execute("SELECT min_slot FROM validators WHERE id = ?", (vid,)).fetchone()[0]
         rows = db.execute(
             "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? AND slot = ?",
             (vid, _enc(block.slot)),
@@ -269,63 +314,86 @@ class Store:
     # -- interchange ----------------------------------------------------------------------------------
 
     def import_interchange(self, inter: Interchange) -> ImportReport:
-        """Merge an EIP-3076 interchange into the DB, all or nothing."""
+        """Merge an EIP-3076 interchange into the DB, all or nothing.
+
+        Records are kept whole. A validator whose merged attestation history holds slashable pairs
+        (not a staircase) keeps only its watermark record (max source, max target, no root): the
+        EIP-3076 minification, proved never to accept more than the complete history would."""
         if inter.genesis_validators_root != self.genesis_validators_root:
             raise GenesisMismatch(
                 f"interchange genesis validators root 0x{inter.genesis_validators_root.hex()} does not match "
                 f"the DB's 0x{self.genesis_validators_root.hex()}"
             )
         merged = merge([inter])
-        blocks = attestations = non_staircase = 0
+        blocks = attestations = minified = 0
         with self._transaction() as db:
+            existing = self._attestations_of(db, [self._validator_id(db, h.pubkey, True) or 0 for h in merged.data])
             for history in merged.data:
-                vid = self._validator(db, history.pubkey, create=True)[0]  # type: ignore[index]
+                vid = self._validator_id(db, history.pubkey, create=True)
+                assert vid is not None
                 db.executemany(
                     "INSERT OR IGNORE INTO signed_blocks VALUES (?, ?, ?)",
                     [(vid, _enc(b.slot), _root_enc(b.signing_root)) for b in history.signed_blocks],
                 )
-                db.executemany(
-                    "INSERT OR IGNORE INTO signed_attestations VALUES (?, ?, ?, ?)",
-                    [
-                        (vid, _enc(a.target_epoch), _enc(a.source_epoch), _root_enc(a.signing_root))
-                        for a in history.signed_attestations
-                    ],
+                db.execute(
+                    "UPDATE validators SET min_slot = (SELECT MIN(slot) FROM signed_blocks WHERE validator_id = ?)"
+                    " WHERE id = ?",
+                    (vid, vid),
                 )
                 blocks += len(history.signed_blocks)
                 attestations += len(history.signed_attestations)
-                full = self._history(db, vid)
-                staircase = is_staircase(full.signed_attestations)
-                non_staircase += not staircase
-                db.execute(
-                    "UPDATE validators SET min_slot = (SELECT MIN(slot) FROM signed_blocks WHERE validator_id = :v),"
-                    " min_source = (SELECT MIN(source_epoch) FROM signed_attestations WHERE validator_id = :v),"
-                    " min_target = (SELECT MIN(target_epoch) FROM signed_attestations WHERE validator_id = :v),"
-                    " staircase = :staircase WHERE id = :v",
-                    {"v": vid, "staircase": int(staircase)},
+                combined = list(dict.fromkeys([*existing.get(vid, []), *history.signed_attestations]))
+                if not combined:
+                    continue
+                if not is_staircase(combined):
+                    minimal = minify(combined, [])
+                    assert minimal.max_source is not None and minimal.max_target is not None
+                    combined = [SignedAttestation(minimal.max_source, minimal.max_target)]
+                    minified += 1
+                    db.execute("DELETE FROM signed_attestations WHERE validator_id = ?", (vid,))
+                db.executemany(
+                    "INSERT OR IGNORE INTO signed_attestations VALUES (?, ?, ?, ?)",
+                    [(_enc(a.target_epoch), vid, _enc(a.source_epoch), _root_enc(a.signing_root)) for a in combined],
                 )
-        return ImportReport(len(merged.data), blocks, attestations, non_staircase)
+                lowest = min(combined, key=lambda a: a.target_epoch)  # a staircase: also the least source
+                db.execute(
+                    "INSERT OR REPLACE INTO attestation_bounds VALUES (?, ?, ?, ?)",
+                    (vid, _enc(lowest.source_epoch), _enc(lowest.target_epoch),
+                     _enc(max(a.target_epoch for a in combined))),
+                )
+        return ImportReport(len(merged.data), blocks, attestations, minified)
 
-    def _history(self, db: sqlite3.Connection, vid: int, pubkey: bytes = b"") -> ValidatorHistory:
+    def _attestations_of(self, db: sqlite3.Connection, vids: list[int]) -> dict[int, list[SignedAttestation]]:
+        """Every attestation of these validators (one pass over the table: imports and exports only)."""
+        wanted = set(vids)
+        found: dict[int, list[SignedAttestation]] = {}
+        for t, vid, s, r in db.execute(
+            "SELECT target_epoch, validator_id, source_epoch, signing_root FROM signed_attestations"
+        ):
+            if vid in wanted:
+                found.setdefault(vid, []).append(SignedAttestation(_dec(s), _dec(t), _root_dec(r)))
+        return found
+
+    def _history(self, db: sqlite3.Connection, vid: int, pubkey: bytes = b"",
+                 attestations: list[SignedAttestation] | None = None) -> ValidatorHistory:
         blocks = db.execute(
             "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? ORDER BY slot", (vid,)
         ).fetchall()
-        atts = db.execute(
-            "SELECT source_epoch, target_epoch, signing_root FROM signed_attestations WHERE validator_id = ?"
-            " ORDER BY target_epoch, source_epoch",
-            (vid,),
-        ).fetchall()
+        if attestations is None:
+            attestations = self._attestations_of(db, [vid]).get(vid, [])
         return ValidatorHistory(
             pubkey,
             tuple(SignedBlock(_dec(s), _root_dec(r)) for s, r in blocks),
-            tuple(SignedAttestation(_dec(s), _dec(t), _root_dec(r)) for s, t, r in atts),
+            tuple(sorted(attestations, key=lambda a: (a.target_epoch, a.source_epoch))),
         )
 
     def export_interchange(self) -> Interchange:
         with self._lock:
             validators = self._db.execute("SELECT id, pubkey FROM validators ORDER BY pubkey").fetchall()
+            atts = self._attestations_of(self._db, [vid for vid, _ in validators])
             return Interchange(
                 self.genesis_validators_root,
-                tuple(self._history(self._db, vid, bytes(pk)) for vid, pk in validators),
+                tuple(self._history(self._db, vid, bytes(pk), atts.get(vid, [])) for vid, pk in validators),
             )
 
     def history(self, pubkey: bytes) -> ValidatorHistory:

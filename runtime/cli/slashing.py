@@ -82,7 +82,7 @@ def import_(file: str, db: str) -> None:
         fail(str(e))
     click.echo(
         f"imported {report.validators} validators, {report.blocks} blocks, {report.attestations} attestations"
-        + (f" ({report.non_staircase} with slashable history: checked record by record)" if report.non_staircase else "")
+        + (f" ({report.minified} with slashable history kept as EIP-3076 watermarks)" if report.minified else "")
     )
 
 
