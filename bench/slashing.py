@@ -28,7 +28,9 @@ def populate(store: Store, validators: int, epochs: int) -> float:
     start = time.perf_counter()
     db = store._db
     db.execute("BEGIN IMMEDIATE")
-    db.executemany("INSERT INTO validators (pubkey) VALUES (?)", ((i.to_bytes(48, "big"),) for i in range(validators)))
+    db.executemany(
+        "INSERT INTO validators (pubkey) VALUES (?)", ((i.to_bytes(48, "big"),) for i in range(validators))
+    )
     db.execute(
         "INSERT INTO attestation_bounds SELECT id, ?, ?, ? FROM validators", (_enc(0), _enc(1), _enc(epochs))
     )
@@ -49,7 +51,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--validators", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=1_000)
     parser.add_argument("--batches", type=int, default=100)
@@ -63,8 +67,10 @@ def main() -> None:
         seconds = populate(store, args.validators, args.epochs)
         rows = args.validators * args.epochs
         size_mb = path.stat().st_size / 1e6
-        print(f"history: {args.validators} validators x {args.epochs} epochs = {rows:,} attestations "
-              f"in {seconds:.1f} s ({size_mb:,.0f} MB)")
+        print(
+            f"history: {args.validators} validators x {args.epochs} epochs = {rows:,} attestations "
+            f"in {seconds:.1f} s ({size_mb:,.0f} MB)"
+        )
 
         rng = random.Random(1)
         latencies = []
@@ -85,17 +91,24 @@ def main() -> None:
         total = sum(latencies)
         p50, p99 = percentile(latencies, 0.50) * 1e3, percentile(latencies, 0.99) * 1e3
         print(f"batches: {args.batches} x {args.batch_size} attestations, one durable transaction each")
-        print(f"  batch latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {statistics.mean(latencies) * 1e3:.1f} ms")
+        print(
+            f"  batch latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {statistics.mean(latencies) * 1e3:.1f} ms"
+        )
         print(f"  throughput {checks / total:,.0f} checks/s (checked + recorded + fsync'ed)")
         target = 50.0
-        print(f"  target p99 < {target:.0f} ms per 1,000-attestation batch: ratio p99/target = {p99 / target:.2f}")
+        print(
+            f"  target p99 < {target:.0f} ms per 1,000-attestation batch: ratio p99/target = {p99 / target:.2f}"
+        )
 
         # Out-of-order candidates (older than the newest record) step between the bounds.
         pk = (0).to_bytes(48, "big")
         reps = 50
         for label, att in (
             ("newest target + 1 (the common case)", SignedAttestation(args.epochs + 300, args.epochs + 301)),
-            ("target in the middle of the history", SignedAttestation(args.epochs // 2, args.epochs // 2 + 1)),
+            (
+                "target in the middle of the history",
+                SignedAttestation(args.epochs // 2, args.epochs // 2 + 1),
+            ),
         ):
             t0 = time.perf_counter()
             for _ in range(reps):

@@ -76,5 +76,7 @@ def all_of(name: str, statement: str, parts: Sequence[ProofResult]) -> ProofResu
     seconds = sum(p.seconds for p in parts)
     for p in parts:
         if not p.ok:
-            return ProofResult(name, statement, p.status, seconds, p.counterexample, f"{p.name}: {p.detail}".strip())
+            return ProofResult(
+                name, statement, p.status, seconds, p.counterexample, f"{p.name}: {p.detail}".strip()
+            )
     return ProofResult(name, statement, PROVED, seconds, detail=f"{len(parts)} parts")

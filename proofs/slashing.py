@@ -71,7 +71,9 @@ class SymbolicHistory:
 
     def forall_pairs(self, pred: Callable[..., Any]) -> z3.BoolRef:
         i, j = z3.Int(f"i{next(_fresh)}"), z3.Int(f"j{next(_fresh)}")
-        return z3.ForAll([i, j], z3.Implies(z3.And(self._in(i), self._in(j), i != j), pred(self.at(i), self.at(j))))
+        return z3.ForAll(
+            [i, j], z3.Implies(z3.And(self._in(i), self._in(j), i != j), pred(self.at(i), self.at(j)))
+        )
 
     def appended(self, record: tuple[Any, ...]) -> SymbolicHistory:
         assert self.member is None
@@ -121,8 +123,11 @@ def attestation_inductive_safety(model: ModuleType = rules) -> ProofResult:
     return check_valid(
         "attestation_inductive_safety",
         "no slashable attestation pair + accepted attestation => still none (any history length)",
-        [h.n >= 0, h.forall_pairs(lambda a, b: z3.Not(spec_slashable_either_order(a, b))),
-         model.is_attestation_acceptable(s, t, r, h, h.n > 0, min_s, min_t)],
+        [
+            h.n >= 0,
+            h.forall_pairs(lambda a, b: z3.Not(spec_slashable_either_order(a, b))),
+            model.is_attestation_acceptable(s, t, r, h, h.n > 0, min_s, min_t),
+        ],
         extended.forall_pairs(lambda a, b: z3.Not(spec_slashable_either_order(a, b))),
     )
 
@@ -134,8 +139,11 @@ def block_inductive_safety(model: ModuleType = rules) -> ProofResult:
     return check_valid(
         "block_inductive_safety",
         "no double proposal + accepted block => still none (any history length)",
-        [h.n >= 0, h.forall_pairs(lambda a, b: z3.Not(spec_is_slashable_block_pair(a, b))),
-         model.is_block_acceptable(slot, r, h, h.n > 0, min_slot)],
+        [
+            h.n >= 0,
+            h.forall_pairs(lambda a, b: z3.Not(spec_is_slashable_block_pair(a, b))),
+            model.is_block_acceptable(slot, r, h, h.n > 0, min_slot),
+        ],
         extended.forall_pairs(lambda a, b: z3.Not(spec_is_slashable_block_pair(a, b))),
     )
 
@@ -147,19 +155,23 @@ def minification_soundness(model: ModuleType = rules) -> ProofResult:
     attestations = check_valid(
         "minification_soundness.attestations",
         "minimal DB accepts attestation => complete DB accepts it",
-        [atts.n >= 0,
-         z3.Implies(atts.n > 0, atts.are_lower_bounds((min_s, min_t), (0, 1))),
-         atts.forall(lambda rec: z3.And(rec[0] <= max_s, rec[1] <= max_t)),
-         model.is_attestation_beyond_minimal(s, t, max_s, max_t)],
+        [
+            atts.n >= 0,
+            z3.Implies(atts.n > 0, atts.are_lower_bounds((min_s, min_t), (0, 1))),
+            atts.forall(lambda rec: z3.And(rec[0] <= max_s, rec[1] <= max_t)),
+            model.is_attestation_beyond_minimal(s, t, max_s, max_t),
+        ],
         model.is_attestation_acceptable(s, t, r, atts, atts.n > 0, min_s, min_t),
     )
     blocks = check_valid(
         "minification_soundness.blocks",
         "minimal DB accepts block => complete DB accepts it",
-        [blks.n >= 0,
-         z3.Implies(blks.n > 0, blks.are_lower_bounds((min_slot,), (0,))),
-         blks.forall(lambda rec: rec[0] <= max_slot),
-         model.is_block_beyond_minimal(slot, max_slot)],
+        [
+            blks.n >= 0,
+            z3.Implies(blks.n > 0, blks.are_lower_bounds((min_slot,), (0,))),
+            blks.forall(lambda rec: rec[0] <= max_slot),
+            model.is_block_beyond_minimal(slot, max_slot),
+        ],
         model.is_block_acceptable(slot, br, blks, blks.n > 0, min_slot),
     )
     return all_of(
@@ -190,9 +202,19 @@ def neighbour_check_sufficiency(
     T = h.arrays[1]
     nearest = [
         # p is the record with the greatest target below t, if any; q the least target above t.
-        z3.Implies(has_p, z3.And(p >= 0, p < h.n, T[p] < t, z3.ForAll([i], z3.Implies(z3.And(in_h, T[i] < t), T[i] <= T[p])))),
+        z3.Implies(
+            has_p,
+            z3.And(
+                p >= 0, p < h.n, T[p] < t, z3.ForAll([i], z3.Implies(z3.And(in_h, T[i] < t), T[i] <= T[p]))
+            ),
+        ),
         z3.Implies(z3.Not(has_p), z3.ForAll([i], z3.Implies(in_h, T[i] >= t))),
-        z3.Implies(has_q, z3.And(q >= 0, q < h.n, T[q] > t, z3.ForAll([i], z3.Implies(z3.And(in_h, T[i] > t), T[i] >= T[q])))),
+        z3.Implies(
+            has_q,
+            z3.And(
+                q >= 0, q < h.n, T[q] > t, z3.ForAll([i], z3.Implies(z3.And(in_h, T[i] > t), T[i] >= T[q]))
+            ),
+        ),
         z3.Implies(z3.Not(has_q), z3.ForAll([i], z3.Implies(in_h, T[i] <= t))),
     ]
     picks = {
@@ -218,9 +240,13 @@ def pruning_soundness(model: ModuleType = rules) -> ProofResult:
     attestations = check_valid(
         "pruning_soundness.attestations",
         "pruned staircase DB (targets >= cut, its own low watermarks) accepts => no slashable pair with the full history",
-        [h.n > 0, staircase(h),
-         kept.exists(lambda rec: z3.BoolVal(True)), kept.are_lower_bounds((kmin_s, kmin_t), (0, 1)),
-         model.is_attestation_acceptable(s, t, r, kept, True, kmin_s, kmin_t)],
+        [
+            h.n > 0,
+            staircase(h),
+            kept.exists(lambda rec: z3.BoolVal(True)),
+            kept.are_lower_bounds((kmin_s, kmin_t), (0, 1)),
+            model.is_attestation_acceptable(s, t, r, kept, True, kmin_s, kmin_t),
+        ],
         h.forall(lambda rec: z3.Not(spec_slashable_either_order((s, t, r), rec))),
     )
     b = SymbolicHistory.fresh("blk", 2)
@@ -229,9 +255,13 @@ def pruning_soundness(model: ModuleType = rules) -> ProofResult:
     blocks = check_valid(
         "pruning_soundness.blocks",
         "pruned block DB (slots >= cut, its own low watermark) accepts => no double proposal with the full history",
-        [b.n > 0, b.forall_pairs(lambda x, y: z3.Not(spec_is_slashable_block_pair(x, y))),
-         bkept.exists(lambda rec: z3.BoolVal(True)), bkept.are_lower_bounds((kmin_slot,), (0,)),
-         model.is_block_acceptable(slot, br, bkept, True, kmin_slot)],
+        [
+            b.n > 0,
+            b.forall_pairs(lambda x, y: z3.Not(spec_is_slashable_block_pair(x, y))),
+            bkept.exists(lambda rec: z3.BoolVal(True)),
+            bkept.are_lower_bounds((kmin_slot,), (0,)),
+            model.is_block_acceptable(slot, br, bkept, True, kmin_slot),
+        ],
         b.forall(lambda rec: z3.Not(spec_is_slashable_block_pair((slot, br), rec))),
     )
     return all_of(
@@ -242,9 +272,21 @@ def pruning_soundness(model: ModuleType = rules) -> ProofResult:
 
 
 THEOREMS = [
-    Theorem("attestation_inductive_safety", "no slashable attestation pair is ever recorded", attestation_inductive_safety),
+    Theorem(
+        "attestation_inductive_safety",
+        "no slashable attestation pair is ever recorded",
+        attestation_inductive_safety,
+    ),
     Theorem("block_inductive_safety", "no double proposal is ever recorded", block_inductive_safety),
-    Theorem("minification_soundness", "minimal (watermark) DB never accepts more than the complete DB", minification_soundness),
-    Theorem("neighbour_check_sufficiency", "the store's neighbour query decides like a full scan", neighbour_check_sufficiency),
+    Theorem(
+        "minification_soundness",
+        "minimal (watermark) DB never accepts more than the complete DB",
+        minification_soundness,
+    ),
+    Theorem(
+        "neighbour_check_sufficiency",
+        "the store's neighbour query decides like a full scan",
+        neighbour_check_sufficiency,
+    ),
     Theorem("pruning_soundness", "pruning with low watermarks stays safe", pruning_soundness),
 ]

@@ -245,7 +245,9 @@ class Store:
         ).fetchall()
         return [SignedAttestation(_dec(s), _dec(target), _root_dec(r)) for s, r in rows]
 
-    def _nearest(self, db: sqlite3.Connection, vid: int, start: int, stop: int, step: int) -> list[SignedAttestation]:
+    def _nearest(
+        self, db: sqlite3.Connection, vid: int, start: int, stop: int, step: int
+    ) -> list[SignedAttestation]:
         """Records at the first target from `start` towards `stop` (inclusive) that has any: up to
         NEIGHBOUR_STEPS point queries (the common case needs one), then one range query."""
         if (stop - start) * step < 0:
@@ -266,11 +268,18 @@ class Store:
         ).fetchone()
         return [] if row is None else self._at_target(db, vid, row[0])
 
-    def _attestation(self, db: sqlite3.Connection, pubkey: bytes, att: SignedAttestation, record: bool) -> Verdict:
+    def _attestation(
+        self, db: sqlite3.Connection, pubkey: bytes, att: SignedAttestation, record: bool
+    ) -> Verdict:
         vid = self._validator_id(db, pubkey, create=record)
-        bounds = None if vid is None else db.execute(
-            "SELECT min_source, min_target, max_target FROM attestation_bounds WHERE validator_id = ?", (vid,)
-        ).fetchone()
+        bounds = (
+            None
+            if vid is None
+            else db.execute(
+                "SELECT min_source, min_target, max_target FROM attestation_bounds WHERE validator_id = ?",
+                (vid,),
+            ).fetchone()
+        )
         if vid is None or bounds is None:
             verdict = check_attestation(att, [], None)
         else:
@@ -285,7 +294,10 @@ class Store:
         if verdict.safe and not verdict.repeat and record:
             assert vid is not None
             t, s = _enc(att.target_epoch), _enc(att.source_epoch)
-            db.execute("INSERT INTO signed_attestations VALUES (?, ?, ?, ?)", (t, vid, s, _root_enc(att.signing_root)))
+            db.execute(
+                "INSERT INTO signed_attestations VALUES (?, ?, ?, ?)",
+                (t, vid, s, _root_enc(att.signing_root)),
+            )
             if bounds is None:
                 db.execute("INSERT INTO attestation_bounds VALUES (?, ?, ?, ?)", (vid, s, t, t))
             elif t > bounds[2]:
@@ -305,7 +317,8 @@ class Store:
         verdict = check_block(block, records, None if min_slot is None else _dec(min_slot))
         if verdict.safe and not verdict.repeat and record:
             db.execute(
-                "INSERT INTO signed_blocks VALUES (?, ?, ?)", (vid, _enc(block.slot), _root_enc(block.signing_root))
+                "INSERT INTO signed_blocks VALUES (?, ?, ?)",
+                (vid, _enc(block.slot), _root_enc(block.signing_root)),
             )
             if min_slot is None:
                 db.execute("UPDATE validators SET min_slot = ? WHERE id = ?", (_enc(block.slot), vid))
@@ -327,7 +340,9 @@ class Store:
         merged = merge([inter])
         blocks = attestations = minified = 0
         with self._transaction() as db:
-            existing = self._attestations_of(db, [self._validator_id(db, h.pubkey, True) or 0 for h in merged.data])
+            existing = self._attestations_of(
+                db, [self._validator_id(db, h.pubkey, True) or 0 for h in merged.data]
+            )
             for history in merged.data:
                 vid = self._validator_id(db, history.pubkey, create=True)
                 assert vid is not None
@@ -353,13 +368,20 @@ class Store:
                     db.execute("DELETE FROM signed_attestations WHERE validator_id = ?", (vid,))
                 db.executemany(
                     "INSERT OR IGNORE INTO signed_attestations VALUES (?, ?, ?, ?)",
-                    [(_enc(a.target_epoch), vid, _enc(a.source_epoch), _root_enc(a.signing_root)) for a in combined],
+                    [
+                        (_enc(a.target_epoch), vid, _enc(a.source_epoch), _root_enc(a.signing_root))
+                        for a in combined
+                    ],
                 )
                 lowest = min(combined, key=lambda a: a.target_epoch)  # a staircase: also the least source
                 db.execute(
                     "INSERT OR REPLACE INTO attestation_bounds VALUES (?, ?, ?, ?)",
-                    (vid, _enc(lowest.source_epoch), _enc(lowest.target_epoch),
-                     _enc(max(a.target_epoch for a in combined))),
+                    (
+                        vid,
+                        _enc(lowest.source_epoch),
+                        _enc(lowest.target_epoch),
+                        _enc(max(a.target_epoch for a in combined)),
+                    ),
                 )
         return ImportReport(len(merged.data), blocks, attestations, minified)
 
@@ -374,8 +396,13 @@ class Store:
                 found.setdefault(vid, []).append(SignedAttestation(_dec(s), _dec(t), _root_dec(r)))
         return found
 
-    def _history(self, db: sqlite3.Connection, vid: int, pubkey: bytes = b"",
-                 attestations: list[SignedAttestation] | None = None) -> ValidatorHistory:
+    def _history(
+        self,
+        db: sqlite3.Connection,
+        vid: int,
+        pubkey: bytes = b"",
+        attestations: list[SignedAttestation] | None = None,
+    ) -> ValidatorHistory:
         blocks = db.execute(
             "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? ORDER BY slot", (vid,)
         ).fetchall()

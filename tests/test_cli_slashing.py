@@ -15,19 +15,41 @@ GVR = "0x" + "00" * 32
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "covalidator", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "covalidator", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def digest(path: Path) -> str:
-    return "".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.parent.glob(path.name + "*")))
+    return "".join(
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.parent.glob(path.name + "*"))
+    )
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "slashing.sqlite"
-    assert cli("slashing", "check", "--db", str(path), "--pubkey", PK, "--attestation", "2", "3",
-               "--record", "--genesis-validators-root", GVR).returncode == 0
-    assert cli("slashing", "check", "--db", str(path), "--pubkey", PK, "--block", "10", "--record").returncode == 0
+    assert (
+        cli(
+            "slashing",
+            "check",
+            "--db",
+            str(path),
+            "--pubkey",
+            PK,
+            "--attestation",
+            "2",
+            "3",
+            "--record",
+            "--genesis-validators-root",
+            GVR,
+        ).returncode
+        == 0
+    )
+    assert (
+        cli("slashing", "check", "--db", str(path), "--pubkey", PK, "--block", "10", "--record").returncode
+        == 0
+    )
     return path
 
 
@@ -37,7 +59,18 @@ def test_safe_refused_and_recorded(db: Path) -> None:
     refused = cli("slashing", "check", "--db", str(db), "--pubkey", PK, "--attestation", "1", "5")
     assert refused.returncode == 3
     assert "surrounding_vote" in refused.stderr and "source=2 target=3" in refused.stderr
-    double = cli("slashing", "check", "--db", str(db), "--pubkey", PK, "--block", "10", "--signing-root", "0x" + "11" * 32)
+    double = cli(
+        "slashing",
+        "check",
+        "--db",
+        str(db),
+        "--pubkey",
+        PK,
+        "--block",
+        "10",
+        "--signing-root",
+        "0x" + "11" * 32,
+    )
     assert double.returncode == 3 and "double_proposal" in double.stderr and "slot=10" in double.stderr
     low = cli("slashing", "check", "--db", str(db), "--pubkey", PK, "--block", "9")
     assert low.returncode == 3 and "slot_not_above_low_watermark" in low.stderr
@@ -99,18 +132,38 @@ def test_import_export_round_trip(db: Path, tmp_path: Path) -> None:
     "content, message",
     [
         ("{not json", "not valid JSON"),
-        ('{"metadata": {"interchange_format_version": "4", "genesis_validators_root": "0x' + "00" * 32 + '"}, "data": []}',
-         "unsupported version"),
-        ('{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x' + "11" * 32 + '"}, "data": []}',
-         "does not match"),
-        ('{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x' + "00" * 32
-         + '"}, "data": [{"pubkey": "0x' + "ab" * 48 + '", "signed_blocks": [{"slot": "18446744073709551616"}],'
-         ' "signed_attestations": []}]}', "does not fit in a uint64"),
-        ('{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x' + "00" * 32
-         + '"}, "data": [{"pubkey": "0xab", "signed_blocks": [], "signed_attestations": []}]}', "$.data[0].pubkey"),
+        (
+            '{"metadata": {"interchange_format_version": "4", "genesis_validators_root": "0x'
+            + "00" * 32
+            + '"}, "data": []}',
+            "unsupported version",
+        ),
+        (
+            '{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x'
+            + "11" * 32
+            + '"}, "data": []}',
+            "does not match",
+        ),
+        (
+            '{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x'
+            + "00" * 32
+            + '"}, "data": [{"pubkey": "0x'
+            + "ab" * 48
+            + '", "signed_blocks": [{"slot": "18446744073709551616"}],'
+            ' "signed_attestations": []}]}',
+            "does not fit in a uint64",
+        ),
+        (
+            '{"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x'
+            + "00" * 32
+            + '"}, "data": [{"pubkey": "0xab", "signed_blocks": [], "signed_attestations": []}]}',
+            "$.data[0].pubkey",
+        ),
     ],
 )
-def test_bad_import_exits_2_and_leaves_db_unchanged(db: Path, tmp_path: Path, content: str, message: str) -> None:
+def test_bad_import_exits_2_and_leaves_db_unchanged(
+    db: Path, tmp_path: Path, content: str, message: str
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     before = digest(db)
@@ -120,7 +173,10 @@ def test_bad_import_exits_2_and_leaves_db_unchanged(db: Path, tmp_path: Path, co
 
 
 def test_missing_files(tmp_path: Path) -> None:
-    assert cli("slashing", "import", str(tmp_path / "nope.json"), "--db", str(tmp_path / "x.sqlite")).returncode == 2
+    assert (
+        cli("slashing", "import", str(tmp_path / "nope.json"), "--db", str(tmp_path / "x.sqlite")).returncode
+        == 2
+    )
     assert cli("slashing", "export", "--db", str(tmp_path / "nope.sqlite")).returncode == 2
 
 
@@ -128,8 +184,14 @@ def test_help_is_fast_and_lists_commands() -> None:
     result = cli("--help")
     assert result.returncode == 0 and "slashing" in result.stdout and "prove" in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, covalidator.runtime.cli as c; c.main(['--help'], standalone_mode=False);"
-         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('z3', 'aiohttp', 'eth_consensus_specs')))"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys, covalidator.runtime.cli as c; c.main(['--help'], standalone_mode=False);"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('z3', 'aiohttp', 'eth_consensus_specs')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert probe.stdout.strip().endswith("[]"), "--help must not import z3, aiohttp or the consensus specs"

@@ -50,7 +50,9 @@ def _block(entry: dict) -> SignedBlock:  # type: ignore[type-arg]
 
 def _attestation(entry: dict) -> SignedAttestation:  # type: ignore[type-arg]
     root = entry.get("signing_root")
-    return SignedAttestation(int(entry["source_epoch"]), int(entry["target_epoch"]), bytes.fromhex(root[2:]) if root else None)
+    return SignedAttestation(
+        int(entry["source_epoch"]), int(entry["target_epoch"]), bytes.fromhex(root[2:]) if root else None
+    )
 
 
 @pytest.mark.parametrize("name", VECTOR_NAMES)
@@ -66,10 +68,16 @@ def test_complete_store(name: str, tmp_path: Path) -> None:
         assert imported == step["should_succeed"], f"step {number}: import"
         for entry in step["blocks"]:
             verdict = store.check_block(bytes.fromhex(entry["pubkey"][2:]), _block(entry), record=True)
-            assert verdict.safe == entry["should_succeed_complete"], f"step {number}: block {entry} -> {verdict.describe()}"
+            assert verdict.safe == entry["should_succeed_complete"], (
+                f"step {number}: block {entry} -> {verdict.describe()}"
+            )
         for entry in step["attestations"]:
-            verdict = store.check_attestation(bytes.fromhex(entry["pubkey"][2:]), _attestation(entry), record=True)
-            assert verdict.safe == entry["should_succeed_complete"], f"step {number}: att {entry} -> {verdict.describe()}"
+            verdict = store.check_attestation(
+                bytes.fromhex(entry["pubkey"][2:]), _attestation(entry), record=True
+            )
+            assert verdict.safe == entry["should_succeed_complete"], (
+                f"step {number}: att {entry} -> {verdict.describe()}"
+            )
     store.close()
 
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from covalidator.model.interchange import (
-    InterchangeError,
     Interchange,
+    InterchangeError,
     ValidatorHistory,
     merge,
     minify_interchange,
@@ -40,13 +40,25 @@ def entry(**overrides: object) -> dict[str, object]:
         (doc([], gvr="00" * 32), "expected 0x-prefixed hex"),
         (doc({}), "$.data: expected an array"),
         (doc([entry(pubkey="0x" + "zz" * 48)]), "$.data[0].pubkey"),
-        (doc([entry(signed_blocks=[{"slot": 5}])]), "$.data[0].signed_blocks[0].slot: expected a decimal string"),
+        (
+            doc([entry(signed_blocks=[{"slot": 5}])]),
+            "$.data[0].signed_blocks[0].slot: expected a decimal string",
+        ),
         (doc([entry(signed_blocks=[{"slot": " 5"}])]), "expected a decimal string"),
         (doc([entry(signed_blocks=[{"slot": "-5"}])]), "expected a decimal string"),
-        (doc([entry(signed_blocks=[{"slot": "5", "signing_root": "0x12"}])]), "signing_root: expected 32 bytes"),
+        (
+            doc([entry(signed_blocks=[{"slot": "5", "signing_root": "0x12"}])]),
+            "signing_root: expected 32 bytes",
+        ),
         (doc([entry(signed_attestations=[{"source_epoch": "1"}])]), "missing required field 'target_epoch'"),
-        (doc([entry(signed_attestations=[{"source_epoch": "1", "target_epoch": str(2**64)}])]), "does not fit"),
-        (doc([{"pubkey": "0x" + "ab" * 48, "signed_blocks": []}]), "missing required field 'signed_attestations'"),
+        (
+            doc([entry(signed_attestations=[{"source_epoch": "1", "target_epoch": str(2**64)}])]),
+            "does not fit",
+        ),
+        (
+            doc([{"pubkey": "0x" + "ab" * 48, "signed_blocks": []}]),
+            "missing required field 'signed_attestations'",
+        ),
     ],
 )
 def test_strict_errors_name_the_path(document: object, path: str) -> None:
@@ -63,7 +75,11 @@ def test_unknown_fields_are_tolerated() -> None:
 records = st.builds(
     ValidatorHistory,
     st.sampled_from([b"\x01" * 48, b"\x02" * 48]),
-    st.lists(st.builds(SignedBlock, st.integers(0, 2**64 - 1), st.one_of(st.none(), st.binary(min_size=32, max_size=32)))).map(tuple),
+    st.lists(
+        st.builds(
+            SignedBlock, st.integers(0, 2**64 - 1), st.one_of(st.none(), st.binary(min_size=32, max_size=32))
+        )
+    ).map(tuple),
     st.lists(st.builds(SignedAttestation, st.integers(0, 50), st.integers(0, 50), st.none())).map(tuple),
 )
 

@@ -37,7 +37,9 @@ def attestation_data(source: int, target: int, seed: int) -> object:
     )
 
 
-candidates = st.lists(st.tuples(st.sampled_from(PUBKEYS), EPOCH, EPOCH, ROOT_SEED, st.booleans()), max_size=25)
+candidates = st.lists(
+    st.tuples(st.sampled_from(PUBKEYS), EPOCH, EPOCH, ROOT_SEED, st.booleans()), max_size=25
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -60,7 +62,9 @@ def test_attestation_check_matches_consensus_specs(sequence: list[tuple[bytes, i
                 return bool(d1.target.epoch == d2.target.epoch) or bool(  # type: ignore[attr-defined]
                     spec.is_slashable_attestation_data(d1, d2) or spec.is_slashable_attestation_data(d2, d1)
                 )
-            return bool(spec.is_slashable_attestation_data(d1, d2) or spec.is_slashable_attestation_data(d2, d1))
+            return bool(
+                spec.is_slashable_attestation_data(d1, d2) or spec.is_slashable_attestation_data(d2, d1)
+            )
 
         repeat = any(d == data and r.signing_root is not None and root is not None for d, r in history)
         no_pair = all(not slashable(data, candidate, d, r) for d, r in history)

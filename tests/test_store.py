@@ -98,7 +98,11 @@ def test_batch_checks_items_against_each_other(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite", GVR)
     pk = b"\x07" * 48
     verdicts = store.check_batch(
-        [(pk, SignedAttestation(1, 2, b"a" * 32)), (pk, SignedAttestation(1, 2, b"b" * 32)), (pk, SignedBlock(9))]
+        [
+            (pk, SignedAttestation(1, 2, b"a" * 32)),
+            (pk, SignedAttestation(1, 2, b"b" * 32)),
+            (pk, SignedBlock(9)),
+        ]
     )
     assert [v.safe for v in verdicts] == [True, False, True]
 
@@ -116,8 +120,16 @@ def test_import_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert store.export_interchange().data == ()
 
     # a failure inside the transaction, after the first validator's rows were written, rolls back all
-    other = {"pubkey": "0x" + "cc" * 48, "signed_blocks": [], "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}]}
-    first = {"pubkey": "0x" + "dd" * 48, "signed_blocks": [{"slot": "3"}], "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}]}
+    other = {
+        "pubkey": "0x" + "cc" * 48,
+        "signed_blocks": [],
+        "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}],
+    }
+    first = {
+        "pubkey": "0x" + "dd" * 48,
+        "signed_blocks": [{"slot": "3"}],
+        "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}],
+    }
     inter = parse_interchange(document([first, other]))
     calls = []
 
@@ -174,7 +186,10 @@ def test_slashable_import_is_minified(tmp_path: Path) -> None:
     entry = {
         "pubkey": "0x" + "cc" * 48,
         "signed_blocks": [],
-        "signed_attestations": [{"source_epoch": "5", "target_epoch": "2"}, {"source_epoch": "1", "target_epoch": "9"}],
+        "signed_attestations": [
+            {"source_epoch": "5", "target_epoch": "2"},
+            {"source_epoch": "1", "target_epoch": "9"},
+        ],
     }
     report = store.import_interchange(parse_interchange(document([entry])))
     assert report.minified == 1

@@ -16,7 +16,10 @@ import click
 
 # name -> ("module:attribute", one-line help shown by `covalidator --help` without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "slashing": ("covalidator.runtime.cli.slashing:slashing", "EIP-3076 slashing protection DB: import, export, check."),
+    "slashing": (
+        "covalidator.runtime.cli.slashing:slashing",
+        "EIP-3076 slashing protection DB: import, export, check.",
+    ),
     "prove": ("covalidator.runtime.cli.prove:prove", "Run every Z3 theorem in proofs/ and print a table."),
 }
 

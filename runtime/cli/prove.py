@@ -31,14 +31,24 @@ def prove(only: tuple[str, ...], as_json: bool) -> None:
         results.append(dataclasses.replace(result, name=theorem.name, statement=theorem.statement))
     failed = [r for r in results if not r.ok]
     if as_json:
-        click.echo(json.dumps({
-            "theorems": [
-                {"name": r.name, "status": r.status, "seconds": round(r.seconds, 3),
-                 "statement": r.statement, "counterexample": r.counterexample, "detail": r.detail}
-                for r in results
-            ],
-            "failed": len(failed),
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "theorems": [
+                        {
+                            "name": r.name,
+                            "status": r.status,
+                            "seconds": round(r.seconds, 3),
+                            "statement": r.statement,
+                            "counterexample": r.counterexample,
+                            "detail": r.detail,
+                        }
+                        for r in results
+                    ],
+                    "failed": len(failed),
+                }
+            )
+        )
     else:
         table = Table(title="covalidator theorems (Z3, on the model's own functions)", expand=True)
         table.add_column("theorem", no_wrap=True)

@@ -59,7 +59,9 @@ def slashing() -> None:
 
 @slashing.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--db", required=True, type=click.Path(dir_okay=False), help="SQLite slashing DB (created if missing).")
+@click.option(
+    "--db", required=True, type=click.Path(dir_okay=False), help="SQLite slashing DB (created if missing)."
+)
 def import_(file: str, db: str) -> None:
     """Merge an EIP-3076 interchange file (v5) into the DB, all or nothing."""
     from covalidator.model.interchange import InterchangeError, parse_interchange
@@ -82,7 +84,11 @@ def import_(file: str, db: str) -> None:
         fail(str(e))
     click.echo(
         f"imported {report.validators} validators, {report.blocks} blocks, {report.attestations} attestations"
-        + (f" ({report.minified} with slashable history kept as EIP-3076 watermarks)" if report.minified else "")
+        + (
+            f" ({report.minified} with slashable history kept as EIP-3076 watermarks)"
+            if report.minified
+            else ""
+        )
     )
 
 
@@ -114,9 +120,13 @@ def export(db: str, out: str | None, minify: bool) -> None:
 @click.option("--pubkey", required=True, help="Validator public key, 0x + 96 hex.")
 @click.option("--attestation", nargs=2, metavar="SOURCE TARGET", help="Source and target epochs.")
 @click.option("--block", metavar="SLOT", help="Block slot.")
-@click.option("--signing-root", help="0x + 64 hex; unknown when omitted (then only an absent slot/target is safe).")
+@click.option(
+    "--signing-root", help="0x + 64 hex; unknown when omitted (then only an absent slot/target is safe)."
+)
 @click.option("--record", is_flag=True, help="Record it when safe (one durable transaction).")
-@click.option("--genesis-validators-root", help="Required when DB does not exist yet; must match an existing DB.")
+@click.option(
+    "--genesis-validators-root", help="Required when DB does not exist yet; must match an existing DB."
+)
 def check(
     db: str,
     pubkey: str,
