@@ -1,0 +1,143 @@
+"""The cluster lock: a good lock loads and round-trips; every kind of bad lock fails with its own message.
+Bad locks other than "tampered" are re-hashed and re-signed, so each reaches the check it is about."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from covalidator.model import bls, cluster_lock, shamir
+from covalidator.model.cluster_lock import DistributedValidator, LockError
+
+from .bls_points import NON_SUBGROUP_G1
+
+N, M = 4, 3
+KEYS = [Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i in range(N + 1)]
+
+
+def distributed(secret: int, n: int = N, m: int = M) -> DistributedValidator:
+    shares = bls.split(secret, m, n, shamir.coefficients_from_seed(secret.to_bytes(8, "big"), m - 1))
+    public = bls.share_pubkeys(shares)
+    return DistributedValidator(bls.sk_to_pk(secret), tuple(public[i] for i in range(1, n + 1)))
+
+
+def good_lock() -> dict[str, Any]:
+    return cluster_lock.build_lock(
+        name="test",
+        network="hoodi",
+        fork_version=bytes.fromhex("10000910"),
+        genesis_validators_root=bytes(range(32)),
+        threshold=M,
+        addresses=[f"10.0.0.{i}:3610" for i in range(N)],
+        identity_keys=KEYS[:N],
+        distributed_validators=[distributed(1001), distributed(2002)],
+    )
+
+
+def resign(document: dict[str, Any], keys: list[Ed25519PrivateKey] | None = None) -> dict[str, Any]:
+    """Recompute lock_hash over the (changed) content and sign it, as a careless tool would."""
+    content = {k: v for k, v in document.items() if k not in ("lock_hash", "node_signatures")}
+    lock_hash = cluster_lock.compute_lock_hash(content)
+    by_public = {"0x" + cluster_lock.identity_public_key(k).hex(): k for k in KEYS}
+    signers = keys if keys is not None else [by_public[op["identity_public_key"]] for op in document["operators"]]
+    return {**content, "lock_hash": "0x" + lock_hash.hex(),
+            "node_signatures": ["0x" + cluster_lock.sign_lock_hash(k, lock_hash).hex() for k in signers]}
+
+
+def test_a_good_lock_loads_and_round_trips() -> None:
+    document = good_lock()
+    lock = cluster_lock.parse_lock(document)
+    assert lock.nodes == N and lock.threshold == M and len(lock.distributed_validators) == 2
+    assert cluster_lock.lock_to_json(lock) == document
+    assert lock.share_pubkeys(2)[lock.distributed_validators[0].distributed_public_key] == (
+        lock.distributed_validators[0].public_shares[2]
+    )
+    assert lock.node_index_of(cluster_lock.identity_public_key(KEYS[3])) == 3
+    assert lock.validator(bls.sk_to_pk(2002)) == lock.distributed_validators[1]
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        target: Any = document
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+
+    return mutate
+
+
+def _share(j: int, i: int) -> str:
+    return "0x" + distributed(1001 + 1001 * j).public_shares[i].hex()
+
+
+# (what is wrong, how to make it, re-sign afterwards?, expected message)
+BAD_LOCKS: list[tuple[str, Callable[[dict[str, Any]], None], bool, str]] = [
+    ("tampered share", _set("distributed_validators/0/public_shares/1", _share(1, 1)), False,
+     "modified after it was signed"),
+    ("tampered threshold", _set("threshold", 4), False, "modified after it was signed"),
+    ("missing field", lambda d: d.pop("threshold"), False, "threshold is missing"),
+    ("unknown version", _set("version", "charon/v1.8.0"), False, "unsupported version"),
+    ("short key", _set("distributed_validators/0/distributed_public_key", "0x00"), False,
+     r"distributed_validators\[0\]\.distributed_public_key must be 0x-hex of 48 bytes"),
+    ("bad address", _set("operators/1/address", "not an address"), False, "must be host:port"),
+    ("two operators", lambda d: (d.update(operators=d["operators"][:2], threshold=2),
+                                 [v.update(public_shares=v["public_shares"][:2]) for v in d["distributed_validators"]]),
+     True, "at least 3 operators, this lock has 2"),
+    ("threshold too low", _set("threshold", 2), True, r"threshold 2 is outside \(N/2, N\] for N = 4"),
+    ("threshold too high", _set("threshold", 5), True, r"threshold 5 is outside"),
+    ("missing share", lambda d: d["distributed_validators"][1]["public_shares"].pop(), True,
+     r"distributed_validators\[1\] has 3 public_shares, expected 4"),
+    ("no validators", _set("distributed_validators", []), True, "no distributed_validators"),
+    ("duplicate identity key", _set("operators/1/identity_public_key",
+                                    "0x" + cluster_lock.identity_public_key(KEYS[0]).hex()), True,
+     r"operators\[0\] and operators\[1\] have the same identity_public_key"),
+    ("duplicate address", _set("operators/3/address", "10.0.0.2:3610"), True,
+     r"operators\[2\] and operators\[3\] have the same address"),
+    ("duplicate validator", lambda d: d["distributed_validators"].append(copy.deepcopy(d["distributed_validators"][0])),
+     True, r"distributed_validators\[0\] and \[2\] have the same distributed_public_key"),
+    ("share reused across validators", _set("distributed_validators/1/public_shares/0", _share(0, 0)), True,
+     r"public_shares\[0\] repeats the key of distributed_validators\[0\]\.public_shares\[0\]"),
+    ("not a subgroup point", _set("distributed_validators/0/public_shares/3", "0x" + NON_SUBGROUP_G1.hex()), True,
+     r"public_shares\[3\] is not a valid BLS12-381 public key"),
+    ("shares swapped", lambda d: d["distributed_validators"][0]["public_shares"].reverse(), True,
+     r"distributed_validators\[0\]\.public_shares do not interpolate to its distributed_public_key"),
+    ("share of another polynomial", _set("distributed_validators/1/public_shares/3",
+                                         "0x" + distributed(2002, N, M + 1).public_shares[3].hex()), True,
+     r"distributed_validators\[1\]\.public_shares do not interpolate"),
+]
+
+
+@pytest.mark.parametrize(("what", "mutate", "resigned", "message"), BAD_LOCKS, ids=[b[0] for b in BAD_LOCKS])
+def test_each_bad_lock_fails_with_its_own_message(
+    what: str, mutate: Callable[[dict[str, Any]], None], resigned: bool, message: str
+) -> None:
+    document = good_lock()
+    mutate(document)
+    if resigned:
+        document = resign(document)
+    with pytest.raises(LockError, match=message):
+        cluster_lock.parse_lock(document)
+
+
+def test_signature_faults() -> None:
+    document = good_lock()
+    forged = resign(document, [KEYS[0], KEYS[1], KEYS[4], KEYS[3]])  # node 2 signed by a stranger
+    with pytest.raises(LockError, match=r"node_signatures\[2\] is not operator 2's signature"):
+        cluster_lock.parse_lock(forged)
+    document["node_signatures"].pop()
+    with pytest.raises(LockError, match="3 node_signatures for 4 operators"):
+        cluster_lock.parse_lock(document)
+    # A signature over the bare hash (no domain prefix) is not a lock signature.
+    bare = good_lock()
+    lock_hash = bytes.fromhex(bare["lock_hash"][2:])
+    bare["node_signatures"][0] = "0x" + KEYS[0].sign(lock_hash).hex()
+    with pytest.raises(LockError, match=r"node_signatures\[0\]"):
+        cluster_lock.parse_lock(bare)
