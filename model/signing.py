@@ -147,6 +147,7 @@ class ForkSchedule:
 # ---- domains and signing roots ----------------------------------------------------------------------
 
 
+@cache  # a handful of (domain, fork, network) triples; recomputing them was a fifth of a root's cost
 def compute_domain(domain_type: bytes, fork_version: bytes, genesis_validators_root: bytes) -> bytes:
     s = spec("phase0")
     return bytes(
