@@ -482,13 +482,18 @@ class _Transition:
 
     def try_decide(self) -> bool:
         rounds, self.commit_rounds_to_check = self.commit_rounds_to_check, set()
+        n, instance = self.cfg.n, self.cfg.instance
         for r in sorted(rounds):
             commits = self.round_messages(r).commits
-            if len(commits) < self.quorum:
-                continue
             for value_hash, senders in _group_by_value(commits).items():
-                if len(senders) >= self.quorum and value_hash in self.bodies:
-                    certificate = tuple(commits[s] for s in sorted(senders))
+                if value_hash not in self.bodies:
+                    continue
+                certificate = tuple(commits[s] for s in sorted(senders))
+                slots = vote_slots(n, instance, MsgType.COMMIT, certificate)
+                assert slots is not None  # stored commits are one per sender, in range, of this instance
+                if self.rules.is_commit_certificate(
+                    n, r, value_hash, slots, quorum_size=self.rules.quorum_size
+                ):
                     self.decide(r, Value(value_hash, self.bodies[value_hash]), certificate)
                     return True
         return False
