@@ -4,9 +4,9 @@ Decides: which backend runs (chosen once at start-up: `use_backend(name)`, else 
 variable COVALIDATOR_BLS_BACKEND, else arkworks); the threshold scheme (share i = f(i), i = 1..N;
 combination by Lagrange interpolation at 0 in G2 with coefficients cached per signer set; share
 pubkeys checked to interpolate to the group pubkey in G1); how partial signatures are verified in a
-batch (a random linear combination whose weights are derived from the inputs and an optional
-caller-supplied seed, since the model draws no randomness); and how one duty's partials are turned
-into one group signature (`verify_and_combine`, the hot path).
+batch (a random linear combination whose weights are hashed from the inputs, plus a secret the
+runtime may configure once, since the model draws no randomness: see `batch_weights`); and how one
+duty's partials are turned into one group signature (`verify_and_combine`, the hot path).
 
 Must not: draw randomness, read files, or know about duties. Every function is deterministic: the
 same inputs give the same bytes on every backend.
@@ -52,6 +52,7 @@ __all__ = [
     "sk_to_pk",
     "split",
     "use_backend",
+    "use_batch_secret",
     "verify",
     "verify_and_combine",
     "verify_partial",
@@ -69,6 +70,7 @@ _ALIASES: Final = {
 }
 
 _current: Backend[Any, Any] | None = None
+_batch_secret: bytes | None = None
 
 
 # ---- backend choice ----------------------------------------------------------------------------------
@@ -238,21 +240,41 @@ class SignedItem(NamedTuple):
     signature: bytes
 
 
-def batch_weights(items: Sequence[SignedItem], seed: bytes = b"") -> list[int]:
-    """Nonzero 128-bit weights derived by hashing `seed` and every item (Fiat-Shamir).
+def use_batch_secret(secret: bytes | None) -> None:
+    """Mix a process-wide secret into batch weights (the runtime passes >= 16 fresh random bytes once,
+    at start-up, as it chooses the backend); None returns to weights derived from the inputs alone.
 
-    Whoever chose a signature fixed it before its weight exists; to slip k >= 2 coordinated invalid
-    signatures through, an attacker must grind ~2^128 hashes. One invalid signature never passes
-    (its weight is nonzero mod r). The runtime may pass fresh random bytes as `seed` as well.
+    Which partials are valid and the combined signature do not depend on it (except with negligible
+    probability), so the model's outcomes stay deterministic; it only makes the weights unknowable
+    to the peers who chose the signatures, which lets them be 64-bit (as blst-based clients use).
     """
+    global _batch_secret
+    if secret is not None and len(secret) < 16:
+        raise ValueError("a batch secret needs at least 16 bytes")
+    _batch_secret = secret
+
+
+def batch_weights(items: Sequence[SignedItem], seed: bytes = b"") -> list[int]:
+    """Nonzero weights for a random linear combination, derived by hashing every item (Fiat-Shamir),
+    `seed` and the process's batch secret if one is set (`use_batch_secret`).
+
+    One invalid signature never passes (its weight is nonzero mod r). Slipping k >= 2 coordinated
+    invalid signatures through needs the weights to satisfy one linear relation: with a secret the
+    attacker cannot test candidates offline and each try succeeds with probability 2^-64 (64-bit
+    weights, ~2x cheaper in G2); without one the weights are public functions of the signatures, so
+    they are 128 bits to put offline grinding at ~2^128 hashes.
+    """
+    secret = _batch_secret
     h = hashlib.sha256(b"covalidator/batch-verify")
-    h.update(len(seed).to_bytes(4, "big") + seed)
+    for part in (secret or b"", seed):
+        h.update(len(part).to_bytes(4, "big") + part)
     for item in items:
         for part in item:
             h.update(len(part).to_bytes(4, "big") + bytes(part))
     digest = h.digest()
+    width = 8 if secret else 16
     return [
-        int.from_bytes(hashlib.sha256(digest + i.to_bytes(4, "big")).digest()[:16], "big") | 1
+        int.from_bytes(hashlib.sha256(digest + i.to_bytes(4, "big")).digest()[:width], "big") | 1
         for i in range(len(items))
     ]
 

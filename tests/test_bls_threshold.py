@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -98,7 +99,14 @@ def test_a_partial_claimed_verified_is_still_covered_by_the_result_check() -> No
     assert bad.signature is None
 
 
-def test_batch_verify_is_a_random_linear_combination() -> None:
+@pytest.fixture(params=[None, b"\x5a" * 32], ids=["public weights", "secret weights"])
+def batch_secret(request: pytest.FixtureRequest) -> Iterator[bytes | None]:
+    bls.use_batch_secret(request.param)
+    yield request.param
+    bls.use_batch_secret(None)
+
+
+def test_batch_verify_is_a_random_linear_combination(batch_secret: bytes | None) -> None:
     """Two signatures with errors that cancel in a plain sum pass an aggregate check but not the batch."""
     message = b"same message"
     sk1, sk2 = 1001, 2002
@@ -116,13 +124,32 @@ def test_batch_verify_is_a_random_linear_combination() -> None:
         bls.batch_verify([])
 
 
-def test_batch_weights_are_deterministic_nonzero_and_input_bound() -> None:
+def test_batch_weights_are_deterministic_nonzero_and_input_bound(batch_secret: bytes | None) -> None:
     items = [bls.SignedItem(bls.sk_to_pk(k), b"m", bls.sign(k, b"m")) for k in (1, 2, 3)]
     w = bls.batch_weights(items)
     assert w == bls.batch_weights(items)
-    assert all(0 < x < 2**128 for x in w) and len(set(w)) == 3
+    bits = 128 if batch_secret is None else 64  # unknowable weights can be shorter
+    assert all(0 < x < 2**bits and x % 2 for x in w) and len(set(w)) == 3
+    assert max(w) >= 2 ** (bits - 8)  # and they really use that width
     assert bls.batch_weights(items, seed=b"s") != w
     assert bls.batch_weights(items[::-1]) != w[::-1]
+    bls.use_batch_secret(b"\x01" * 16 if batch_secret is None else None)
+    assert bls.batch_weights(items) != w  # the secret is mixed in
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        bls.use_batch_secret(b"short")
+
+
+def test_verify_and_combine_outcome_does_not_depend_on_the_batch_secret() -> None:
+    shares, pubkeys = cluster(31337, 3, 4)
+    partials = {i: bls.sign(s, b"m") for i, s in shares.items()}
+    partials[2] = partials[3]
+    outcomes = []
+    for secret in (None, b"a" * 16, b"b" * 32):
+        bls.use_batch_secret(secret)
+        outcomes.append(bls.verify_and_combine(bls.sk_to_pk(31337), pubkeys, b"m", partials, 3))
+    bls.use_batch_secret(None)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0].invalid == {2} and outcomes[0].signature == bls.sign(31337, b"m")
 
 
 def test_find_invalid_locates_every_bad_item() -> None:
