@@ -32,7 +32,7 @@ Quorum Q = ceil((N + F + 1) / 2), F = floor((N - 1) / 3), leader (slot + kind + 
 Bounded memory (what one sender can make us store):
   - one message per (type, round, sender), first one wins: duplicates and equivocations are dropped;
   - only rounds in [our round, our round + max_future_rounds] and <= the instance's last round are
-    stored; older rounds keep only their COMMITs (a late commit quorum still decides);
+    stored; older rounds keep only their PRE-PREPARE and COMMITs (a late commit quorum still decides);
   - bodies are kept only while a stored message names them; one PRE-PREPARE per round (its leader's);
   - after Decide only the decision is kept (to answer laggards, once per peer and round);
   - at the expiry deadline the instance forgets everything and emits Expired.
@@ -215,7 +215,7 @@ def step(
 def memory_bound(config: InstanceConfig) -> int:
     """Most messages an instance ever stores, whatever its peers send (see the module doc)."""
     live_rounds = config.max_future_rounds + 1
-    return live_rounds * (1 + 3 * config.n) + config.max_round * config.n
+    return live_rounds * (1 + 3 * config.n) + config.max_round * (1 + config.n)
 
 
 def stored_message_count(state: InstanceState) -> int:
@@ -485,8 +485,10 @@ class _Transition:
         n, instance = self.cfg.n, self.cfg.instance
         for r in sorted(rounds):
             commits = self.round_messages(r).commits
+            if len(commits) < self.quorum:
+                continue  # the upon-rule needs a quorum of COMMITs; the certificate check below confirms it
             for value_hash, senders in _group_by_value(commits).items():
-                if value_hash not in self.bodies:
+                if len(senders) < self.quorum or value_hash not in self.bodies:
                     continue
                 certificate = tuple(commits[s] for s in sorted(senders))
                 slots = vote_slots(n, instance, MsgType.COMMIT, certificate)
@@ -594,13 +596,14 @@ class _Transition:
         self.emit(Envelope(m, body, self.prepared_justification))
 
     def prune(self) -> None:
-        """Forget what can no longer matter: old rounds keep only their COMMITs; unreferenced bodies go."""
+        """Forget what can no longer matter: old rounds keep only their PRE-PREPARE and COMMITs (a late
+        commit quorum still decides, with the proposal's body); unreferenced bodies go."""
         kept: dict[int, RoundMessages] = {}
         for r, rm in self.rounds.items():
             if r >= self.round:
                 kept[r] = rm
-            elif rm.commits:
-                kept[r] = RoundMessages(commits=rm.commits)
+            elif rm.commits or rm.pre_prepare is not None:
+                kept[r] = RoundMessages(pre_prepare=rm.pre_prepare, commits=rm.commits)
         self.rounds = kept
         needed = {self.prepared_hash}
         if self.input is not None:

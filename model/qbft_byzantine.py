@@ -18,10 +18,13 @@ Each Byzantine node runs an honest QBFT core (so it looks alive and can lead) an
               justification for the current round, commit quorums mixing rounds, old prepare
               certificates (a lower prepared round than it really has).
   invalid     proposes values that fail the validity predicate whenever it leads.
-  lock-break  the attack that a proposal check ignoring J2 lets through: it sends its COMMITs to a single
-              honest node (so one decides while the others stay undecided), and whenever it leads it
-              proposes, to every honest node, a value other than the one the highest prepared round
-              forces, with a real ROUND-CHANGE quorum.
+  lock-break  the coalition's play against the lock that J2 protects: leading a round, it proposes to
+              just enough honest nodes for a prepare quorum with the coalition's PREPAREs; it withholds
+              the coalition's COMMITs; when a member next leads and can, it proposes a value other than
+              the one the highest prepared round forces (with a real ROUND-CHANGE quorum), and at that
+              moment releases the withheld COMMITs to one honest node, which decides late (and so
+              never answers that round's ROUND-CHANGEs with DECIDED) while the others are offered
+              another value. Only a justification check that ignores J2 lets this through.
   flood       at every round it sends every honest node ROUND-CHANGEs, PREPAREs and COMMITs for many
               future rounds (near and far) and values, twice.
 """
@@ -70,6 +73,7 @@ class Coalition:
         self.messages: dict[tuple[MsgType, int], dict[int, Message]] = {}
         self.round_changes: dict[int, dict[int, Envelope]] = {}
         self.bodies: dict[str, bytes] = {}
+        self.withheld: list[Envelope] = []  # COMMITs signed but not yet sent (lock-break)
 
     def learn(self, env: Envelope) -> None:
         m = env.message
@@ -194,15 +198,13 @@ class ByzantineNode:
         for action in actions:
             if isinstance(action, Broadcast):
                 if self.behaviour == Behaviour.LOCK_BREAK and action.envelope.message.type == MsgType.COMMIT:
-                    effects.append(self._send(self.honest[0], action.envelope))
+                    self._record(action.envelope)
+                    self.coalition.withheld.append(action.envelope)
                 elif (
                     self.behaviour == Behaviour.LOCK_BREAK
                     and action.envelope.message.type == MsgType.PRE_PREPARE
                 ):
-                    attack = self._override_prepared(action.envelope.message.round, self._alt(), lower=False)
-                    if attack is None or self.rng.random() < 0.2:
-                        attack = action.envelope
-                    effects.extend(self._send(t, attack) for t in self.honest)
+                    effects.extend(self._lock_break(action.envelope))
                 elif self.behaviour == Behaviour.EQUIVOCATE:
                     for peer in range(1, self.cfg.n + 1):
                         if peer != self.me:
@@ -218,6 +220,15 @@ class ByzantineNode:
             elif isinstance(action, StartTimer):
                 effects.append(NetTimer(action.at_ms, (action.kind, action.round, action.at_ms)))
         return effects
+
+    def _lock_break(self, proposal: Envelope) -> list[NetSend[Envelope]]:
+        override = self._override_prepared(proposal.message.round, self._alt(), lower=False)
+        if override is None:  # nothing to override: split the honest nodes instead
+            enough = max(1, self.coalition.quorum - len(self.coalition.members))
+            return [self._send(t, proposal) for t in self.honest[:enough]]
+        late = [self._send(self.honest[0], c) for c in self.coalition.withheld]
+        self.coalition.withheld.clear()
+        return late + [self._send(t, override) for t in self.honest]
 
     def _record(self, env: Envelope) -> None:
         self.coalition.learn(env)

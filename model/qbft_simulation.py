@@ -247,6 +247,7 @@ class InstanceResult:
     violation: str | None = None
     violations: dict[str, int] = field(default_factory=dict)
     prefix: list[str] = field(default_factory=list)
+    behaviours: list[str] = field(default_factory=list)
 
 
 def run_instance(
@@ -256,8 +257,10 @@ def run_instance(
     *,
     step: StepFunction = qbft.step,
     keep_events: bool = True,
+    max_events: int = 2_000_000,
 ) -> InstanceResult:
-    """Simulate instance `index` of seed `seed`; deterministic."""
+    """Simulate instance `index` of seed `seed`; deterministic. `max_events` stops it early (to show
+    that a failing prefix is the shortest: one event fewer and the invariant still holds)."""
     plan = plan_instance(scenario, seed, index)
     run = _Run(scenario, plan, step)
     n = scenario.nodes
@@ -304,6 +307,7 @@ def run_instance(
         check=check,
         authentic=run.authentic,
         keep_events=keep_events,
+        max_events=max_events,
     )
     outcome = simulator.run(plan.expiry_ms, done=lambda: run.undecided == 0)
     return InstanceResult(
@@ -318,6 +322,7 @@ def run_instance(
         violation=outcome.violation,
         violations={k: v for k, v in run.checker.violations.items() if v},
         prefix=[e.describe() for e in outcome.failing_prefix],
+        behaviours=sorted(str(b) for b in plan.byzantine.values()),
     )
 
 
@@ -333,6 +338,7 @@ class ConsensusSummary:
     violations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INVARIANTS, 0))
     failures: list[InstanceResult] = field(default_factory=list)
     undecided: list[int] = field(default_factory=list)
+    behaviours: dict[str, int] = field(default_factory=dict)  # Byzantine node-instances per behaviour
 
     def add(self, result: InstanceResult, keep_failures: int = 5) -> None:
         self.instances += 1
@@ -345,6 +351,8 @@ class ConsensusSummary:
             self.undecided.append(result.index)
         for invariant, count in result.violations.items():
             self.violations[invariant] += count
+        for behaviour in result.behaviours:
+            self.behaviours[behaviour] = self.behaviours.get(behaviour, 0) + 1
         if result.violation is not None and len(self.failures) < keep_failures:
             self.failures.append(result)
 
@@ -397,6 +405,7 @@ class ConsensusSummary:
             "round_histogram": {str(k): v for k, v in sorted(self.round_histogram.items())},
             "messages_per_instance": round(self.messages_per_instance, 1),
             "forgeries_refused": self.forged,
+            "byzantine_behaviours": dict(sorted(self.behaviours.items())),
             "failures": [
                 {"seed": f.seed, "instance": f.index, "violation": f.violation, "prefix": f.prefix}
                 for f in self.failures

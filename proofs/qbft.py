@@ -53,12 +53,17 @@ from typing import Any
 import z3
 
 from covalidator.model.logic import And, CeilDiv, Implies, Not, Or, Sum
+from covalidator.model.qbft_mutants import (
+    broken_commit_certificate,
+    broken_proposal_any_prepared,
+    broken_proposal_ignores_prepared,
+    broken_quorum_size,
+    broken_signing_threshold,
+)
 from covalidator.model.qbft_rules import (
     RoundChangeSlot,
     VoteSlot,
-    count_present,
     fault_tolerance,
-    highest_prepared_round,
     is_commit_certificate,
     is_justified_proposal,
     is_quorum,
@@ -364,69 +369,6 @@ def _decide(c: _Cluster, is_commit_certificate: Fn) -> ProofResult:
 
 
 # --- theorem 3 -----------------------------------------------------------------------------------------
-
-
-def broken_quorum_size(n: Any) -> Any:
-    """A quorum of 2F: what an off-by-one in the quorum formula gives (and N=4 -> 2)."""
-    return 2 * fault_tolerance(n)
-
-
-def broken_signing_threshold(n: Any) -> Any:
-    """M = F: the Byzantine shares alone could sign."""
-    return fault_tolerance(n)
-
-
-def broken_proposal_ignores_prepared(
-    n: Any,
-    round: Any,
-    value: Any,
-    rcs: list[RoundChangeSlot],
-    prepares: list[VoteSlot],
-    quorum_size: Fn = quorum_size,
-) -> Any:
-    """A justification that checks the ROUND-CHANGE quorum but ignores the prepared value (no J2)."""
-    return Or(
-        round == 1,
-        And(
-            is_quorum(count_present(rcs), n, quorum_size),
-            *[Implies(s.present, s.round == round) for s in rcs],
-        ),
-    )
-
-
-def broken_proposal_any_prepared(
-    n: Any,
-    round: Any,
-    value: Any,
-    rcs: list[RoundChangeSlot],
-    prepares: list[VoteSlot],
-    quorum_size: Fn = quorum_size,
-) -> Any:
-    """A justification accepting any prepared value of the quorum, not the highest prepared round's."""
-    rc_quorum = And(
-        is_quorum(count_present(rcs), n, quorum_size), *[Implies(s.present, s.round == round) for s in rcs]
-    )
-    j1 = highest_prepared_round(rcs) == 0
-    j2 = Or(
-        *[
-            And(
-                s.present,
-                s.prepared_round >= 1,
-                s.prepared_hash == value,
-                s.prepared_round < round,
-                is_vote_quorum(n, s.prepared_round, value, prepares, quorum_size),
-            )
-            for s in rcs
-        ]
-    )
-    return Or(round == 1, And(rc_quorum, Or(j1, j2)))
-
-
-def broken_commit_certificate(
-    n: Any, round: Any, value: Any, commits: list[VoteSlot], quorum_size: Fn = quorum_size
-) -> Any:
-    """A DECIDED accepted with F + 1 commits ("at least one honest") instead of a quorum."""
-    return is_vote_quorum(n, round, value, commits, lambda size: fault_tolerance(size) + 1)
 
 
 BROKEN_VARIANTS: dict[str, Callable[[Sequence[int]], ProofResult]] = {

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "EIP-3076 slashing protection DB: import, export, check.",
     ),
     "prove": ("covalidator.runtime.cli.prove:prove", "Run every Z3 theorem in proofs/ and print a table."),
+    "simulate": ("covalidator.runtime.cli.simulate:simulate", "Seeded fault-injecting simulations with invariant checks."),
     "create-cluster": ("covalidator.runtime.cli.cluster:create_cluster", "Split validator keys M-of-N into node folders."),
     "combine": ("covalidator.runtime.cli.cluster:combine", "Recover full validator keys from >= M node folders."),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),

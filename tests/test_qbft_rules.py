@@ -1,0 +1,188 @@
+"""QBFT rules: quorum arithmetic, leader, justification slots and predicates, timers.
+
+The predicates run twice (Python values in `step`, Z3 terms in the proofs); the property at the end
+checks that both executions agree on random inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import z3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.qbft_messages import Message, MsgType
+from covalidator.model.qbft_rules import (
+    RoundChangeSlot,
+    VoteSlot,
+    fault_tolerance,
+    highest_prepared_round,
+    is_commit_certificate,
+    is_justified_proposal,
+    is_justified_round_change,
+    leader,
+    quorum_size,
+    round_change_slots,
+    signing_threshold,
+    vote_slots,
+)
+from covalidator.model.qbft_timers import round_at, round_deadline
+
+DUTY = DutyId(100, DutyKind.ATTESTER)
+
+
+def rc(sender: int, round: int, pr: int = 0, ph: str = "") -> Message:
+    return Message(MsgType.ROUND_CHANGE, DUTY, sender, round, "", pr, ph)
+
+
+def vote(kind: MsgType, sender: int, round: int, value: str) -> Message:
+    return Message(kind, DUTY, sender, round, value)
+
+
+def test_quorum_table() -> None:
+    # N: (F, Q, M) -- the sizes clusters actually run with
+    expected = {
+        1: (0, 1, 1),
+        3: (0, 2, 2),
+        4: (1, 3, 3),
+        5: (1, 4, 4),
+        7: (2, 5, 5),
+        10: (3, 7, 7),
+        13: (4, 9, 9),
+    }
+    for n, (f, q, m) in expected.items():
+        assert (fault_tolerance(n), quorum_size(n), signing_threshold(n)) == (f, q, m), n
+
+
+def test_quorum_formula_for_many_n() -> None:
+    for n in range(1, 200):
+        f = (n - 1) // 3
+        assert fault_tolerance(n) == f
+        assert quorum_size(n) == math.ceil((n + f + 1) / 2) == math.ceil(2 * n / 3)
+        assert 2 * quorum_size(n) - n >= f + 1  # two quorums share an honest node
+        assert quorum_size(n) <= n - f  # the honest nodes alone form a quorum
+
+
+def test_leader_rotates_over_share_indices() -> None:
+    n = 4
+    leaders = [leader(10, int(DutyKind.ATTESTER), r, n) for r in range(1, 9)]
+    assert leaders == [(10 + 1 + r) % 4 + 1 for r in range(1, 9)]
+    assert sorted(leaders[:4]) == [1, 2, 3, 4]
+    assert leader(10, int(DutyKind.PROPOSER), 1, n) != leader(10, int(DutyKind.ATTESTER), 1, n)
+
+
+def test_slots_reject_duplicate_out_of_range_foreign_and_mistyped_senders() -> None:
+    n = 4
+    assert round_change_slots(n, DUTY, [rc(1, 2), rc(2, 2), rc(3, 2)]) is not None
+    assert round_change_slots(n, DUTY, [rc(1, 2), rc(1, 2), rc(3, 2)]) is None  # duplicate sender
+    assert round_change_slots(n, DUTY, [rc(1, 2), rc(5, 2)]) is None  # out of range
+    assert round_change_slots(n, DUTY, [rc(0, 2)]) is None
+    foreign = Message(MsgType.ROUND_CHANGE, DutyId(101, DutyKind.ATTESTER), 2, 2)
+    assert round_change_slots(n, DUTY, [rc(1, 2), foreign]) is None
+    assert round_change_slots(n, DUTY, [vote(MsgType.PREPARE, 1, 1, "0xa")]) is None
+    assert vote_slots(n, DUTY, MsgType.PREPARE, [vote(MsgType.COMMIT, 1, 1, "0xa")]) is None
+    slots = vote_slots(n, DUTY, MsgType.PREPARE, [vote(MsgType.PREPARE, 3, 1, "0xa")])
+    assert slots is not None and [s.present for s in slots] == [False, False, True, False]
+
+
+def justified(round: int, value: str, rcs: list[Message], prepares: list[Message], n: int = 4) -> bool:
+    rc_slots = round_change_slots(n, DUTY, rcs)
+    prepare_slots = vote_slots(n, DUTY, MsgType.PREPARE, prepares)
+    assert rc_slots is not None and prepare_slots is not None
+    return bool(is_justified_proposal(n, round, value, rc_slots, prepare_slots))
+
+
+def test_proposal_justification_j1_j2() -> None:
+    # round 1 needs nothing
+    assert justified(1, "0xany", [], [])
+    # J1: a quorum of unprepared ROUND-CHANGEs for the round: any value
+    assert justified(3, "0xany", [rc(1, 3), rc(2, 3), rc(4, 3)], [])
+    assert not justified(3, "0xany", [rc(1, 3), rc(2, 3)], [])  # not a quorum
+    assert not justified(3, "0xany", [rc(1, 3), rc(2, 3), rc(4, 2)], [])  # one is for another round
+    # J2: the highest prepared round's value with its prepare quorum
+    rcs = [rc(1, 3, 1, "0xold"), rc(2, 3, 2, "0xv"), rc(4, 3)]
+    prepares = [vote(MsgType.PREPARE, s, 2, "0xv") for s in (1, 2, 3)]
+    assert justified(3, "0xv", rcs, prepares)
+    assert not justified(3, "0xw", rcs, prepares)  # not the prepared value
+    assert not justified(3, "0xv", rcs, prepares[:2])  # prepares not a quorum
+    assert not justified(3, "0xold", rcs, [vote(MsgType.PREPARE, s, 1, "0xold") for s in (1, 2, 3)])  # lower
+    assert not justified(
+        3, "0xv", rcs, [vote(MsgType.PREPARE, s, 1, "0xv") for s in (1, 2, 3)]
+    )  # wrong round
+    assert not justified(3, "0xv", rcs, [])  # a prepared claim needs its certificate
+
+
+def test_round_change_and_commit_certificates() -> None:
+    prepares = vote_slots(4, DUTY, MsgType.PREPARE, [vote(MsgType.PREPARE, s, 2, "0xv") for s in (1, 2, 4)])
+    assert prepares is not None
+    assert is_justified_round_change(4, 3, 0, "", [])
+    assert is_justified_round_change(4, 3, 2, "0xv", prepares)
+    assert not is_justified_round_change(4, 2, 2, "0xv", prepares)  # prepared round must be earlier
+    assert not is_justified_round_change(4, 3, 2, "0xw", prepares)
+    commits = vote_slots(4, DUTY, MsgType.COMMIT, [vote(MsgType.COMMIT, s, 5, "0xv") for s in (2, 3, 4)])
+    assert commits is not None
+    assert is_commit_certificate(4, 5, "0xv", commits)
+    assert not is_commit_certificate(4, 5, "0xw", commits)
+    assert not is_commit_certificate(4, 4, "0xv", commits)
+
+
+def test_highest_prepared_round_ignores_absent_slots() -> None:
+    slots = [
+        RoundChangeSlot(False, 3, 9, "0xa"),
+        RoundChangeSlot(True, 3, 2, "0xb"),
+        RoundChangeSlot(True, 3, 0, ""),
+    ]
+    assert highest_prepared_round(slots) == 2
+
+
+@given(
+    st.integers(1, 6),
+    st.lists(
+        st.tuples(st.booleans(), st.integers(1, 4), st.integers(0, 3), st.integers(0, 2)),
+        min_size=5,
+        max_size=5,
+    ),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 2)), min_size=5, max_size=5),
+    st.integers(0, 2),
+    st.integers(1, 4),
+)
+@settings(max_examples=150, deadline=None)
+def test_predicates_agree_on_python_values_and_z3_terms(
+    n_minus: int,
+    rcs: list[tuple[bool, int, int, int]],
+    prepares: list[tuple[bool, int, int]],
+    value: int,
+    round: int,
+) -> None:
+    """The same function, evaluated concretely and as a Z3 term over constants, gives the same answer."""
+    n = 5
+    concrete_rcs = [RoundChangeSlot(p, r, pr, ph) for p, r, pr, ph in rcs]
+    concrete_prepares = [VoteSlot(p, r, v) for p, r, v in prepares]
+    symbolic_rcs = [
+        RoundChangeSlot(z3.BoolVal(p), z3.IntVal(r), z3.IntVal(pr), z3.IntVal(ph)) for p, r, pr, ph in rcs
+    ]
+    symbolic_prepares = [VoteSlot(z3.BoolVal(p), z3.IntVal(r), z3.IntVal(v)) for p, r, v in prepares]
+    concrete = is_justified_proposal(n, round, value, concrete_rcs, concrete_prepares)
+    symbolic = z3.simplify(
+        is_justified_proposal(
+            z3.IntVal(n), z3.IntVal(round), z3.IntVal(value), symbolic_rcs, symbolic_prepares
+        )
+    )
+    assert z3.is_true(symbolic) == bool(concrete) and z3.is_false(symbolic) != bool(concrete)
+    concrete_q = quorum_size(n_minus + 3)
+    assert z3.simplify(quorum_size(z3.IntVal(n_minus + 3))).as_long() == concrete_q
+
+
+@given(st.integers(0, 10**6), st.integers(1, 40), st.integers(100, 5000), st.integers(0, 500))
+def test_round_deadlines_and_round_at_agree(start: int, round: int, duration: int, increase: int) -> None:
+    end = round_deadline(start, round, duration, increase)
+    begin = round_deadline(start, round - 1, duration, increase) if round > 1 else start
+    assert end - begin == duration + (round - 1) * increase
+    assert round_at(start, begin, duration, increase) == round
+    assert round_at(start, end - 1, duration, increase) == round
+    assert round_at(start, end, duration, increase) == round + 1
+    assert round_at(start, start - 1, duration, increase) == 1
+    if increase == 0:
+        assert end == start + round * duration
