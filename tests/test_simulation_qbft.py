@@ -28,7 +28,6 @@ CI_RUNS = [
     (ConsensusScenario(nodes=7, crash=2, partition=True), 600, 203),
     (ConsensusScenario(nodes=7, byzantine=2, partition=True), 600, 204),
 ]
-RESULTS: dict[int, ConsensusSummary] = {}
 
 
 def describe(s: ConsensusSummary) -> str:
@@ -41,38 +40,47 @@ def describe(s: ConsensusSummary) -> str:
     )
 
 
+@pytest.fixture(scope="module")
+def ci_results() -> list[ConsensusSummary]:
+    """The CI simulation, run once per test session (about 45 s on one core)."""
+    results = []
+    for scenario, instances, seed in CI_RUNS:
+        assert scenario.byzantine + scenario.crash <= fault_tolerance(scenario.nodes)
+        results.append(run_consensus(scenario, instances, seed))
+        print("\n" + describe(results[-1]))
+    return results
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "index",
     range(len(CI_RUNS)),
     ids=[f"N{s.nodes}-B{s.byzantine}-C{s.crash}{'-partition' if s.partition else ''}" for s, _, _ in CI_RUNS],
 )
-def test_ci_simulation_has_no_violation_and_decides_everything(index: int) -> None:
-    scenario, instances, seed = CI_RUNS[index]
-    assert scenario.byzantine + scenario.crash <= fault_tolerance(scenario.nodes)
-    summary = run_consensus(scenario, instances, seed)
-    RESULTS[index] = summary
-    print("\n" + describe(summary))
+def test_ci_simulation_has_no_violation_and_decides_everything(
+    ci_results: list[ConsensusSummary], index: int
+) -> None:
+    summary = ci_results[index]
     failures = "\n".join(f"{f.violation} (seed {f.seed}, instance {f.index})" for f in summary.failures)
     assert summary.total_violations == 0, failures
-    assert summary.decided == instances, f"undecided instances: {summary.undecided[:10]}"
-    if scenario.byzantine:
+    assert summary.decided == summary.instances == CI_RUNS[index][1], f"undecided: {summary.undecided[:10]}"
+    if summary.scenario.byzantine:
         assert summary.forged > 0  # forgeries were attempted and refused by the signature model
 
 
-def test_ci_simulation_totals() -> None:
-    """10,000+ instances ran, and every Byzantine behaviour took part (runs after the parametrized test)."""
-    if len(RESULTS) < len(CI_RUNS):
-        pytest.skip("run together with test_ci_simulation_has_no_violation_and_decides_everything")
-    total = sum(s.instances for s in RESULTS.values())
-    worst = max(s.worst_round for s in RESULTS.values())
+@pytest.mark.slow
+def test_ci_simulation_totals(ci_results: list[ConsensusSummary]) -> None:
+    """10,000+ instances, and every Byzantine behaviour took part."""
+    total = sum(s.instances for s in ci_results)
+    worst = max(s.worst_round for s in ci_results)
     behaviours: dict[str, int] = {}
-    for s in RESULTS.values():
+    for s in ci_results:
         for b, n in s.behaviours.items():
             behaviours[b] = behaviours.get(b, 0) + n
-    messages = sum(s.messages for s in RESULTS.values()) / total
+    messages = sum(s.messages for s in ci_results) / total
     print(
-        f"\nCI simulation: {total} instances, worst decided round {worst}, {messages:.1f} messages/instance, byzantine behaviours {behaviours}"
+        f"\nCI simulation: {total} instances, worst decided round {worst}, {messages:.1f} messages/instance, "
+        f"byzantine behaviours {behaviours}"
     )
     assert total >= 10_000
     assert set(behaviours) == {str(b) for b in BEHAVIOURS}
