@@ -1,0 +1,120 @@
+"""The lifecycle of one duty (one `DutyId`: a slot and a kind, for every cluster validator with it).
+
+Decides which phase a duty is in and which triggers move it, as a table (h11-style): the table is
+data, so it can be read, drawn, and checked exhaustively (proofs/dv_safety.py proves from it that
+no phase that serves data to the VC is reachable without passing PERSISTED).
+
+    phase        trigger               next        what happens on the way (node.py)
+    SCHEDULED    START                 WAITING     consensus duties wait for the ordering rule
+    SCHEDULED    OPEN                  SIGNING     duties without consensus (RANDAO, selections,
+                                                   sync messages): partials may flow at once
+    WAITING      READY                 CONSENSUS   join QBFT; ask the BN for this node's proposal
+    CONSENSUS    DECIDED               PERSISTING  emit Persist(decided value + slashing records)
+    PERSISTING   PERSISTED             SIGNING     the store committed: serve the VC, exchange partials
+    SIGNING      ALL_DONE              DONE        every validator submitted (or failed)
+    any          DEADLINE              DONE        every open validator gets its named reason
+    (start)      RESTORED              SIGNING     a decided value read back from the store at restart
+
+Per validator (inside a duty): own partial from the VC, partials from peers (one per sender),
+submitted flag, outcome. Serving data to the VC happens only in SIGNING (`may_serve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .duty import DutyId, DutyKind
+from .qbft import InstanceState
+
+
+class Phase(StrEnum):
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    CONSENSUS = "consensus"
+    PERSISTING = "persisting"
+    SIGNING = "signing"
+    DONE = "done"
+
+
+class Trigger(StrEnum):
+    START = "start"
+    OPEN = "open"
+    READY = "ready"
+    DECIDED = "decided"
+    PERSISTED = "persisted"
+    ALL_DONE = "all_done"
+    DEADLINE = "deadline"
+    RESTORED = "restored"
+
+
+INITIAL = Phase.SCHEDULED
+RESTORED_PHASE = Phase.SIGNING  # the target of Trigger.RESTORED (a record rebuilt from the store)
+
+TRANSITIONS: dict[tuple[Phase, Trigger], Phase] = {
+    (Phase.SCHEDULED, Trigger.START): Phase.WAITING,
+    (Phase.SCHEDULED, Trigger.OPEN): Phase.SIGNING,
+    (Phase.WAITING, Trigger.READY): Phase.CONSENSUS,
+    (Phase.CONSENSUS, Trigger.DECIDED): Phase.PERSISTING,
+    (Phase.PERSISTING, Trigger.PERSISTED): Phase.SIGNING,
+    (Phase.SIGNING, Trigger.ALL_DONE): Phase.DONE,
+    (Phase.SCHEDULED, Trigger.RESTORED): RESTORED_PHASE,
+    **{(p, Trigger.DEADLINE): Phase.DONE for p in Phase if p is not Phase.DONE},
+}
+
+# Duty kinds whose data is decided by consensus (and so must be persisted before it is served).
+CONSENSUS_KINDS = frozenset(
+    {DutyKind.ATTESTER, DutyKind.PROPOSER, DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION}
+)
+# Kinds whose signatures are slashable: the ordering rule applies to them.
+SLASHABLE_KINDS = frozenset({DutyKind.ATTESTER, DutyKind.PROPOSER})
+
+
+def may_serve(phase: Phase) -> bool:
+    """Decided data may be handed to the VC (for signing) only in this phase."""
+    return phase is Phase.SIGNING
+
+
+class TransitionError(AssertionError):
+    pass
+
+
+@dataclass
+class ValidatorDuty:
+    pubkey: str
+    info: Any = None  # the BN's duty object (or the selection that created the duty)
+    data: Any = None  # this validator's decided data
+    own: tuple[str, str] | None = None  # (signing root, partial) from this node's VC, verified
+    own_message: Any = None  # what the VC signed, for duties without consensus
+    partials: dict[int, tuple[str, str, Any]] = field(default_factory=dict)  # share -> (root, sig, message)
+    invalid_senders: set[int] = field(default_factory=set)
+    submitted: bool = False
+    outcome: str | None = None  # "" success, else a Reason
+
+
+@dataclass
+class DutyRecord:
+    id: DutyId
+    phase: Phase = INITIAL
+    validators: dict[str, ValidatorDuty] = field(default_factory=dict)
+    qbft: InstanceState | None = None
+    buffered: list[Any] = field(default_factory=list)  # peer QBFT envelopes before we join
+    input_requested: bool = False
+    decided: dict[str, Any] | None = None
+    decided_hash: str = ""
+    held_requests: list[int] = field(default_factory=list)
+    roots: dict[str, str] = field(
+        default_factory=dict
+    )  # validator key -> signing root of its decided message
+    extra: dict[str, Any] = field(default_factory=dict)  # per-kind scratch (e.g. combined RANDAO)
+
+    def advance(self, trigger: Trigger) -> Phase:
+        key = (self.phase, trigger)
+        if key not in TRANSITIONS:
+            raise TransitionError(f"{self.id}: no transition from {self.phase} on {trigger}")
+        self.phase = TRANSITIONS[key]
+        return self.phase
+
+    def can(self, trigger: Trigger) -> bool:
+        return (self.phase, trigger) in TRANSITIONS
