@@ -38,6 +38,8 @@ test: lint typecheck prove unit
 
 bench: setup
 	$(BIN)/python bench/slashing.py
+	$(BIN)/python bench/bls.py
+	$(BIN)/python bench/qbft.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
