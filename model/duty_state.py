@@ -6,7 +6,7 @@ no phase that serves data to the VC is reachable without passing PERSISTED).
 
     phase        trigger               next        what happens on the way (node.py)
     SCHEDULED    START                 WAITING     consensus duties wait for the ordering rule
-    SCHEDULED    OPEN                  SIGNING     duties without consensus (RANDAO, selections,
+    SCHEDULED    OPEN                  SIGNING     duties without consensus only (RANDAO, selections,
                                                    sync messages): partials may flow at once
     WAITING      READY                 CONSENSUS   join QBFT; ask the BN for this node's proposal
     CONSENSUS    DECIDED               PERSISTING  emit Persist(decided value + slashing records)
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from .duty import DutyId, DutyKind
@@ -70,6 +71,17 @@ CONSENSUS_KINDS = frozenset(
 # Kinds whose signatures are slashable: the ordering rule applies to them.
 SLASHABLE_KINDS = frozenset({DutyKind.ATTESTER, DutyKind.PROPOSER})
 
+# The triggers each class of duty may use: OPEN only without consensus; the consensus path only with.
+_CONSENSUS_ONLY = {Trigger.START, Trigger.READY, Trigger.DECIDED, Trigger.PERSISTED}
+
+
+@cache
+def transitions_for(kind: DutyKind) -> dict[tuple[Phase, Trigger], Phase]:
+    """The table a duty of this kind follows (DutyRecord.advance refuses anything else)."""
+    if kind in CONSENSUS_KINDS:
+        return {k: v for k, v in TRANSITIONS.items() if k[1] is not Trigger.OPEN}
+    return {k: v for k, v in TRANSITIONS.items() if k[1] not in _CONSENSUS_ONLY}
+
 
 def may_serve(phase: Phase) -> bool:
     """Decided data may be handed to the VC (for signing) only in this phase."""
@@ -110,11 +122,12 @@ class DutyRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # per-kind scratch (e.g. combined RANDAO)
 
     def advance(self, trigger: Trigger) -> Phase:
+        table = transitions_for(self.id.kind)
         key = (self.phase, trigger)
-        if key not in TRANSITIONS:
+        if key not in table:
             raise TransitionError(f"{self.id}: no transition from {self.phase} on {trigger}")
-        self.phase = TRANSITIONS[key]
+        self.phase = table[key]
         return self.phase
 
     def can(self, trigger: Trigger) -> bool:
-        return (self.phase, trigger) in TRANSITIONS
+        return (self.phase, trigger) in transitions_for(self.id.kind)

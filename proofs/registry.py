@@ -10,6 +10,7 @@ from covalidator.proofs.harness import Theorem
 
 THEOREM_MODULES = [
     "covalidator.proofs.slashing",
+    "covalidator.proofs.dv_safety",
     "covalidator.proofs.qbft",
 ]
 
