@@ -23,7 +23,8 @@ def prove(only: tuple[str, ...], as_json: bool) -> None:
     if not theorems:
         click.echo("no theorem matches", err=True)
         sys.exit(2)
-    console = Console(stderr=as_json)
+    stream = sys.stderr if as_json else sys.stdout
+    console = Console(stderr=as_json, width=None if stream.isatty() else 150)
     results = []
     for theorem in theorems:
         with console.status(f"proving {theorem.name} ..."):
