@@ -23,6 +23,16 @@ target, max target). The nearest record below a new target above max target is t
 target: one point query. Out-of-order candidates step epoch by epoch between the bounds (bounded;
 beyond NEIGHBOUR_STEPS a range query).
 
+Node memory (migration 2), what a restarted node hands the model in `Started`:
+- `decided_values`: one row per duty (slot, kind): the decided value's JSON and hash. `persist` executes
+  a model `Persist` action: the decided value AND the check-and-record of its slashing records in ONE
+  durable transaction (so a restart never finds a decided value whose slashing records are missing, nor
+  records without their value), answering with the model's `Persisted` event (the refusals). A second,
+  different value for a duty already decided is an invariant violation (`DecidedConflict`), never an
+  overwrite.
+- `duty_outcomes`: one row per (duty, validator): ok or the model's named reason, the missing peers.
+Both are keyed by slot first, so loading "since a slot" and pruning "before a slot" are range scans.
+
 Encoding: uint64 values are stored as value - 2**63 (SQLite integers are signed 64-bit; the offset
 keeps their order). An unknown signing root is stored as an empty blob so that identical records
 collide on the primary key.
@@ -30,15 +40,26 @@ collide on the primary key.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.interchange import Interchange, ValidatorHistory, merge
+from covalidator.model.node_events import (
+    DecidedRecord,
+    DutyOutcome,
+    Persist,
+    Persisted,
+    SlashingRecord,
+    Started,
+)
 from covalidator.model.slashing import (
     AttestationWatermark,
     SignedAttestation,
@@ -50,7 +71,7 @@ from covalidator.model.slashing import (
     minify,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _OFFSET = 2**63
 NEIGHBOUR_STEPS = 64
 
@@ -83,6 +104,27 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (target_epoch, validator_id, source_epoch, signing_root)
     ) WITHOUT ROWID;
     """,
+    # 2: the node's durable memory besides the slashing DB (what `Started` hands back to the model).
+    """
+    CREATE TABLE decided_values (
+        slot INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value_hash TEXT NOT NULL,
+        value TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        PRIMARY KEY (slot, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE duty_outcomes (
+        slot INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        pubkey TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        missing_peers TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        PRIMARY KEY (slot, kind, pubkey)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -92,6 +134,10 @@ class StoreError(Exception):
 
 class GenesisMismatch(StoreError):
     pass
+
+
+class DecidedConflict(StoreError):
+    """A second, different decided value for a duty (agreement broken or a model bug): nothing recorded."""
 
 
 def _enc(value: int) -> int:
@@ -119,6 +165,52 @@ class ImportReport:
 
 
 Item = tuple[bytes, SignedAttestation | SignedBlock]
+
+_UINT64 = 2**64
+
+
+def _uint64(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _UINT64:
+        raise ValueError(f"{what} must be a uint64, got {value!r}")
+    return value
+
+
+def _hex_bytes(text: object, length: int, what: str) -> bytes:
+    if not isinstance(text, str) or len(text) != 2 + 2 * length or not text.startswith("0x"):
+        raise ValueError(f"{what} must be 0x-hex of {length} bytes")
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        raise ValueError(f"{what} must be 0x-hex of {length} bytes") from None
+
+
+def slashing_item(record: SlashingRecord) -> Item:
+    """The store's (pubkey, message) for a model `SlashingRecord`; ValueError when it is malformed
+    (a block has `slot` only, an attestation `source_epoch` and `target_epoch` only)."""
+    pubkey = _hex_bytes(record.pubkey, 48, "pubkey")
+    root = None if record.signing_root is None else _hex_bytes(record.signing_root, 32, "signing_root")
+    if record.slot is not None and record.source_epoch is None and record.target_epoch is None:
+        return pubkey, SignedBlock(_uint64(record.slot, "slot"), root)
+    if record.slot is None and record.source_epoch is not None and record.target_epoch is not None:
+        source = _uint64(record.source_epoch, "source_epoch")
+        return pubkey, SignedAttestation(source, _uint64(record.target_epoch, "target_epoch"), root)
+    raise ValueError("a record is a block (slot) or an attestation (source_epoch, target_epoch)")
+
+
+def _record(pubkey: bytes, message: SignedAttestation | SignedBlock) -> SlashingRecord:
+    root = None if message.signing_root is None else "0x" + message.signing_root.hex()
+    if isinstance(message, SignedBlock):
+        return SlashingRecord("0x" + pubkey.hex(), slot=message.slot, signing_root=root)
+    return SlashingRecord(
+        "0x" + pubkey.hex(),
+        source_epoch=message.source_epoch,
+        target_epoch=message.target_epoch,
+        signing_root=root,
+    )
+
+
+def _now_ms(now_ms: int | None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
 
 
 class Store:
@@ -429,3 +521,168 @@ class Store:
             if row is None:
                 return ValidatorHistory(pubkey, (), ())
             return self._history(self._db, row[0], pubkey)
+
+    # -- node memory: decided values and duty outcomes (migration 2) ----------------------------------
+
+    def persist(self, action: Persist, *, now_ms: int | None = None) -> Persisted:
+        """Execute a model `Persist`: record the decided value and check-and-record its slashing records
+        in one durable transaction; answer with `Persisted` listing (pubkey, refusal) for every record
+        the slashing check refused (those are not recorded, the others are) or that is malformed.
+        DecidedConflict (and nothing recorded) when the duty already has a different decided value."""
+        duty = action.duty
+        slot = _enc(_uint64(duty.slot, "duty slot"))
+        kind = int(DutyKind(duty.kind))
+        try:
+            value = json.dumps(action.value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise StoreError(f"decided value of {duty} is not JSON: {error}") from None
+        refused: list[tuple[str, str]] = []
+        items: list[tuple[str, bytes, SignedAttestation | SignedBlock]] = []
+        for record in action.records:
+            try:
+                pubkey, message = slashing_item(record)
+            except ValueError as error:
+                refused.append((str(record.pubkey), f"malformed_record ({error})"))
+                continue
+            items.append((record.pubkey, pubkey, message))
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT value_hash FROM decided_values WHERE slot = ? AND kind = ?", (slot, kind)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO decided_values VALUES (?, ?, ?, ?, ?)",
+                    (slot, kind, action.value_hash, value, _now_ms(now_ms)),
+                )
+            elif row[0] != action.value_hash:
+                raise DecidedConflict(
+                    f"{duty} was decided as {row[0]}, refusing to record a second value {action.value_hash}"
+                )
+            for pubkey_hex, pubkey, message in items:
+                if isinstance(message, SignedAttestation):
+                    verdict = self._attestation(db, pubkey, message, True)
+                else:
+                    verdict = self._block(db, pubkey, message, True)
+                if not verdict.safe:
+                    refused.append((pubkey_hex, verdict.describe()))
+        return Persisted(duty, tuple(dict.fromkeys(refused)))
+
+    def record_outcomes(self, outcomes: Sequence[DutyOutcome], *, now_ms: int | None = None) -> None:
+        """Record duty outcomes durably, in one transaction; the first outcome of a (duty, pubkey) stays."""
+        at = _now_ms(now_ms)
+        rows = [
+            (
+                _enc(_uint64(o.duty.slot, "duty slot")),
+                int(DutyKind(o.duty.kind)),
+                o.pubkey,
+                int(bool(o.ok)),
+                o.reason,
+                json.dumps(list(o.missing_peers)),
+                at,
+            )
+            for o in outcomes
+        ]
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR IGNORE INTO duty_outcomes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def decided_since(self, slot: int) -> tuple[DecidedRecord, ...]:
+        """Every decided value of a duty at `slot` or later, in (slot, kind) order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT slot, kind, value_hash, value FROM decided_values WHERE slot >= ? ORDER BY slot, kind",
+                (_enc(max(slot, 0)),),
+            ).fetchall()
+        return tuple(DecidedRecord(DutyId(_dec(s), DutyKind(k)), json.loads(v), h) for s, k, h, v in rows)
+
+    def outcomes_since(self, slot: int) -> list[tuple[DutyOutcome, int]]:
+        """Every recorded outcome of a duty at `slot` or later, with the time it was recorded (ms)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT slot, kind, pubkey, ok, reason, missing_peers, recorded_ms FROM duty_outcomes"
+                " WHERE slot >= ? ORDER BY slot, kind, pubkey",
+                (_enc(max(slot, 0)),),
+            ).fetchall()
+        return [
+            (DutyOutcome(DutyId(_dec(s), DutyKind(k)), p, bool(ok), r, tuple(json.loads(m))), at)
+            for s, k, p, ok, r, m, at in rows
+        ]
+
+    def finished_since(self, slot: int) -> tuple[tuple[DutyId, str], ...]:
+        """(duty, pubkey) of every outcome recorded for a duty at `slot` or later (`Started.finished`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT slot, kind, pubkey FROM duty_outcomes WHERE slot >= ? ORDER BY slot, kind, pubkey",
+                (_enc(max(slot, 0)),),
+            ).fetchall()
+        return tuple((DutyId(_dec(s), DutyKind(k)), p) for s, k, p in rows)
+
+    def recent_slashing_records(
+        self, pubkeys: Sequence[str], *, since_epoch: int, since_slot: int
+    ) -> tuple[SlashingRecord, ...]:
+        """The slashing records of these validators (0x hex group pubkeys) that a restarted node needs:
+        attestations with target >= since_epoch and blocks with slot >= since_slot, and always each
+        validator's latest attestation (highest target) and latest block (highest slot)."""
+        wanted: dict[int, bytes] = {}
+        with self._lock:
+            for text in pubkeys:
+                try:
+                    pubkey = _hex_bytes(text, 48, "pubkey")
+                except ValueError:
+                    continue
+                vid = self._validator_id(self._db, pubkey, create=False)
+                if vid is not None:
+                    wanted[vid] = pubkey
+            out: list[SlashingRecord] = []
+            since_target = _enc(max(since_epoch, 0))
+            found: dict[int, list[SignedAttestation]] = {}
+            for t, vid, s, r in self._db.execute(
+                "SELECT target_epoch, validator_id, source_epoch, signing_root FROM signed_attestations"
+                " WHERE target_epoch >= ?",
+                (since_target,),
+            ):
+                if vid in wanted:
+                    found.setdefault(vid, []).append(SignedAttestation(_dec(s), _dec(t), _root_dec(r)))
+            for vid, pubkey in wanted.items():
+                attestations = found.get(vid)
+                if not attestations:
+                    bounds = self._db.execute(
+                        "SELECT max_target FROM attestation_bounds WHERE validator_id = ?", (vid,)
+                    ).fetchone()
+                    attestations = [] if bounds is None else self._at_target(self._db, vid, bounds[0])
+                out += [_record(pubkey, a) for a in sorted(attestations, key=lambda a: a.target_epoch)]
+                rows = self._db.execute(
+                    "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? AND slot >= ?"
+                    " ORDER BY slot",
+                    (vid, _enc(max(since_slot, 0))),
+                ).fetchall()
+                if not rows:
+                    rows = self._db.execute(
+                        "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ?"
+                        " AND slot = (SELECT MAX(slot) FROM signed_blocks WHERE validator_id = ?)",
+                        (vid, vid),
+                    ).fetchall()
+                out += [_record(pubkey, SignedBlock(_dec(s), _root_dec(r))) for s, r in rows]
+        return tuple(out)
+
+    def started(
+        self, now_ms: int, pubkeys: Sequence[str], *, since_slot: int, slots_per_epoch: int
+    ) -> Started:
+        """The model's `Started` event: what this store holds from `since_slot` on."""
+        return Started(
+            now_ms,
+            self.recent_slashing_records(
+                pubkeys, since_epoch=since_slot // slots_per_epoch, since_slot=since_slot
+            ),
+            self.decided_since(since_slot),
+            self.finished_since(since_slot),
+        )
+
+    def prune_node_memory(self, before_slot: int) -> tuple[int, int]:
+        """Delete decided values and outcomes of duties before `before_slot` (never slashing records);
+        returns how many of each were deleted."""
+        bound = _enc(max(before_slot, 0))
+        with self._transaction() as db:
+            decided = db.execute("DELETE FROM decided_values WHERE slot < ?", (bound,)).rowcount
+            outcomes = db.execute("DELETE FROM duty_outcomes WHERE slot < ?", (bound,)).rowcount
+        return decided, outcomes
