@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 _PLAIN = frozenset({bool, int, bytes, str, type(None)})
 
 
