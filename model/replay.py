@@ -47,7 +47,9 @@ class Divergence:
     def describe(self) -> str:
         exp = [encode(a) for a in self.expected]
         got = [encode(a) for a in self.replayed]
-        first = next((i for i, (a, b) in enumerate(zip(exp, got, strict=False)) if a != b), min(len(exp), len(got)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(exp, got, strict=False)) if a != b), min(len(exp), len(got))
+        )
         return (
             f"step {self.index} ({type(self.event).__name__}): action {first} differs; "
             f"recorded {exp[first] if first < len(exp) else 'nothing'}, "
@@ -88,7 +90,11 @@ def request_duty(event: Any) -> DutyId | None:
     """The duty a VC data request is for (as the node files it)."""
     from .node_vc import REQUEST_DUTY
 
-    if isinstance(event, VCRequest) and isinstance(event.params, dict) and str(event.params.get("slot", "")).isdigit():
+    if (
+        isinstance(event, VCRequest)
+        and isinstance(event.params, dict)
+        and str(event.params.get("slot", "")).isdigit()
+    ):
         return DutyId(int(event.params["slot"]), REQUEST_DUTY[event.kind])
     return None
 
