@@ -321,7 +321,7 @@ class PeerTransport:
         """Listen, then dial every peer (returns at once; connections come up in the background)."""
         app = web.Application()
         app.router.add_get(PEER_PATH, self._accept)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         if self._sock is not None:
             site: web.BaseSite = web.SockSite(self._runner, self._sock, ssl_context=self._server_ssl)
