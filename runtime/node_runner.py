@@ -1,0 +1,306 @@
+"""The main loop of one co-validator: await an input, step the model, execute its actions in order.
+
+It contains no protocol decision. Events come from the VC API, the peer transport, the BN client and
+timers; each is recorded in the trace, stepped through `model.node.step`, and the resulting actions
+run in order:
+  Persist       the store's one-transaction check-and-record, AWAITED before the next action runs
+                (so a ReplyToVC later in the same step can never overtake it); its answer comes
+                back as a `Persisted` event;
+  ReplyToVC     resolves the HTTP handler waiting for that request id;
+  Fetch*/SubmitToBN  BN calls in background tasks whose results come back as events;
+  Broadcast/Send     the peer transport; StartTimer: a loop timer that feeds TimerFired;
+  DutyOutcome   recorded durably; Log / Metric: the logger and the metrics sink.
+`step` runs in a single worker thread (its BLS work would otherwise block the HTTP servers); only
+that thread touches the node state, one event at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from covalidator.model.cluster import NodeConfig
+from covalidator.model.duty import DutyKind
+from covalidator.model.node import step
+from covalidator.model.node_events import (
+    BeaconDataFailed,
+    BeaconDataFetched,
+    BNSubmitted,
+    Broadcast,
+    DutiesFailed,
+    DutiesFetched,
+    DutiesKind,
+    DutyOutcome,
+    FetchBeaconData,
+    FetchDuties,
+    FetchValidators,
+    Log,
+    Metric,
+    NodeAction,
+    NodeEvent,
+    PeerMessage,
+    PeerPayload,
+    Persist,
+    ReplyToVC,
+    Send,
+    StartTimer,
+    SubmitToBN,
+    TimerFired,
+    TimerKey,
+    ValidatorsResolved,
+    VCRequest,
+    VCSubmission,
+)
+from covalidator.model.node_state import NodeState
+
+log = logging.getLogger("covalidator.node")
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Transport(Protocol):
+    def broadcast(self, payload: PeerPayload) -> int: ...
+    def send(self, to: int, payload: PeerPayload) -> bool: ...
+
+
+class MetricsSink(Protocol):
+    def observe(self, metric: Metric) -> None: ...
+    def outcome(self, outcome: DutyOutcome) -> None: ...
+
+
+class _NullMetrics:
+    def observe(self, metric: Metric) -> None:
+        pass
+
+    def outcome(self, outcome: DutyOutcome) -> None:
+        pass
+
+
+class NodeRunner:
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: Any,
+        bn: Any,
+        transport: Transport | None = None,
+        trace: Any = None,
+        metrics: MetricsSink | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.config = config
+        self.state = NodeState(config)
+        self.store = store
+        self.bn = bn
+        self.transport = transport
+        self.trace = trace
+        self.metrics = metrics or _NullMetrics()
+        self.clock = clock
+        self.queue: asyncio.Queue[NodeEvent] = asyncio.Queue()
+        self.replies: dict[int, asyncio.Future[ReplyToVC]] = {}
+        self._next_request = 1
+        self._timers: dict[tuple[TimerKey, int], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._step_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-step")
+        self._io_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-store")
+        self.steps = 0
+        self.last_step_ms = 0.0
+        self.stopped = asyncio.Event()
+
+    # -- inputs -------------------------------------------------------------------------------------------
+
+    def submit(self, event: NodeEvent) -> None:
+        self.queue.put_nowait(event)
+
+    def on_peer(self, sender: int, payload: PeerPayload) -> None:
+        self.submit(PeerMessage(sender, payload))
+
+    def new_request_id(self) -> int:
+        rid = self._next_request
+        self._next_request += 1
+        return rid
+
+    async def ask(
+        self, make: Callable[[int], VCRequest | VCSubmission], timeout_s: float
+    ) -> ReplyToVC | None:
+        """Hand a VC request to the model and wait for its ReplyToVC (None on timeout)."""
+        rid = self.new_request_id()
+        future: asyncio.Future[ReplyToVC] = asyncio.get_running_loop().create_future()
+        self.replies[rid] = future
+        self.submit(make(rid))
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self.replies.pop(rid, None)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    async def run(self, started: NodeEvent) -> None:
+        loop = asyncio.get_running_loop()
+        self.submit(started)
+        try:
+            while True:
+                event = await self.queue.get()
+                index = self.trace.record_event(event) if self.trace is not None else -1
+                begin = time.perf_counter()
+                self.state, actions = await loop.run_in_executor(self._step_thread, step, self.state, event)
+                self.last_step_ms = (time.perf_counter() - begin) * 1000
+                self.steps += 1
+                if self.trace is not None:
+                    self.trace.record_actions(index, actions)
+                for action in actions:
+                    await self._execute(action)
+        finally:
+            self.stopped.set()
+
+    async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._step_thread.shutdown(wait=True)
+        self._io_thread.shutdown(wait=True)
+
+    def _spawn(self, work: Awaitable[NodeEvent | None]) -> None:
+        async def wrapper() -> None:
+            event = await work
+            if event is not None:
+                self.submit(event)
+
+        task = asyncio.ensure_future(wrapper())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _in_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io_thread, fn, *args)
+
+    async def _execute(self, action: NodeAction) -> None:
+        match action:
+            case Persist():
+                persisted = await self._in_io(self.store.persist, action)  # durable before anything else
+                self.submit(persisted)
+            case ReplyToVC(request_id=rid):
+                future = self.replies.get(rid)
+                if future is not None and not future.done():
+                    future.set_result(action)
+            case Broadcast(payload=payload):
+                if self.transport is not None:
+                    self.transport.broadcast(payload)
+            case Send(to=to, payload=payload):
+                if self.transport is not None:
+                    self.transport.send(to, payload)
+            case StartTimer(key=key, at_ms=at_ms):
+                self._start_timer(key, at_ms)
+            case FetchValidators(pubkeys=pubkeys):
+                self._spawn(self._fetch_validators(pubkeys))
+            case FetchDuties():
+                self._spawn(self._fetch_duties(action))
+            case FetchBeaconData():
+                self._spawn(self._fetch_data(action))
+            case SubmitToBN():
+                self._spawn(self._submit(action))
+            case DutyOutcome():
+                await self._in_io(self.store.record_outcomes, [action])
+                self.metrics.outcome(action)
+                if not action.ok:
+                    log.warning(
+                        "duty failed",
+                        extra={
+                            "fields": {
+                                "duty": str(action.duty),
+                                "validator": action.pubkey,
+                                "reason": action.reason,
+                                "missing_peers": ",".join(map(str, action.missing_peers)),
+                            }
+                        },
+                    )
+            case Log(level=level, message=message, fields=fields):
+                log.log(
+                    logging.getLevelName(level.upper()) if level != "warn" else logging.WARNING,
+                    message,
+                    extra={"fields": dict(fields)},
+                )
+            case Metric():
+                self.metrics.observe(action)
+
+    def _start_timer(self, key: TimerKey, at_ms: int) -> None:
+        if (key, at_ms) in self._timers:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop((key, at_ms), None)
+            self.submit(TimerFired(key, max(at_ms, self.clock())))
+
+        delay = max(0.0, (at_ms - self.clock()) / 1000)
+        self._timers[(key, at_ms)] = loop.call_later(delay, fire)
+
+    # -- BN calls (results come back as events) -----------------------------------------------------------
+
+    async def _fetch_validators(self, pubkeys: tuple[str, ...]) -> NodeEvent | None:
+        delay = 1.0
+        while True:
+            try:
+                return ValidatorsResolved(await self.bn.resolve_validators(pubkeys))
+            except Exception as error:
+                log.warning("could not resolve validators", extra={"fields": {"error": str(error)}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 12.0)
+
+    async def _fetch_duties(self, action: FetchDuties) -> NodeEvent:
+        try:
+            if action.kind is DutiesKind.ATTESTER:
+                duties = await self.bn.attester_duties(action.epoch, action.indices)
+            elif action.kind is DutiesKind.PROPOSER:
+                duties = await self.bn.proposer_duties(action.epoch)
+            else:
+                duties = await self.bn.sync_duties(action.epoch, action.indices)
+        except Exception as error:
+            return DutiesFailed(action.kind, action.epoch, str(error))
+        return DutiesFetched(action.kind, action.epoch, tuple(duties.duties), duties.dependent_root)
+
+    async def _fetch_data(self, action: FetchBeaconData) -> NodeEvent:
+        request, kind = action.request, action.duty.kind
+        slot = int(request["slot"])
+        try:
+            data: Any
+            if kind is DutyKind.ATTESTER:
+                indices = request["committee_indices"]
+                answers = await asyncio.gather(*(self.bn.attestation_data(slot, int(ci)) for ci in indices))
+                data = dict(zip(indices, answers, strict=True))
+            elif kind is DutyKind.PROPOSER:
+                data = await self.bn.produce_block(slot, request["randao_reveal"], request.get("graffiti"))
+            elif kind is DutyKind.AGGREGATOR:
+                data = {}
+                for item in request["aggregates"]:
+                    _, aggregate = await self.bn.aggregate_attestation(
+                        slot, item["attestation_data_root"], int(item["committee_index"])
+                    )
+                    data[item["attestation_data_root"]] = aggregate
+            else:
+                data = {}
+                for sub in request["subcommittee_indices"]:
+                    data[sub] = await self.bn.sync_committee_contribution(
+                        slot, int(sub), request["beacon_block_root"]
+                    )
+        except Exception as error:
+            return BeaconDataFailed(action.duty, str(error))
+        return BeaconDataFetched(action.duty, data)
+
+    async def _submit(self, action: SubmitToBN) -> NodeEvent:
+        try:
+            await self.bn.submit(action.kind, action.body, action.version)
+        except Exception as error:
+            return BNSubmitted(action.duty, action.pubkeys, False, str(error))
+        return BNSubmitted(action.duty, action.pubkeys, True)

@@ -1,0 +1,253 @@
+"""The Beacon API that the validator client talks to, as if covalidator were its beacon node.
+
+Intercepted endpoints become model events (`VCRequest` / `VCSubmission`) and are answered from the
+model's `ReplyToVC` (a request for data not yet decided hangs until the model answers: decided and
+persisted, or a Beacon-API error at its deadline). Duties and validator endpoints are proxied with
+the DV mapping: the VC knows only this node's SHARE pubkeys, the chain only the GROUP pubkeys.
+Everything else goes to the reverse proxy unchanged. This module formats HTTP; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from covalidator import __version__
+from covalidator.model.cluster import NodeConfig
+from covalidator.model.node_events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
+
+Forward = Callable[
+    [web.Request, Callable[[Any], Any] | None, Callable[[str], str] | None], Awaitable[web.StreamResponse]
+]
+
+ETH_CONSENSUS_VERSION = "Eth-Consensus-Version"
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"code": status, "message": message}, status=status)
+
+
+class PubkeyMapper:
+    """group <-> this node's share pubkeys, for the validator and duties endpoints."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.share_of_group = {v.group: v.shares[config.share_index - 1] for v in config.validators}
+        self.group_of_share = {s: g for g, s in self.share_of_group.items()}
+
+    def to_group(self, value: str) -> str:
+        return self.group_of_share.get(value.lower(), value)
+
+    def to_share(self, obj: Any) -> Any:
+        """Every group pubkey of the cluster in a JSON value, replaced by this node's share pubkey."""
+        if isinstance(obj, dict):
+            return {k: self.to_share(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.to_share(v) for v in obj]
+        if isinstance(obj, str):
+            return self.share_of_group.get(obj.lower(), obj)
+        return obj
+
+
+class ValidatorAPI:
+    def __init__(
+        self, runner: Any, config: NodeConfig, forward: Forward, bn_version: Callable[[], str] = lambda: ""
+    ) -> None:
+        self.runner = runner
+        self.config = config
+        self.forward = forward
+        self.mapper = PubkeyMapper(config)
+        self.bn_version = bn_version
+        self.seen_vc_ms = 0  # last time the VC called us (the health endpoint reports it)
+        self.held = 0  # requests waiting for the model right now
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=32 * 2**20, middlewares=[self._touch])
+        r = app.router
+        r.add_get("/eth/v1/node/version", self.version)
+        r.add_get("/eth/v1/validator/attestation_data", self.attestation_data)
+        for v in ("v1", "v2", "v3"):
+            r.add_get(f"/eth/{v}/validator/blocks/{{slot}}", self.produce_block)
+        r.add_get("/eth/v1/validator/blinded_blocks/{slot}", self.produce_block)
+        for v in ("v1", "v2"):
+            r.add_post(f"/eth/{v}/beacon/blocks", self.submit_block)
+            r.add_post(f"/eth/{v}/beacon/blinded_blocks", self.submit_block)
+            r.add_post(f"/eth/{v}/beacon/pool/attestations", self.submit(SubmissionKind.ATTESTATIONS))
+            r.add_get(f"/eth/{v}/validator/aggregate_attestation", self.aggregate_attestation)
+            r.add_post(
+                f"/eth/{v}/validator/aggregate_and_proofs", self.submit(SubmissionKind.AGGREGATE_AND_PROOFS)
+            )
+        r.add_post("/eth/v1/beacon/pool/sync_committees", self.submit(SubmissionKind.SYNC_COMMITTEE_MESSAGES))
+        r.add_get("/eth/v1/validator/sync_committee_contribution", self.sync_contribution)
+        r.add_post(
+            "/eth/v1/validator/contribution_and_proofs", self.submit(SubmissionKind.CONTRIBUTION_AND_PROOFS)
+        )
+        r.add_post(
+            "/eth/v1/validator/beacon_committee_selections",
+            self.selections(VCRequestKind.BEACON_COMMITTEE_SELECTIONS),
+        )
+        r.add_post(
+            "/eth/v1/validator/sync_committee_selections",
+            self.selections(VCRequestKind.SYNC_COMMITTEE_SELECTIONS),
+        )
+        r.add_get("/eth/v1/beacon/states/{state_id}/validators", self.validators)
+        r.add_post("/eth/v1/beacon/states/{state_id}/validators", self.validators)
+        r.add_get("/eth/v1/beacon/states/{state_id}/validators/{validator_id}", self.validators)
+        r.add_get("/eth/v1/validator/duties/proposer/{epoch}", self.duties)
+        r.add_post("/eth/v1/validator/duties/attester/{epoch}", self.duties)
+        r.add_post("/eth/v1/validator/duties/sync/{epoch}", self.duties)
+        r.add_route("*", "/{tail:.*}", self.passthrough)
+        return app
+
+    @web.middleware
+    async def _touch(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.seen_vc_ms = self.runner.clock()
+        return await handler(request)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _wait_s(self) -> float:
+        """A safety net above the model's own deadlines: it always answers first."""
+        return self.config.chain.clock.slot_ms * 3 / 1000
+
+    async def _ask(self, make: Callable[[int], VCRequest | VCSubmission]) -> ReplyToVC | None:
+        self.held += 1
+        try:
+            reply: ReplyToVC | None = await self.runner.ask(make, self._wait_s())
+            return reply
+        finally:
+            self.held -= 1
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> Any:
+        try:
+            return await request.json(loads=json.loads)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"code": 400, "message": f"malformed JSON body: {error}"}),
+                content_type="application/json",
+            ) from None
+
+    @staticmethod
+    def _reply(
+        reply: ReplyToVC | None,
+        shape: Callable[[Any], Any] = lambda body: body,
+        version: bool = False,
+        extra_headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        if reply is None:
+            return error_response(503, "no answer from the co-validators in time")
+        if reply.status != 200:
+            return web.json_response(reply.body, status=reply.status)
+        headers = dict(extra_headers or {})
+        if version and reply.version:
+            headers[ETH_CONSENSUS_VERSION] = reply.version
+        body = shape(reply.body)
+        if body is None:
+            return web.Response(status=200, headers=headers)
+        return web.json_response(body, status=200, headers=headers)
+
+    # -- intercepted ------------------------------------------------------------------------------------
+
+    async def version(self, request: web.Request) -> web.Response:
+        bn = self.bn_version()
+        return web.json_response(
+            {"data": {"version": f"covalidator/v{__version__}" + (f" ({bn})" if bn else "")}}
+        )
+
+    async def attestation_data(self, request: web.Request) -> web.Response:
+        params = {
+            "slot": request.query.get("slot", ""),
+            "committee_index": request.query.get("committee_index", ""),
+        }
+        reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, params))
+        return self._reply(reply)
+
+    async def produce_block(self, request: web.Request) -> web.Response:
+        version_path = request.path.split("/")[2]
+        params = {
+            "slot": request.match_info["slot"],
+            "randao_reveal": request.query.get("randao_reveal", ""),
+            "graffiti": request.query.get("graffiti"),
+            "blinded": "blinded_blocks" in request.path,
+        }
+        reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.BLOCK, params))
+        if reply is None or reply.status != 200:
+            return self._reply(reply)
+        body = reply.body
+        if version_path == "v3":
+            headers = {
+                "Eth-Execution-Payload-Blinded": str(body["execution_payload_blinded"]).lower(),
+                "Eth-Execution-Payload-Value": body["execution_payload_value"],
+                "Eth-Consensus-Block-Value": body["consensus_block_value"],
+            }
+            return self._reply(reply, version=True, extra_headers=headers)
+        if version_path == "v2":
+            return self._reply(reply, lambda b: {"version": b["version"], "data": b["data"]}, version=True)
+        return self._reply(reply, lambda b: {"data": b["data"]})
+
+    async def aggregate_attestation(self, request: web.Request) -> web.StreamResponse:
+        params = dict(request.query)
+        reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.AGGREGATE_ATTESTATION, params))
+        if reply is not None and reply.status == 0:  # not a cluster duty: the BN answers
+            return await self.forward(request, None, None)
+        v2 = request.path.startswith("/eth/v2/")
+        return self._reply(reply, (lambda b: b) if v2 else (lambda b: {"data": b["data"]}), version=v2)
+
+    async def sync_contribution(self, request: web.Request) -> web.StreamResponse:
+        params = dict(request.query)
+        reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.SYNC_CONTRIBUTION, params))
+        if reply is not None and reply.status == 0:
+            return await self.forward(request, None, None)
+        return self._reply(reply)
+
+    def selections(self, kind: VCRequestKind) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            body = await self._json_body(request)
+            reply = await self._ask(lambda rid: VCRequest(rid, kind, {"selections": body}))
+            return self._reply(reply)
+
+        return handler
+
+    def submit(self, kind: SubmissionKind) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            body = await self._json_body(request)
+            if not isinstance(body, list):
+                return error_response(400, "expected a JSON array")
+            version = request.headers.get(ETH_CONSENSUS_VERSION, "")
+            reply = await self._ask(lambda rid: VCSubmission(rid, kind, tuple(body), version))
+            return self._reply(reply, lambda b: None)
+
+        return handler
+
+    async def submit_block(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        if not isinstance(body, dict):
+            return error_response(400, "expected a JSON object")
+        version = request.headers.get(ETH_CONSENSUS_VERSION, "")
+        reply = await self._ask(lambda rid: VCSubmission(rid, SubmissionKind.BLOCK, (body,), version))
+        return self._reply(reply, lambda b: None)
+
+    # -- proxied with the DV pubkey mapping ---------------------------------------------------------------
+
+    async def validators(self, request: web.Request) -> web.StreamResponse:
+        def rewrite_query(query: str) -> str:
+            parts = []
+            for item in query.split("&"):
+                key, _, value = item.partition("=")
+                if key == "id":
+                    value = ",".join(self.mapper.to_group(v) for v in value.split(","))
+                parts.append(f"{key}={value}" if _ else key)
+            return "&".join(parts)
+
+        return await self.forward(request, self.mapper.to_share, rewrite_query)
+
+    async def duties(self, request: web.Request) -> web.StreamResponse:
+        return await self.forward(request, self.mapper.to_share, None)
+
+    async def passthrough(self, request: web.Request) -> web.StreamResponse:
+        return await self.forward(request, None, None)
