@@ -77,7 +77,19 @@ from .node_events import (
     VCSubmission,
 )
 from .node_partials import finish, on_peer_partials, on_submitted, try_combine
-from .node_state import KIND_OF_DUTIES, NodeState, Out, in_window, log, metric, record, timer, validator
+from .node_state import (
+    KIND_OF_DUTIES,
+    NodeState,
+    Out,
+    in_window,
+    log,
+    metric,
+    on_duty,
+    pubkey_of,
+    record,
+    timer,
+    validator,
+)
 from .node_vc import answer_held, on_request_deadline, on_vc_request, on_vc_submission, start_block_request
 from .outcomes import Reason
 from .qbft_events import Broadcast as QbftBroadcast
@@ -162,16 +174,41 @@ def _on_started(state: NodeState, event: Started, out: Out) -> None:
             )
     state.finished = set(event.finished)
     for decided in event.decided:
-        if not in_window(state, decided.duty.slot):
+        if not in_window(state, decided.duty.slot) or decided.duty.kind not in CONSENSUS_KINDS:
             continue
         rec = record(state, decided.duty, out)
         rec.advance(Trigger.RESTORED)
         rec.decided, rec.decided_hash = decided.value, decided.value_hash
+        if not isinstance(decided.value, dict):
+            continue
         for key, data in decided.value.items():
-            if key in config.by_group or key.split("/", 1)[0] in config.by_group:
-                validator(rec, key).data = data
+            if pubkey_of(key) not in config.by_group:
+                continue
+            vd = validator(rec, key)
+            vd.data = data
+            _prepare_signing(state, rec, key, out)
+            if rec.id.kind in SLASHABLE_KINDS and not _is_recorded(state, rec, key):
+                # the store refused it (or never committed its record): it is never served
+                vd.data = None
+                rec.roots.pop(key, None)
     out.append(FetchValidators(tuple(v.group for v in config.validators)))
     _schedule_epoch_timer(state, out)
+
+
+def _is_recorded(state: NodeState, rec: DutyRecord, key: str) -> bool:
+    """The validator's decided message is in the slashing DB as it is (accepted when persisted)."""
+    vd = rec.validators[key]
+    root = rec.roots.get(key)
+    if vd.data is None or root is None:
+        return False
+    if rec.id.kind is DutyKind.ATTESTER:
+        att = SignedAttestation(
+            uint(vd.data, "source", "epoch"), uint(vd.data, "target", "epoch"), bytes.fromhex(root[2:])
+        )
+        verdict = state.slashing.check_attestation(vd.pubkey, att)
+    else:
+        verdict = state.slashing.check_block(vd.pubkey, SignedBlock(rec.id.slot, bytes.fromhex(root[2:])))
+    return verdict.safe and verdict.repeat
 
 
 def _root_bytes(text: str | None) -> bytes | None:
@@ -226,6 +263,13 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
             rec = state.duties.get(DutyId(slot, kind))
             if rec is not None and rec.phase is Phase.SCHEDULED:
                 rec.validators.clear()
+            randao = state.duties.get(DutyId(slot, DutyKind.RANDAO))
+            if (
+                kind is DutyKind.PROPOSER
+                and randao is not None
+                and state.now_ms < clock.duty_start_ms(randao.id)
+            ):
+                randao.validators.clear()  # (no duty without consensus has started before its slot)
     for duty_json in mine:
         try:
             slot = uint(duty_json, "slot")
@@ -235,6 +279,9 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
             continue
         rec = record(state, DutyId(slot, kind), out)
         validator(rec, duty_json["pubkey"], duty_json)
+        if rec.phase is Phase.SIGNING:  # restored at a restart: now it can be served and combined
+            answer_held(state, rec.id, out)
+            try_combine(state, rec, [duty_json["pubkey"]], out)
         if kind is DutyKind.PROPOSER:
             randao = record(state, DutyId(slot, DutyKind.RANDAO), out)
             validator(randao, duty_json["pubkey"], duty_json)
@@ -322,7 +369,7 @@ def _on_deadline(state: NodeState, rec: DutyRecord, out: Out) -> None:
     if rec.phase is Phase.DONE:
         return
     for key, vd in rec.validators.items():
-        if vd.outcome is None:
+        if vd.outcome is None and (vd.info is not None or vd.own is not None):
             finish(state, rec, key, False, out, _failure_reason(state, rec, key))
     rec.advance(Trigger.DEADLINE)
     rec.qbft = None
@@ -361,14 +408,14 @@ def _blocking(state: NodeState, rec: DutyRecord) -> list[DutyId]:
     """Earlier duties of the same slashable kind, for a validator of `rec`, not finished here."""
     if rec.id.kind not in SLASHABLE_KINDS:
         return []
-    keys = set(rec.validators)
+    keys = set(on_duty(rec))
     return [
         other.id
         for other in state.duties.values()
         if other.id.kind is rec.id.kind
         and other.id.slot < rec.id.slot
         and other.phase in (Phase.SCHEDULED, Phase.WAITING, Phase.CONSENSUS, Phase.PERSISTING)
-        and keys & set(other.validators)
+        and not keys.isdisjoint(on_duty(other))
     ]
 
 
@@ -379,12 +426,13 @@ def _randao(state: NodeState, slot: int) -> str | None:
 
 
 def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
-    if rec.phase is not Phase.WAITING or not rec.validators or _blocking(state, rec):
+    validators = on_duty(rec)
+    if rec.phase is not Phase.WAITING or not validators or _blocking(state, rec):
         return
     request: dict[str, Any] = {"slot": str(rec.id.slot)}
     if rec.id.kind is DutyKind.ATTESTER:
         request["committee_indices"] = sorted(
-            {str(vd.info["committee_index"]) for vd in rec.validators.values()}
+            {str(vd.info["committee_index"]) for vd in validators.values()}, key=int
         )
     elif rec.id.kind is DutyKind.PROPOSER:
         reveal = _randao(state, rec.id.slot)
@@ -394,7 +442,7 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
     elif rec.id.kind is DutyKind.AGGREGATOR:
         attester = state.duties.get(DutyId(rec.id.slot, DutyKind.ATTESTER))
         aggregates = []
-        for key, vd in rec.validators.items():
+        for key, vd in validators.items():
             data = attester.validators[key].data if attester and key in attester.validators else None
             if data is None:
                 continue
@@ -415,7 +463,7 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
             return  # no combined sync message for the slot yet; the sync duty wakes us
         request["beacon_block_root"] = root
         request["subcommittee_indices"] = sorted(
-            {str(vd.info["subcommittee_index"]) for vd in rec.validators.values()}
+            {str(vd.info["subcommittee_index"]) for vd in validators.values()}, key=int
         )
     rec.advance(Trigger.READY)
     config = state.config
@@ -448,17 +496,24 @@ def _spec_module(state: NodeState, slot: int) -> Any:
 
 
 def _sync_root(state: NodeState, slot: int) -> str | None:
-    """The block root the cluster's sync committee messages signed in this slot (the contribution's)."""
+    """The block root the cluster's sync committee messages signed in this slot (the contribution's):
+    the root of a combined message (what M co-validators signed), else this node's VC's."""
     sync = state.duties.get(DutyId(slot, DutyKind.SYNC_MESSAGE))
     if sync is None:
         return None
-    for vd in sync.validators.values():
-        if vd.submitted and vd.own_message:
-            return str(vd.own_message["beacon_block_root"])
-    for vd in sync.validators.values():
+    combined: dict[str, str] = sync.extra.get("combined_roots", {})
+    if combined:
+        return min(combined.values())
+    for _, vd in sorted(sync.validators.items()):
         if vd.own_message:
             return str(vd.own_message["beacon_block_root"])
     return None
+
+
+def on_sync_message_combined(state: NodeState, slot: int, out: Out) -> None:
+    rec = state.duties.get(DutyId(slot, DutyKind.SYNC_CONTRIBUTION))
+    if rec is not None:
+        _maybe_ready(state, rec, out)
 
 
 def _wake_waiting(state: NodeState, out: Out) -> None:
@@ -487,8 +542,8 @@ def _on_beacon_data(state: NodeState, event: BeaconDataFetched, out: Out) -> Non
         return
     value: dict[str, Any] = {}
     data = event.data
-    for key, vd in rec.validators.items():
-        info = vd.info or {}
+    for key, vd in on_duty(rec).items():
+        info = vd.info
         if rec.id.kind is DutyKind.ATTESTER:
             item = data.get(str(info.get("committee_index")), data.get("0") if len(data) == 1 else None)
         elif rec.id.kind is DutyKind.PROPOSER:
@@ -529,9 +584,9 @@ def _value_problem(state: NodeState, rec: DutyRecord, value: Value) -> str | Non
     try:
         for key, data in proposal.items():
             vd = rec.validators.get(key)
-            if vd is None:
+            if vd is None or vd.info is None:
                 return f"{key} has no {rec.id} duty here"
-            info = vd.info or {}
+            info = vd.info
             slot = rec.id.slot
             if rec.id.kind is DutyKind.ATTESTER:
                 check_attestation_data(chain, data, slot, int(info["committee_index"]))
@@ -552,6 +607,8 @@ def _value_problem(state: NodeState, rec: DutyRecord, value: Value) -> str | Non
                 return f"{key}: slashable ({verdict.describe()})"
     except DataProblem as problem:
         return str(problem)
+    except (KeyError, TypeError, ValueError, AttributeError) as problem:
+        return f"malformed value: {problem!r}"
     return None
 
 
@@ -627,53 +684,16 @@ def _on_decided(state: NodeState, rec: DutyRecord, value: Value, round: int, out
     rec.advance(Trigger.DECIDED)
     decided = json.loads(value.body)
     rec.decided, rec.decided_hash = decided, value.hash
-    chain = state.config.chain
     records: list[SlashingRecord] = []
     for key, data in decided.items():
         vd = rec.validators.get(key)
-        if vd is None:
+        if vd is None or vd.info is None:
             continue  # a validator this node has no duty for (its BN disagrees): it cannot sign it
         vd.data = data
-        try:
-            if rec.id.kind is DutyKind.ATTESTER:
-                root = root_of(chain, Kind.ATTESTATION, data)
-                records.append(
-                    SlashingRecord(
-                        vd.pubkey, None, uint(data, "source", "epoch"), uint(data, "target", "epoch"), root
-                    )
-                )
-            elif rec.id.kind is DutyKind.PROPOSER:
-                root = _block_root(state, data)
-                records.append(SlashingRecord(vd.pubkey, rec.id.slot, signing_root=root))
-            elif rec.id.kind is DutyKind.AGGREGATOR:
-                signed = {
-                    "aggregator_index": str(state.indices[vd.pubkey]),
-                    "aggregate": data,
-                    "selection_proof": vd.info["selection_proof"],
-                }
-                rec.extra.setdefault("signed", {})[key] = signed
-                root = root_of(chain, Kind.AGGREGATE_AND_PROOF, signed)
-            else:
-                signed = {
-                    "aggregator_index": str(state.indices[vd.pubkey]),
-                    "contribution": data,
-                    "selection_proof": vd.info["selection_proof"],
-                }
-                rec.extra.setdefault("signed", {})[key] = signed
-                root = root_of(chain, Kind.CONTRIBUTION_AND_PROOF, signed)
-        except (DataProblem, KeyError) as problem:
-            log(
-                out,
-                "error",
-                "decided data cannot be signed",
-                duty=str(rec.id),
-                validator=key,
-                error=str(problem),
-            )
-            vd.data = None
-            continue
-        rec.roots[key] = root
-    clock = chain.clock
+        slashing_record = _prepare_signing(state, rec, key, out)
+        if slashing_record is not None:
+            records.append(slashing_record)
+    clock = state.config.chain.clock
     metric(
         out,
         "consensus_duration_ms",
@@ -682,6 +702,55 @@ def _on_decided(state: NodeState, rec: DutyRecord, value: Value, round: int, out
     )
     metric(out, "consensus_decided_round", round, kind=rec.id.kind.name.lower())
     out.append(Persist(rec.id, decided, value.hash, tuple(records)))
+
+
+def prepare_signing(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
+    """A duty's validator learned what it lacked to be signed (a restored aggregation duty, its
+    combined selection proof): compute its signing root now."""
+    if rec.phase is Phase.SIGNING and key not in rec.roots and rec.validators[key].data is not None:
+        _prepare_signing(state, rec, key, out)
+
+
+def _prepare_signing(state: NodeState, rec: DutyRecord, key: str, out: Out) -> SlashingRecord | None:
+    """The signing root of the validator's decided data (`rec.roots`), the signed message of an
+    aggregation duty, and for attestations and blocks the slashing record to persist. Data that
+    cannot be signed is dropped (never served); an aggregation duty whose selection proof is not
+    known yet (restored at a restart) waits for it."""
+    vd = rec.validators[key]
+    data = vd.data
+    chain = state.config.chain
+    kind = rec.id.kind
+    try:
+        if kind is DutyKind.ATTESTER:
+            root = root_of(chain, Kind.ATTESTATION, data)
+            rec.roots[key] = root
+            source, target = uint(data, "source", "epoch"), uint(data, "target", "epoch")
+            return SlashingRecord(vd.pubkey, None, source, target, root)
+        if kind is DutyKind.PROPOSER:
+            root = _block_root(state, data)
+            rec.roots[key] = root
+            return SlashingRecord(vd.pubkey, rec.id.slot, signing_root=root)
+        info = vd.info or {}
+        if "selection_proof" not in info or vd.pubkey not in state.indices:
+            return None
+        inner = "aggregate" if kind is DutyKind.AGGREGATOR else "contribution"
+        signed = {
+            "aggregator_index": str(state.indices[vd.pubkey]),
+            inner: data,
+            "selection_proof": info["selection_proof"],
+        }
+        message_kind = (
+            Kind.AGGREGATE_AND_PROOF if kind is DutyKind.AGGREGATOR else Kind.CONTRIBUTION_AND_PROOF
+        )
+        rec.roots[key] = root_of(chain, message_kind, signed)
+        rec.extra.setdefault("signed", {})[key] = signed
+    except (DataProblem, KeyError, TypeError, AttributeError) as problem:
+        log(
+            out, "error", "decided data cannot be signed", duty=str(rec.id), validator=key, error=str(problem)
+        )
+        vd.data = None
+        rec.roots.pop(key, None)
+    return None
 
 
 def _on_persisted(state: NodeState, event: Persisted, out: Out) -> None:
@@ -695,6 +764,7 @@ def _on_persisted(state: NodeState, event: Persisted, out: Out) -> None:
             continue
         if vd.pubkey in refused:
             vd.data = None
+            rec.roots.pop(key, None)
             metric(out, "slashing_refusals", kind=rec.id.kind.name.lower())
             finish(state, rec, key, False, out, Reason.SLASHING_REFUSED)
             continue

@@ -175,6 +175,8 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
         vd = rec.validators.get(key)
         if vd is None or vd.submitted or vd.outcome is not None:
             continue
+        if rec.id.kind in CONSENSUS_KINDS and vd.info is None:
+            continue  # restored before its duty is known again: the submission needs the duty
         found = _candidates(state, rec, key, vd)
         if found is None:
             continue
@@ -259,6 +261,10 @@ def _combined(
             }
         return {"message": block, "signature": signature}
     if kind is DutyKind.SYNC_MESSAGE:
+        rec.extra.setdefault("combined_roots", {})[key] = message["beacon_block_root"]
+        from .node import on_sync_message_combined
+
+        on_sync_message_combined(state, rec.id.slot, out)
         return {**message, "signature": signature}
     if kind in (DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION):
         return {"message": rec.extra["signed"][key], "signature": signature}
@@ -277,6 +283,7 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
             return
         agg = record(state, DutyId(slot, DutyKind.AGGREGATOR), out)
         validator(agg, key, {**info, "selection_proof": proof})
+        _selected(state, agg, key, out)
     else:
         if not is_sync_committee_aggregator(chain, proof):
             return
@@ -291,6 +298,18 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
                 "validator_index": str(state.indices.get(pubkey, "")),
             },
         )
+        _selected(state, contribution, key, out)
+
+
+def _selected(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
+    """An aggregation duty restored at a restart learns its selection proof: it can be signed now."""
+    if rec.phase is Phase.SIGNING:
+        from .node import prepare_signing
+        from .node_vc import answer_held
+
+        prepare_signing(state, rec, key, out)
+        answer_held(state, rec.id, out)
+        try_combine(state, rec, [key], out)
 
 
 def on_submitted(

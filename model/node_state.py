@@ -100,6 +100,13 @@ def validator(rec: DutyRecord, key: str, info: Any = None) -> ValidatorDuty:
     return vd
 
 
+def on_duty(rec: DutyRecord) -> dict[str, ValidatorDuty]:
+    """The validators this node knows a duty of in `rec` (from its BN's duties, a selection, a sync
+    membership). Others may have entries (peers' partials arrive first, a decided value is restored
+    before the duties are fetched again): they join no consensus and get no outcome until known."""
+    return {key: vd for key, vd in rec.validators.items() if vd.info is not None}
+
+
 def in_window(state: NodeState, slot: int) -> bool:
     """Slots a peer may talk about: from two slots ago to two epochs ahead (bounded memory)."""
     now_slot = state.config.chain.clock.slot_at(state.now_ms)
