@@ -37,6 +37,7 @@ from .node_events import SubmissionKind, ValidatorInfo
 from .signing import Fork, ForkSchedule, Kind, signing_root
 from .slashing import is_slashable_attestation_pair, is_slashable_block_pair
 from .specs import spec
+from .vc_flow import AttesterDuty
 
 PRESET = "minimal"
 FORK = "altair"
@@ -102,16 +103,6 @@ class Reorg:
     replaced: int  # the slot whose block is replaced (the last slot of the previous epoch)
 
 
-@dataclass(frozen=True)
-class AttesterDuty:
-    index: int
-    slot: int
-    committee_index: int
-    committee_length: int
-    committees_at_slot: int
-    validator_committee_index: int
-
-
 @dataclass
 class Violation:
     at_ms: int
@@ -128,6 +119,7 @@ class Judge:
     slashable_pairs: list[str] = field(default_factory=list)
     invalid: list[Violation] = field(default_factory=list)
     done: set[tuple[DutyId, str]] = field(default_factory=set)  # (duty, validator key) on chain
+    done_at: dict[tuple[DutyId, str], int] = field(default_factory=dict)  # ... -> first arrival (ms)
     submissions: int = 0
     verified: dict[tuple[str, bytes, str], bool] = field(default_factory=dict)
 
@@ -194,9 +186,11 @@ class SimChain:
         return tuple(plan)
 
     def arrival_ms(self, node: int, slot: int) -> int:
-        """When node `node`'s BN sees the block of `slot` (node 0: the chain's own, never late)."""
+        """When node `node`'s BN sees the block of `slot` (node 0: the chain's own, never late).
+        A late block is late for every node (its proposer published it late: every BN sees it after
+        1/3 of the slot, each at its own moment); on time, each BN sees it at its own moment before."""
         p = self.params
-        late = node > 0 and draw(p.seed, "late", node, slot) < p.late_block_rate
+        late = node > 0 and draw(p.seed, "late", slot) < p.late_block_rate
         low, high = LATE_ARRIVAL_MS if late else BLOCK_ARRIVAL_MS
         offset = low + int(draw(p.seed, "arrival", node, slot) * (high - low)) if node > 0 else low
         return self.clock.slot_start_ms(slot) + offset
@@ -489,7 +483,7 @@ class SimChain:
         for obj in objects:
             self.judge.submissions += 1
             try:
-                problem = self._judge_one(kind, obj)
+                problem = self._judge_one(kind, obj, now_ms)
             except (KeyError, TypeError, ValueError, IndexError) as error:
                 problem = f"malformed: {error!r}"
             if problem is not None:
@@ -504,7 +498,11 @@ class SimChain:
     def _root(self, kind: Kind, message: Any) -> bytes:
         return signing_root(self.schedule, kind, message)
 
-    def _judge_one(self, kind: SubmissionKind, obj: Any) -> str | None:
+    def _mark_done(self, key: tuple[DutyId, str], now_ms: int) -> None:
+        self.judge.done.add(key)
+        self.judge.done_at.setdefault(key, now_ms)
+
+    def _judge_one(self, kind: SubmissionKind, obj: Any, now_ms: int) -> str | None:
         if kind is SubmissionKind.ATTESTATIONS:
             data = obj["data"]
             slot, committee_index = int(data["slot"]), int(data["index"])
@@ -524,7 +522,7 @@ class SimChain:
             self.attestation_pool.setdefault((slot, data_root), {})[positions[0]] = obj["signature"]
             self.attestation_pool_data[(slot, data_root)] = data
             del length
-            self.judge.done.add((DutyId(slot, DutyKind.ATTESTER), self.pubkeys[index]))
+            self._mark_done((DutyId(slot, DutyKind.ATTESTER), self.pubkeys[index]), now_ms)
             return None
         if kind is SubmissionKind.BLOCK:
             block = obj["message"]
@@ -539,7 +537,7 @@ class SimChain:
             if not self._verify(pubkey, root, obj["signature"]):
                 return f"block {slot}: signature of validator {index} does not verify"
             self._record_block(index, slot, root)
-            self.judge.done.add((DutyId(slot, DutyKind.PROPOSER), pubkey))
+            self._mark_done((DutyId(slot, DutyKind.PROPOSER), pubkey), now_ms)
             return None
         if kind is SubmissionKind.SYNC_COMMITTEE_MESSAGES:
             slot, index, root_hex = int(obj["slot"]), int(obj["validator_index"]), obj["beacon_block_root"]
@@ -550,7 +548,7 @@ class SimChain:
             if not self._verify(self.pubkeys[index], root, obj["signature"]):
                 return f"sync committee message of validator {index} does not verify"
             self.sync_pool.setdefault((slot, root_hex), {})[members[index]] = obj["signature"]
-            self.judge.done.add((DutyId(slot, DutyKind.SYNC_MESSAGE), self.pubkeys[index]))
+            self._mark_done((DutyId(slot, DutyKind.SYNC_MESSAGE), self.pubkeys[index]), now_ms)
             return None
         if kind is SubmissionKind.AGGREGATE_AND_PROOFS:
             message = obj["message"]
@@ -569,7 +567,7 @@ class SimChain:
             if not self._verify(pubkey, root, obj["signature"]):
                 return f"aggregate and proof of validator {index} does not verify"
             self.aggregates.setdefault(slot, []).append(aggregate)
-            self.judge.done.add((DutyId(slot, DutyKind.AGGREGATOR), pubkey))
+            self._mark_done((DutyId(slot, DutyKind.AGGREGATOR), pubkey), now_ms)
             return None
         if kind is SubmissionKind.CONTRIBUTION_AND_PROOFS:
             message = obj["message"]
@@ -590,7 +588,7 @@ class SimChain:
             if not self._verify(pubkey, root, obj["signature"]):
                 return f"contribution and proof of validator {index} does not verify"
             self.contributions.setdefault(slot, []).append(contribution)
-            self.judge.done.add((DutyId(slot, DutyKind.SYNC_CONTRIBUTION), f"{pubkey}/{sub}"))
+            self._mark_done((DutyId(slot, DutyKind.SYNC_CONTRIBUTION), f"{pubkey}/{sub}"), now_ms)
             return None
         return f"unsupported submission {kind}"
 

@@ -21,16 +21,18 @@ It knows its duties from its BN (the simulated chain's view for its node), like 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import bls, ssz_json
-from .beacon_data import bitlist_single, is_aggregator, is_sync_committee_aggregator
+from . import bls, ssz_json, vc_flow
+from .beacon_data import is_aggregator, is_sync_committee_aggregator
 from .cluster import hex0x
 from .node_events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 from .signing import Kind, signing_root
-from .sim_chain import SYNC_SUBCOMMITTEE_SIZE, AttesterDuty, SimChain, _hash_hex
+from .sim_chain import SYNC_SUBCOMMITTEE_SIZE, SimChain, _hash_hex
+from .vc_flow import AttesterDuty
 
 HTTP_MS = 3  # one request or reply between the VC and its node
 SIGN_MS = 8  # the VC's signing (and its remote signer)
@@ -87,6 +89,10 @@ class SimVC:
 
     def _sign(self, pubkey: str, kind: Kind, message: Any) -> str:
         return hex0x(bls.sign(self.secrets[pubkey], signing_root(self.chain.schedule, kind, message)))
+
+    def _sign_as(self, index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+        """`vc_flow.Sign`: sign as the validator at `index` (with this node's share)."""
+        return self._sign(self.chain.pubkeys[index], kind, message)
 
     def _delay(self, base: int) -> int:
         return base + (SLOW_MS if self.behaviour is VCBehaviour.SLOW else 0)
@@ -154,16 +160,7 @@ class SimVC:
             )
         duties = self._attester_duties(slot, now_ms)
         if duties:
-            selections = [
-                {
-                    "validator_index": str(d.index),
-                    "slot": str(slot),
-                    "selection_proof": self._sign(
-                        chain.pubkeys[d.index], Kind.AGGREGATION_SLOT, {"slot": str(slot)}
-                    ),
-                }
-                for d in duties
-            ]
+            selections = vc_flow.beacon_committee_selections(slot, [d.index for d in duties], self._sign_as)
             actions.append(
                 self._request(
                     VCRequestKind.BEACON_COMMITTEE_SELECTIONS,
@@ -174,32 +171,19 @@ class SimVC:
             )
         members = self._sync_members(slot)
         if members:
-            selections = []
-            for index, position in sorted(members.items()):
-                sub = position // SYNC_SUBCOMMITTEE_SIZE
-                message = {"slot": str(slot), "subcommittee_index": str(sub)}
-                selections.append(
-                    {
-                        "validator_index": str(index),
-                        "slot": str(slot),
-                        "subcommittee_index": str(sub),
-                        "selection_proof": self._sign(
-                            chain.pubkeys[index], Kind.SYNC_COMMITTEE_SELECTION_PROOF, message
-                        ),
-                    }
-                )
+            pairs = [
+                (index, position // SYNC_SUBCOMMITTEE_SIZE) for index, position in sorted(members.items())
+            ]
+            sync_selections = vc_flow.sync_committee_selections(slot, pairs, self._sign_as)
             actions.append(
-                self._request(VCRequestKind.SYNC_COMMITTEE_SELECTIONS, slot, {"selections": selections})
+                self._request(VCRequestKind.SYNC_COMMITTEE_SELECTIONS, slot, {"selections": sync_selections})
             )
         return actions
 
     def _one_third(self, slot: int, now_ms: int) -> list[VCAction]:
         chain = self.chain
         actions = []
-        committees: dict[int, list[AttesterDuty]] = {}
-        for d in self._attester_duties(slot, now_ms):
-            committees.setdefault(d.committee_index, []).append(d)
-        for committee, duties in sorted(committees.items()):
+        for committee, duties in vc_flow.by_committee(self._attester_duties(slot, now_ms)).items():
             actions.append(
                 self._request(
                     VCRequestKind.ATTESTATION_DATA,
@@ -215,11 +199,7 @@ class SimVC:
             signed_root = root
             if self.behaviour is VCBehaviour.OTHER_DATA:
                 signed_root = _hash_hex("other", slot)
-            messages = []
-            for index in sorted(members):
-                message = {"slot": str(slot), "beacon_block_root": signed_root, "validator_index": str(index)}
-                signature = self._sign(chain.pubkeys[index], Kind.SYNC_COMMITTEE_MESSAGE, message)
-                messages.append({**message, "signature": signature})
+            messages = vc_flow.sync_committee_messages(slot, signed_root, sorted(members), self._sign_as)
             actions.append(self._submit(SubmissionKind.SYNC_COMMITTEE_MESSAGES, slot, messages))
         return actions
 
@@ -276,14 +256,7 @@ class SimVC:
             self.data_roots[(slot, duties[0].committee_index)] = (
                 "0x" + ssz_json.hash_tree_root(chain.spec.AttestationData, data).hex()
             )
-            objects = [
-                {
-                    "aggregation_bits": bitlist_single(d.committee_length, d.validator_committee_index),
-                    "data": data,
-                    "signature": self._sign(chain.pubkeys[d.index], Kind.ATTESTATION, data),
-                }
-                for d in duties
-            ]
+            objects = vc_flow.attestations(data, duties, self._sign_as)
             return [self._submit(SubmissionKind.ATTESTATIONS, slot, objects)]
         if kind is VCRequestKind.BEACON_COMMITTEE_SELECTIONS:
             for item in data or []:
@@ -295,24 +268,13 @@ class SimVC:
                 self.sync_proofs[key] = item["selection_proof"]
             return []
         index, proof = pending.context
-        pubkey = chain.pubkeys[index]
+        if other:
+            data = {**data, "signature": _other_signature(slot)}
         if kind is VCRequestKind.AGGREGATE_ATTESTATION:
-            aggregate = data if not other else {**data, "signature": _other_signature(slot)}
-            message = {"aggregator_index": str(index), "aggregate": aggregate, "selection_proof": proof}
-            signature = self._sign(pubkey, Kind.AGGREGATE_AND_PROOF, message)
-            return [
-                self._submit(
-                    SubmissionKind.AGGREGATE_AND_PROOFS, slot, [{"message": message, "signature": signature}]
-                )
-            ]
-        contribution = data if not other else {**data, "signature": _other_signature(slot)}
-        message = {"aggregator_index": str(index), "contribution": contribution, "selection_proof": proof}
-        signature = self._sign(pubkey, Kind.CONTRIBUTION_AND_PROOF, message)
-        return [
-            self._submit(
-                SubmissionKind.CONTRIBUTION_AND_PROOFS, slot, [{"message": message, "signature": signature}]
-            )
-        ]
+            signed = vc_flow.signed_aggregate_and_proof(index, data, proof, self._sign_as)
+            return [self._submit(SubmissionKind.AGGREGATE_AND_PROOFS, slot, [signed])]
+        signed = vc_flow.signed_contribution_and_proof(index, data, proof, self._sign_as)
+        return [self._submit(SubmissionKind.CONTRIBUTION_AND_PROOFS, slot, [signed])]
 
 
 def _other_signature(slot: int) -> str:
