@@ -50,6 +50,7 @@ from covalidator.model.node_events import (
     Send,
     StartTimer,
     SubmitToBN,
+    Tick,
     TimerFired,
     TimerKey,
     ValidatorsResolved,
@@ -112,6 +113,9 @@ class NodeRunner:
         self.steps = 0
         self.last_step_ms = 0.0
         self.stopped = asyncio.Event()
+        self._stopping = False
+        self.step_errors = 0
+        self.action_errors = 0
 
     # -- inputs -------------------------------------------------------------------------------------------
 
@@ -144,22 +148,44 @@ class NodeRunner:
     # -- the loop -----------------------------------------------------------------------------------------
 
     async def run(self, started: NodeEvent) -> None:
+        """Step events until `stop()`: the step in progress finishes first, with every action of it
+        executed (so a Persist it emitted is durable before the loop ends)."""
         loop = asyncio.get_running_loop()
         self.submit(started)
         try:
-            while True:
+            while not self._stopping:
                 event = await self.queue.get()
+                if self._stopping:
+                    break
                 index = self.trace.record_event(event) if self.trace is not None else -1
                 begin = time.perf_counter()
-                self.state, actions = await loop.run_in_executor(self._step_thread, step, self.state, event)
+                try:
+                    self.state, actions = await loop.run_in_executor(
+                        self._step_thread, step, self.state, event
+                    )
+                except Exception:
+                    # a model bug on this input: named in the log (the trace holds the event without
+                    # actions), the node goes on with the next event rather than dying
+                    self.step_errors += 1
+                    log.exception("the model raised on %s", type(event).__name__)
+                    continue
                 self.last_step_ms = (time.perf_counter() - begin) * 1000
                 self.steps += 1
                 if self.trace is not None:
                     self.trace.record_actions(index, actions)
                 for action in actions:
-                    await self._execute(action)
+                    try:
+                        await self._execute(action)
+                    except Exception:
+                        self.action_errors += 1
+                        log.exception("executing %s failed", type(action).__name__)
         finally:
             self.stopped.set()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the step in progress (and its actions)."""
+        self._stopping = True
+        self.queue.put_nowait(Tick(self.clock()))  # wakes a loop waiting for input; never stepped
 
     async def close(self) -> None:
         for handle in self._timers.values():

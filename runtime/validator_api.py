@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -19,15 +20,32 @@ from covalidator import __version__
 from covalidator.model.cluster import NodeConfig
 from covalidator.model.node_events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 
-Forward = Callable[
-    [web.Request, Callable[[Any], Any] | None, Callable[[str], str] | None], Awaitable[web.StreamResponse]
-]
+
+class Forward(Protocol):
+    """The reverse proxy's entry (`runtime.proxy.ReverseProxy.forward`): the request to a BN, with
+    optional rewrites of the JSON response, the query string, the JSON request body and the path."""
+
+    def __call__(
+        self,
+        request: web.Request,
+        response_rewrite: Callable[[Any], Any] | None,
+        query_rewrite: Callable[[str], str] | None,
+        *,
+        body_rewrite: Callable[[Any], Any] | None = None,
+        path: str | None = None,
+    ) -> Awaitable[web.StreamResponse]: ...
+
 
 ETH_CONSENSUS_VERSION = "Eth-Consensus-Version"
+STATUS_PATH = "/covalidator/v1/status"  # the node's own health: peers, BNs, queue (not a Beacon API)
 
 
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"code": status, "message": message}, status=status)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)
 
 
 class PubkeyMapper:
@@ -53,9 +71,15 @@ class PubkeyMapper:
 
 class ValidatorAPI:
     def __init__(
-        self, runner: Any, config: NodeConfig, forward: Forward, bn_version: Callable[[], str] = lambda: ""
+        self,
+        runner: Any,
+        config: NodeConfig,
+        forward: Forward,
+        bn_version: Callable[[], str] = lambda: "",
+        status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.runner = runner
+        self.status = status
         self.config = config
         self.forward = forward
         self.mapper = PubkeyMapper(config)
@@ -67,6 +91,7 @@ class ValidatorAPI:
         app = web.Application(client_max_size=32 * 2**20, middlewares=[self._touch])
         r = app.router
         r.add_get("/eth/v1/node/version", self.version)
+        r.add_get(STATUS_PATH, self.node_status)
         r.add_get("/eth/v1/validator/attestation_data", self.attestation_data)
         for v in ("v1", "v2", "v3"):
             r.add_get(f"/eth/{v}/validator/blocks/{{slot}}", self.produce_block)
@@ -159,6 +184,10 @@ class ValidatorAPI:
             {"data": {"version": f"covalidator/v{__version__}" + (f" ({bn})" if bn else "")}}
         )
 
+    async def node_status(self, request: web.Request) -> web.Response:
+        body = self.status() if self.status is not None else {}
+        return web.json_response({"data": {**body, "seen_vc_ms": self.seen_vc_ms}}, dumps=_dumps)
+
     async def attestation_data(self, request: web.Request) -> web.Response:
         params = {
             "slot": request.query.get("slot", ""),
@@ -235,16 +264,32 @@ class ValidatorAPI:
     # -- proxied with the DV pubkey mapping ---------------------------------------------------------------
 
     async def validators(self, request: web.Request) -> web.StreamResponse:
+        """GET/POST .../validators and GET .../validators/{validator_id}: share pubkeys the VC asks
+        about become group pubkeys for the BN (query `id`, body `ids`, path), and back in the answer."""
+
         def rewrite_query(query: str) -> str:
             parts = []
             for item in query.split("&"):
-                key, _, value = item.partition("=")
+                key, eq, value = item.partition("=")
                 if key == "id":
-                    value = ",".join(self.mapper.to_group(v) for v in value.split(","))
-                parts.append(f"{key}={value}" if _ else key)
+                    value = ",".join(self.mapper.to_group(unquote(v)) for v in unquote(value).split(","))
+                parts.append(f"{key}={value}" if eq else key)
             return "&".join(parts)
 
-        return await self.forward(request, self.mapper.to_share, rewrite_query)
+        def rewrite_body(body: Any) -> Any:
+            if isinstance(body, dict) and isinstance(body.get("ids"), list):
+                ids = [self.mapper.to_group(i) if isinstance(i, str) else i for i in body["ids"]]
+                return {**body, "ids": ids}
+            return body
+
+        path = None
+        validator_id = request.match_info.get("validator_id")
+        if validator_id is not None and validator_id.lower() in self.mapper.group_of_share:
+            path = request.path.rsplit("/", 1)[0] + "/" + self.mapper.to_group(validator_id)
+        body_rewrite = rewrite_body if request.method == "POST" else None
+        return await self.forward(
+            request, self.mapper.to_share, rewrite_query, body_rewrite=body_rewrite, path=path
+        )
 
     async def duties(self, request: web.Request) -> web.StreamResponse:
         return await self.forward(request, self.mapper.to_share, None)

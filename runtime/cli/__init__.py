@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("covalidator.runtime.cli.simulate:simulate", "Seeded fault-injecting simulations with invariant checks."),
     "create-cluster": ("covalidator.runtime.cli.cluster:create_cluster", "Split validator keys M-of-N into node folders."),
     "combine": ("covalidator.runtime.cli.cluster:combine", "Recover full validator keys from >= M node folders."),
+    "run": ("covalidator.runtime.cli.run:run", "Run one co-validator between its VC and BN (until SIGTERM)."),
+    "replay": ("covalidator.runtime.cli.replay:replay", "Replay a node's trace through the model; name the first divergence."),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),
 }
 

@@ -1,0 +1,204 @@
+"""The reverse proxy: every Beacon-API request covalidator does not intercept, passed to a BN unchanged.
+
+Decides how a request reaches a BN, not what it means: the BNs are tried in the BN client's order
+(healthy primaries, then fallbacks, then the others); a BN that cannot be reached, or answers 5xx
+while another BN is left to ask, is skipped. Request bodies up to `BUFFER_LIMIT` are read first (so
+the next BN can be asked); a larger or length-less body is streamed to one BN without failover.
+Response bodies are streamed chunk by chunk (chunked transfer when the BN sent no length), so the
+server-sent event stream `/eth/v1/events` stays open and each event reaches the VC as the BN sends it.
+Hop-by-hop headers (RFC 9110 7.6.1, and those a Connection header lists) are not forwarded.
+
+Optional rewrites (the DV pubkey mapping of `validator_api`): a JSON response (buffered, then
+rewritten), the query string, a JSON request body, and the path. A request with a rewrite asks the
+BN for an identity-encoded body. Must not: interpret requests or answers beyond those rewrites.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+log = logging.getLogger("covalidator.proxy")
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+BUFFER_LIMIT: Final = 1 * 2**20  # request bodies up to this are buffered (failover possible)
+REWRITE_LIMIT: Final = 64 * 2**20  # a JSON response to rewrite is read whole, up to this
+CONNECT_TIMEOUT_S: Final = 5.0
+READ_TIMEOUT_S: Final = 60.0  # between two reads of a response (not for the event stream)
+EVENTS_PATH: Final = "/eth/v1/events"
+
+JsonRewrite = Callable[[Any], Any]
+TextRewrite = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Rewrites:
+    """What the proxy changes on the way; every field optional."""
+
+    response: JsonRewrite | None = None  # the JSON response body
+    query: TextRewrite | None = None  # the raw query string
+    body: JsonRewrite | None = None  # the JSON request body
+    path: str | None = None  # the path sent to the BN instead of the request's
+
+
+def forward_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    """The headers a proxy passes on: without hop-by-hop ones (also those the Connection header names),
+    Host and Content-Length (the next hop's own) and any in `drop`."""
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", [])
+        for token in value.split(",")
+        if token.strip()
+    }
+    skip = HOP_BY_HOP | named | {"host", "content-length"} | {d.lower() for d in drop}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"code": status, "message": message}, status=status)
+
+
+class ReverseProxy:
+    """`forward` is ValidatorAPI's seam; `bn` is the node's BeaconNodeClient (its session, BN order and
+    statistics)."""
+
+    def __init__(self, bn: Any, *, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.bn = bn
+        self.read_timeout_s = read_timeout_s
+        self.forwarded = 0
+        self.failed = 0
+        self.streams_open = 0  # event streams being relayed right now
+
+    async def forward(
+        self,
+        request: web.Request,
+        response_rewrite: JsonRewrite | None = None,
+        query_rewrite: TextRewrite | None = None,
+        *,
+        body_rewrite: JsonRewrite | None = None,
+        path: str | None = None,
+    ) -> web.StreamResponse:
+        return await self.relay(request, Rewrites(response_rewrite, query_rewrite, body_rewrite, path))
+
+    async def relay(self, request: web.Request, rewrites: Rewrites = Rewrites()) -> web.StreamResponse:
+        path = rewrites.path or request.raw_path.split("?", 1)[0]
+        query = request.query_string
+        if rewrites.query is not None and query:
+            query = rewrites.query(query)
+        target = path + (f"?{query}" if query else "")
+        headers = forward_headers(request.headers)
+        if rewrites.response is not None or rewrites.body is not None:
+            headers["Accept-Encoding"] = "identity"
+        events = path == EVENTS_PATH or "text/event-stream" in request.headers.get("Accept", "")
+
+        body: bytes | aiohttp.StreamReader | None = None
+        if request.body_exists:
+            length = request.content_length
+            if rewrites.body is not None or (length is not None and length <= BUFFER_LIMIT):
+                body = await request.read()
+                if rewrites.body is not None:
+                    try:
+                        body = json.dumps(rewrites.body(json.loads(body))).encode()
+                    except ValueError as error:
+                        return error_response(400, f"malformed JSON body: {error}")
+            else:
+                body = request.content  # streamed: one BN only
+        candidates = list(self.bn.candidates())
+        if isinstance(body, aiohttp.StreamReader):
+            candidates = candidates[:1]
+        failures: list[str] = []
+        for position, url in enumerate(candidates):
+            last = position == len(candidates) - 1
+            started = time.monotonic()
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None if events else self.read_timeout_s
+            )
+            try:
+                upstream = await self.bn.session.request(
+                    request.method,
+                    url + target,
+                    headers=headers,
+                    data=body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                detail = f"{type(error).__name__}: {error}"
+                self.bn.record(url, "passthrough", started, f"connection: {detail}")
+                failures.append(f"{url}: {detail}")
+                continue
+            if upstream.status >= 500 and not last:
+                upstream.release()
+                self.bn.record(url, "passthrough", started, f"status_5xx: {upstream.status} {path}")
+                failures.append(f"{url}: {upstream.status}")
+                continue
+            self.bn.record(url, "passthrough", started)
+            self.forwarded += 1
+            try:
+                if rewrites.response is not None and not events:
+                    return await self._rewritten(upstream, rewrites.response)
+                return await self._stream(request, upstream, events)
+            finally:
+                upstream.release()
+        self.failed += 1
+        log.warning("no beacon node answered %s %s: %s", request.method, path, "; ".join(failures))
+        return error_response(502, f"no beacon node answered ({'; '.join(failures) or 'none configured'})")
+
+    async def _rewritten(self, upstream: aiohttp.ClientResponse, rewrite: JsonRewrite) -> web.StreamResponse:
+        raw = await upstream.content.read(REWRITE_LIMIT + 1)
+        headers = forward_headers(upstream.headers, drop=("content-encoding",))
+        try:
+            if len(raw) > REWRITE_LIMIT or upstream.headers.get("Content-Encoding", "identity") != "identity":
+                raise ValueError("not a plain JSON body")
+            text = json.dumps(rewrite(json.loads(raw))).encode()
+        except (ValueError, UnicodeDecodeError):
+            return web.Response(body=raw, status=upstream.status, headers=forward_headers(upstream.headers))
+        headers["Content-Type"] = "application/json"
+        return web.Response(body=text, status=upstream.status, headers=headers)
+
+    async def _stream(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, events: bool
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.update(forward_headers(upstream.headers))
+        if upstream.content_length is not None and not events:
+            response.content_length = upstream.content_length
+        else:
+            response.enable_chunked_encoding()
+        if events:
+            self.streams_open += 1
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)  # each chunk (each event) goes out as it arrives
+            await response.write_eof()
+        except (ConnectionResetError, aiohttp.ClientError, TimeoutError) as error:
+            # the VC went away, or the BN broke off: the connection ends; nothing else to do
+            log.debug("relay of %s ended: %s", request.path, error)
+            if request.transport is not None:
+                request.transport.close()  # never end a broken body as if it were complete
+        finally:
+            if events:
+                self.streams_open -= 1
+        return response
