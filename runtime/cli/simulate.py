@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "covalidator.runtime.cli.simulate:consensus",
         "QBFT instances under network faults and Byzantine peers.",
     ),
+    "cluster": (
+        "covalidator.runtime.cli.simulate_cluster:cluster",
+        "Whole clusters: nodes, VCs and a judging chain, every duty kind, real BLS.",
+    ),
 }
 
 PLANTED_BUGS = ("none", "quorum-2f", "no-j2", "any-prepared", "decided-f+1")
