@@ -25,6 +25,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 log = logging.getLogger("covalidator.proxy")
 
@@ -42,6 +43,7 @@ HOP_BY_HOP: Final = frozenset(
     }
 )
 BUFFER_LIMIT: Final = 1 * 2**20  # request bodies up to this are buffered (failover possible)
+ERROR_BODY_LIMIT: Final = 64 * 2**10  # a 5xx body kept while the next BN is asked
 REWRITE_LIMIT: Final = 64 * 2**20  # a JSON response to rewrite is read whole, up to this
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 60.0  # between two reads of a response (not for the event stream)
@@ -101,8 +103,8 @@ class ReverseProxy:
         return await self.relay(request, Rewrites(response_rewrite, query_rewrite, body_rewrite, path))
 
     async def relay(self, request: web.Request, rewrites: Rewrites = Rewrites()) -> web.StreamResponse:
-        path = rewrites.path or request.raw_path.split("?", 1)[0]
-        query = request.query_string
+        raw_path, _, query = request.raw_path.partition("?")  # as the VC encoded them
+        path = rewrites.path or raw_path
         if rewrites.query is not None and query:
             query = rewrites.query(query)
         target = path + (f"?{query}" if query else "")
@@ -127,6 +129,7 @@ class ReverseProxy:
         if isinstance(body, aiohttp.StreamReader):
             candidates = candidates[:1]
         failures: list[str] = []
+        answered: web.Response | None = None  # the first 5xx answer, if no BN gives a better one
         for position, url in enumerate(candidates):
             last = position == len(candidates) - 1
             started = time.monotonic()
@@ -136,7 +139,7 @@ class ReverseProxy:
             try:
                 upstream = await self.bn.session.request(
                     request.method,
-                    url + target,
+                    URL(url + target, encoded=True),
                     headers=headers,
                     data=body,
                     timeout=timeout,
@@ -149,7 +152,16 @@ class ReverseProxy:
                 failures.append(f"{url}: {detail}")
                 continue
             if upstream.status >= 500 and not last:
-                upstream.release()
+                # another BN may do better; this answer stands if none does
+                try:
+                    raw = await upstream.content.read(ERROR_BODY_LIMIT)
+                    if answered is None:
+                        headers_back = forward_headers(upstream.headers)
+                        answered = web.Response(body=raw, status=upstream.status, headers=headers_back)
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    pass
+                finally:
+                    upstream.release()
                 self.bn.record(url, "passthrough", started, f"status_5xx: {upstream.status} {path}")
                 failures.append(f"{url}: {upstream.status}")
                 continue
@@ -162,6 +174,8 @@ class ReverseProxy:
             finally:
                 upstream.release()
         self.failed += 1
+        if answered is not None:
+            return answered
         log.warning("no beacon node answered %s %s: %s", request.method, path, "; ".join(failures))
         return error_response(502, f"no beacon node answered ({'; '.join(failures) or 'none configured'})")
 
