@@ -1,0 +1,542 @@
+"""A minimal DV-aware validator client over the Beacon API, for the devnet demo and the tests.
+
+Holds one node's keys (its shares of each validator; for a 1-of-1 run, the validator keys), and
+walks the Beacon-API validator flow against `base_url` (a covalidator's validator API, or the
+devnet BN directly) in wall-clock time:
+
+  epoch start  attester (POST), proposer (GET) and sync (POST) duties for this epoch and the next;
+               prepare_beacon_proposer
+  slot start   proposer: RANDAO reveal signed with its key (a partial, behind covalidator) in the
+               produceBlockV3 request, the block signed and published (v2, Eth-Consensus-Version);
+               beacon_committee_selections and sync_committee_selections with its proofs (a DV node
+               answers with the combined proofs; 501 from a plain BN: its own proofs are used)
+  1/3          attestation_data per committee, signed, posted; sync committee messages over the head
+  2/3          aggregate_attestation + AggregateAndProof, sync_committee_contribution +
+               ContributionAndProof where the proof selects the validator
+
+What it signs comes from `model.vc_flow` (shared with the simulated VC, `model.sim_vc`), over
+`model.signing.signing_root`. Forks altair .. deneb (the devnet is altair). Counts every request,
+error and submission (`stats`). Must not: keep any slashing protection (covalidator and the judge
+do that) or retry on its own schedule.
+
+As a process: `python -m covalidator.runtime.devnet.vc --base-url URL --keys DIR [--epochs E]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from covalidator.model import bls, ssz_json, vc_flow
+from covalidator.model.beacon_data import is_aggregator, is_sync_committee_aggregator
+from covalidator.model.cluster import ChainConfig, hex0x
+from covalidator.model.signing import Kind, signing_root
+from covalidator.model.specs import spec
+
+log = logging.getLogger("covalidator.devnet.vc")
+
+ROUTE_MISSING = frozenset({404, 405, 501})
+
+
+class VCError(Exception):
+    """A request that got no usable answer (counted in `stats`)."""
+
+
+@dataclass
+class EpochDuties:
+    attesters: dict[int, list[vc_flow.AttesterDuty]] = field(default_factory=dict)  # slot -> duties
+    proposers: dict[int, int] = field(default_factory=dict)  # slot -> our validator index
+    sync: dict[int, list[int]] = field(default_factory=dict)  # our validator index -> subcommittees
+
+
+@dataclass
+class VCStats:
+    requests: dict[str, int] = field(default_factory=dict)  # endpoint name -> count
+    errors: dict[str, int] = field(default_factory=dict)  # endpoint name -> failed calls
+    submitted: dict[str, int] = field(default_factory=dict)  # kind -> objects accepted
+    last_errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": sum(self.requests.values()),
+            "errors": sum(self.errors.values()),
+            "by_endpoint": {k: [v, self.errors.get(k, 0)] for k, v in sorted(self.requests.items())},
+            "submitted": dict(sorted(self.submitted.items())),
+            "last_errors": self.last_errors[-10:],
+        }
+
+
+class DevnetVC:
+    def __init__(
+        self,
+        base_url: str,
+        secrets: Mapping[str, int],
+        *,
+        clock: Callable[[], float] = time.time,
+        fee_recipient: str = "0x" + "00" * 20,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.secrets = {pk.lower(): sk for pk, sk in secrets.items()}  # pubkey -> secret (or share)
+        self.clock = clock
+        self.fee_recipient = fee_recipient
+        self.stats = VCStats()
+        self.config: ChainConfig | None = None
+        self.pubkey_of: dict[int, str] = {}  # validator index -> our pubkey
+        self.duties: dict[int, EpochDuties] = {}
+        self.dv: bool | None = None  # does the node serve the selections endpoints? (None: not asked yet)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fetching: set[int] = set()  # epochs whose duties are being fetched
+        self._prepared = False
+
+    # ---- HTTP -----------------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        missing_ok: bool = False,
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        """(status, JSON body, headers) of a 2xx answer (or of a route-missing one if `missing_ok`)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self.stats.requests[name] = self.stats.requests.get(name, 0) + 1
+        try:
+            async with self._session.request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw = await response.read()
+                status, answer_headers = response.status, response.headers
+            parsed = json.loads(raw) if raw.strip() else None
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+            problem = f"{name}: {type(error).__name__}: {error}"
+        else:
+            if status < 300 or (missing_ok and status in ROUTE_MISSING):
+                return status, parsed, answer_headers
+            message = parsed.get("message") if isinstance(parsed, dict) else parsed
+            problem = f"{name}: {status} {str(message)[:300]}"
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        self.stats.last_errors = [*self.stats.last_errors[-49:], problem]
+        raise VCError(problem)
+
+    async def data(self, name: str, method: str, path: str, **options: Any) -> Any:
+        _, body, _ = await self.call(name, method, path, **options)
+        if not isinstance(body, dict) or "data" not in body:
+            raise VCError(f"{name}: an answer without data")
+        return body["data"]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # ---- set-up ---------------------------------------------------------------------------------------
+
+    async def setup(self, attempts: int = 30) -> None:
+        """Genesis, spec and our validators' indices; retried while the node is not up yet."""
+        for attempt in range(attempts):
+            try:
+                genesis = await self.data("genesis", "GET", "/eth/v1/beacon/genesis")
+                config = await self.data("spec", "GET", "/eth/v1/config/spec")
+                root = bytes.fromhex(genesis["genesis_validators_root"][2:])
+                self.config = ChainConfig.from_spec(config, int(genesis["genesis_time"]), root)
+                records = await self.data(
+                    "validators",
+                    "POST",
+                    "/eth/v1/beacon/states/head/validators",
+                    body={"ids": sorted(self.secrets)},
+                )
+                self.pubkey_of = {
+                    int(r["index"]): r["validator"]["pubkey"].lower()
+                    for r in records
+                    if r["validator"]["pubkey"].lower() in self.secrets
+                }
+                return
+            except VCError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+
+    @property
+    def chain(self) -> ChainConfig:
+        assert self.config is not None, "setup() first"
+        return self.config
+
+    def sign(self, index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+        """`vc_flow.Sign`: as validator `index`, with our key (share)."""
+        secret = self.secrets[self.pubkey_of[index]]
+        return str(hex0x(bls.sign(secret, signing_root(self.chain.schedule, kind, message))))
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), VCError):
+            log.info("%s", task.exception())  # already counted
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("devnet VC task failed", exc_info=task.exception())
+            self.stats.last_errors.append(f"bug: {task.exception()!r}")
+
+    # ---- duties ---------------------------------------------------------------------------------------
+
+    async def fetch_duties(self, epoch: int) -> EpochDuties:
+        self._fetching.add(epoch)
+        try:
+            return await self._fetch_duties(epoch)
+        finally:
+            self._fetching.discard(epoch)
+
+    async def _fetch_duties(self, epoch: int) -> EpochDuties:
+        indices = [str(i) for i in sorted(self.pubkey_of)]
+        duties = EpochDuties()
+        attesters = await self.data(
+            "attester_duties", "POST", f"/eth/v1/validator/duties/attester/{epoch}", body=indices
+        )
+        for raw in attesters:
+            d = vc_flow.AttesterDuty.from_json(raw)
+            duties.attesters.setdefault(d.slot, []).append(d)
+        proposers = await self.data("proposer_duties", "GET", f"/eth/v1/validator/duties/proposer/{epoch}")
+        for raw in proposers:
+            if int(raw["validator_index"]) in self.pubkey_of:
+                duties.proposers[int(raw["slot"])] = int(raw["validator_index"])
+        sync = await self.data("sync_duties", "POST", f"/eth/v1/validator/duties/sync/{epoch}", body=indices)
+        per_subcommittee = self.chain.sync_committee_size // self.chain.sync_committee_subnet_count
+        for raw in sync:
+            subs = {int(p) // per_subcommittee for p in raw["validator_sync_committee_indices"]}
+            duties.sync[int(raw["validator_index"])] = sorted(subs)
+        self.duties[epoch] = duties
+        for old in [e for e in self.duties if e < epoch - 1]:
+            del self.duties[old]
+        return duties
+
+    async def duties_of(self, epoch: int) -> EpochDuties:
+        return self.duties[epoch] if epoch in self.duties else await self.fetch_duties(epoch)
+
+    async def prepare_proposers(self) -> None:
+        body = [
+            {"validator_index": str(i), "fee_recipient": self.fee_recipient} for i in sorted(self.pubkey_of)
+        ]
+        await self.call(
+            "prepare_beacon_proposer", "POST", "/eth/v1/validator/prepare_beacon_proposer", body=body
+        )
+
+    # ---- the slot -------------------------------------------------------------------------------------
+
+    async def _sleep_until(self, at_ms: int) -> None:
+        delay = (at_ms - self.now_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def run(self, until_slot: int | None = None) -> None:
+        """Every slot from now until `until_slot` (inclusive; None: forever)."""
+        clock = self.chain.clock
+        slot = clock.slot_at(self.now_ms())
+        while until_slot is None or slot <= until_slot:
+            await self._sleep_until(clock.slot_start_ms(slot))
+            epoch = clock.epoch_of(slot)
+            try:
+                duties = await self.duties_of(epoch)
+            except (VCError, KeyError, TypeError, ValueError) as error:
+                log.warning("no duties for epoch %s: %s", epoch, error)
+                slot += 1
+                continue
+            if slot % clock.slots_per_epoch == 0 or not self._prepared:
+                self._prepared = True
+                self._spawn(self.prepare_proposers())
+            if epoch + 1 not in self.duties and epoch + 1 not in self._fetching:
+                self._spawn(self.fetch_duties(epoch + 1))
+            self._spawn(self.slot_duties(slot, duties))
+            slot += 1
+        await self._sleep_until(clock.slot_start_ms(slot + 1))  # the last slot's 2/3 work and late answers
+
+    async def slot_duties(self, slot: int, duties: EpochDuties) -> None:
+        clock = self.chain.clock
+        slot_ms = clock.slot_ms
+        if slot in duties.proposers:
+            self._spawn(self.propose(slot, duties.proposers[slot]))
+        attesters = duties.attesters.get(slot, [])
+        proofs = asyncio.create_task(self.selections(slot, attesters))
+        sync_proofs = asyncio.create_task(self.sync_selections(slot, duties.sync))
+        try:
+            await self._sleep_until(clock.slot_start_ms(slot) + slot_ms // 3)
+            attested = asyncio.create_task(self.attest(slot, attesters))
+            root = await self.sync_messages(slot, duties.sync)
+            roots = await attested
+            await self._sleep_until(clock.slot_start_ms(slot) + 2 * slot_ms // 3)
+            await asyncio.gather(
+                self.aggregate(slot, attesters, await proofs, roots),
+                self.contribute(slot, await sync_proofs, root),
+                return_exceptions=True,
+            )
+        finally:
+            for task in (proofs, sync_proofs):
+                task.cancel()
+
+    async def propose(self, slot: int, index: int) -> None:
+        epoch = self.chain.clock.epoch_of(slot)
+        reveal = self.sign(index, Kind.RANDAO_REVEAL, {"epoch": str(epoch)})
+        _, body, headers = await self.call(
+            "produce_block",
+            "GET",
+            f"/eth/v3/validator/blocks/{slot}",
+            params={"randao_reveal": reveal},
+            timeout=self.chain.clock.slot_ms / 1000,
+        )
+        block, version = body["data"], headers.get("Eth-Consensus-Version", body.get("version", ""))
+        blinded = str(body.get("execution_payload_blinded", False)).lower() == "true"
+        signed = {"message": block, "signature": self.sign(index, Kind.BLOCK, block)}
+        kind = "blinded_blocks" if blinded else "blocks"
+        await self.call(
+            "publish_block",
+            "POST",
+            f"/eth/v2/beacon/{kind}",
+            body=signed,
+            headers={"Eth-Consensus-Version": version},
+        )
+        self._count("blocks", 1)
+
+    async def _selections(self, name: str, objects: list[dict[str, str]]) -> dict[tuple[str, ...], str]:
+        """Selection proofs by (validator index, slot[, subcommittee]): the node's combined ones on a DV
+        node, else ours."""
+
+        def key(item: Mapping[str, str]) -> tuple[str, ...]:
+            return (
+                item["validator_index"],
+                item["slot"],
+                *([item["subcommittee_index"]] if "subcommittee_index" in item else []),
+            )
+
+        own = {key(o): o["selection_proof"] for o in objects}
+        if not objects or self.dv is False:
+            return own
+        status, body, _ = await self.call(
+            name,
+            "POST",
+            f"/eth/v1/validator/{name}",
+            body=objects,
+            missing_ok=True,
+            timeout=self.chain.clock.slot_ms * 2 / 3000,
+        )
+        if status in ROUTE_MISSING:
+            self.dv = False
+            return own
+        self.dv = True
+        return {key(o): o["selection_proof"] for o in body["data"]}
+
+    async def selections(self, slot: int, duties: list[vc_flow.AttesterDuty]) -> dict[tuple[str, ...], str]:
+        objects = vc_flow.beacon_committee_selections(slot, [d.index for d in duties], self.sign)
+        return await self._selections("beacon_committee_selections", objects)
+
+    async def sync_selections(
+        self, slot: int, members: Mapping[int, list[int]]
+    ) -> dict[tuple[str, ...], str]:
+        pairs = [(index, sub) for index, subs in sorted(members.items()) for sub in subs]
+        objects = vc_flow.sync_committee_selections(slot, pairs, self.sign)
+        return await self._selections("sync_committee_selections", objects)
+
+    async def attest(self, slot: int, duties: list[vc_flow.AttesterDuty]) -> dict[int, str]:
+        """Attest in every committee; committee index -> the attestation data root signed."""
+        fork = self.chain.fork_name(slot)
+        roots: dict[int, str] = {}
+
+        async def committee(index: int, members: list[vc_flow.AttesterDuty]) -> None:
+            data = await self.data(
+                "attestation_data",
+                "GET",
+                "/eth/v1/validator/attestation_data",
+                params={"slot": str(slot), "committee_index": str(index)},
+                timeout=self.chain.clock.slot_ms * 2 / 1000,
+            )
+            roots[index] = hex0x(
+                ssz_json.hash_tree_root(spec(fork, self.chain.schedule.preset).AttestationData, data)
+            )
+            objects = vc_flow.attestations(data, members, self.sign)
+            await self.call("submit_attestations", "POST", "/eth/v1/beacon/pool/attestations", body=objects)
+            self._count("attestations", len(objects))
+
+        await asyncio.gather(
+            *(committee(i, m) for i, m in vc_flow.by_committee(duties).items()), return_exceptions=True
+        )
+        return roots
+
+    async def sync_messages(self, slot: int, members: Mapping[int, list[int]]) -> str | None:
+        if not members:
+            return None
+        try:
+            root = (await self.data("head_root", "GET", "/eth/v1/beacon/blocks/head/root"))["root"]
+            messages = vc_flow.sync_committee_messages(slot, root, sorted(members), self.sign)
+            await self.call(
+                "submit_sync_messages", "POST", "/eth/v1/beacon/pool/sync_committees", body=messages
+            )
+        except VCError:
+            return None
+        self._count("sync_committee_messages", len(messages))
+        return str(root)
+
+    async def aggregate(
+        self,
+        slot: int,
+        duties: list[vc_flow.AttesterDuty],
+        proofs: dict[tuple[str, ...], str],
+        roots: dict[int, str],
+    ) -> None:
+        async def one(d: vc_flow.AttesterDuty, root: str, proof: str) -> None:
+            aggregate = await self.data(
+                "aggregate_attestation",
+                "GET",
+                "/eth/v1/validator/aggregate_attestation",
+                params={"attestation_data_root": root, "slot": str(slot)},
+                timeout=self.chain.clock.slot_ms / 1000,
+            )
+            signed = vc_flow.signed_aggregate_and_proof(d.index, aggregate, proof, self.sign)
+            await self.call(
+                "submit_aggregates", "POST", "/eth/v1/validator/aggregate_and_proofs", body=[signed]
+            )
+            self._count("aggregate_and_proofs", 1)
+
+        jobs = []
+        for d in duties:
+            proof = proofs.get((str(d.index), str(slot)))
+            root = roots.get(d.committee_index)
+            if (
+                proof is not None
+                and root is not None
+                and is_aggregator(self.chain, d.committee_length, proof)
+            ):
+                jobs.append(one(d, root, proof))
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def contribute(self, slot: int, proofs: dict[tuple[str, ...], str], root: str | None) -> None:
+        if root is None:
+            return
+
+        async def one(index: str, sub: str, proof: str, root: str) -> None:
+            contribution = await self.data(
+                "sync_committee_contribution",
+                "GET",
+                "/eth/v1/validator/sync_committee_contribution",
+                params={"slot": str(slot), "subcommittee_index": sub, "beacon_block_root": root},
+                timeout=self.chain.clock.slot_ms / 1000,
+            )
+            signed = vc_flow.signed_contribution_and_proof(int(index), contribution, proof, self.sign)
+            await self.call(
+                "submit_contributions", "POST", "/eth/v1/validator/contribution_and_proofs", body=[signed]
+            )
+            self._count("contribution_and_proofs", 1)
+
+        jobs = [
+            one(index, sub, proof, root)
+            for (index, _, sub), proof in sorted(proofs.items())
+            if is_sync_committee_aggregator(self.chain, proof)
+        ]
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    def _count(self, kind: str, n: int) -> None:
+        self.stats.submitted[kind] = self.stats.submitted.get(kind, 0) + n
+
+
+# ---- keys and the process ------------------------------------------------------------------------------
+
+
+def load_secrets(directory: str) -> dict[str, int]:
+    """pubkey -> secret of every EIP-2335 keystore in `directory` (or its validator_keys/)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from covalidator.runtime import keys_io
+
+    folder = Path(directory)
+    if (folder / keys_io.KEYS_DIR).is_dir():
+        folder = folder / keys_io.KEYS_DIR
+    entries = keys_io.read_keystores(folder)
+    with ThreadPoolExecutor() as pool:
+        raw = list(pool.map(keys_io.decrypt_keystore_file, entries))
+    secrets = [bls.secret_from_bytes(s) for s in raw]
+    return {hex0x(bls.sk_to_pk(s)): s for s in secrets}
+
+
+def interop_secrets(validators: int) -> dict[str, int]:
+    from covalidator.model.interop import interop_secret_key
+
+    secrets = [interop_secret_key(i) for i in range(validators)]
+    return {hex0x(bls.sk_to_pk(s)): s for s in secrets}
+
+
+async def run_vc(vc: DevnetVC, epochs: int | None, stats_file: str | None) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await vc.setup()
+        until = None if epochs is None else epochs * vc.chain.clock.slots_per_epoch - 1
+        running = asyncio.create_task(vc.run(until))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (running, stopped):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await vc.close()
+        line = json.dumps(vc.stats.as_json())
+        print(line, flush=True)
+        if stats_file:
+            from pathlib import Path
+
+            from covalidator.runtime.keys_io import write_file
+
+            write_file(Path(stats_file), (line + "\n").encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m covalidator.runtime.devnet.vc", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--base-url", required=True, help="the Beacon API to validate through")
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--keys", help="a folder of EIP-2335 keystores (a node folder: its validator_keys/)")
+    keys.add_argument("--interop-validators", type=int, help="sign with interop keys 0..V-1 (1-of-1)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="stop after epoch E-1 (default: run until SIGTERM)"
+    )
+    parser.add_argument("--stats-file", default=None, help="write the request/error counts here at exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    secrets = load_secrets(args.keys) if args.keys else interop_secrets(args.interop_validators)
+    asyncio.run(run_vc(DevnetVC(args.base_url, secrets), args.epochs, args.stats_file))
+
+
+if __name__ == "__main__":
+    main()
