@@ -334,21 +334,21 @@ async def serve(settings: Settings, ready: Callable[[NodeApp], None] | None = No
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, app.stop)
-    code = 0
+    code, up = 0, False
     try:
-        if await app.start():
+        up = await app.start()
+        if up:
             if ready is not None:
                 ready(app)
             await app.stopping.wait()
             log.info("stopping", extra={"fields": {"reason": "failure" if app.failed else "signal"}})
             code = 1 if app.failed else 0
-    except ConfigError:
-        raise
     finally:
         began = time.monotonic()
         await app.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-        log.info("stopped", extra={"fields": {"shutdown_ms": int((time.monotonic() - began) * 1000)}})
+        if up:
+            log.info("stopped", extra={"fields": {"shutdown_ms": int((time.monotonic() - began) * 1000)}})
     return code
