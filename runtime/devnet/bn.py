@@ -119,7 +119,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def error_response(status: int, message: str, failures: list[dict[str, str]] | None = None) -> web.Response:
+def error_response(status: int, message: str, failures: list[dict[str, Any]] | None = None) -> web.Response:
     body: dict[str, Any] = {"code": status, "message": message}
     if failures is not None:
         body["failures"] = failures
@@ -562,7 +562,7 @@ class DevnetBN:
             for position, item in enumerate(body):
                 ok, problem = self.chain.submit(0, kind, [item], self.now_ms())
                 if not ok:
-                    failures.append({"index": str(position), "message": problem})
+                    failures.append({"index": position, "message": problem})
             if failures:
                 return error_response(400, f"Some {kind.value} failed validation", failures)
             return web.Response(status=200)
