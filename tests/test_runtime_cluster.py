@@ -1,6 +1,7 @@
 """Four `covalidator run` processes on 127.0.0.1 against one fake chain BN: they connect over the
-authenticated peer transport, decide an attestation duty's data by QBFT, persist it and serve the same
-data to each VC request; each stops cleanly on SIGTERM and each node's trace replays action for action
+authenticated peer transport, decide attestation duties' data by QBFT, persist it and serve the same
+data to each VC request, with one node SIGKILLed and restarted on its data folder; each stops cleanly
+on SIGTERM and each node's trace (the restarted one's across two runs) replays action for action
 (persist before serve checked along the way)."""
 
 from __future__ import annotations
@@ -43,55 +44,75 @@ async def get_json(session: aiohttp.ClientSession, url: str, **params: str) -> t
         return 0, str(error)
 
 
-def test_four_nodes_decide_persist_and_serve_the_same_data_and_their_traces_replay(cluster: Path) -> None:
-    genesis = int(time.time()) - 3  # slot 8 (the first duty: validator 0, committee 0) starts in ~5 s
+def test_four_nodes_decide_with_one_killed_the_restarted_node_catches_up_and_every_trace_replays(
+    cluster: Path,
+) -> None:
+    """Validator 0 attests at slot 8 (committee 0), validator 1 at slot 12 (committee 1). Node 3 is
+    SIGKILLed before slot 8: the other three decide and serve it (3 of 4). Node 3 restarts on its data
+    folder and joins slot 12's consensus: all four serve one value."""
+    genesis = int(time.time()) - 3  # slot 8 starts in ~5 s, slot 12 in ~9 s
 
-    async def scenario() -> list[dict[str, Any]]:
-        bn = await chain_bn(group_pubkeys(cluster), genesis_time=genesis).start()
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        bn = await chain_bn(group_pubkeys(cluster), genesis_time=genesis, stride=4).start()
         ports = [free_port() for _ in range(NODES)]
         processes = [
             await start_node(cluster, i, bn.url, ports[i], "--round-ms", "300") for i in range(NODES)
         ]
         urls = [f"http://127.0.0.1:{p}" for p in ports]
-        served: list[dict[str, Any]] = []
         try:
             async with aiohttp.ClientSession() as session:
-                deadline = time.monotonic() + 30
-                while True:  # every node up and dialled to its 3 peers
-                    statuses = [await get_json(session, f"{u}/covalidator/v1/status") for u in urls]
-                    if all(s == 200 and b["data"]["peers_connected"] == NODES - 1 for s, b in statuses):
-                        break
-                    for i, p in enumerate(processes):
-                        assert p.returncode is None, (cluster / f"node{i}.log").read_text()
-                    assert time.monotonic() < deadline, f"the cluster never connected: {statuses}"
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(max(0.0, genesis + 8.4 - time.time()))  # the duty has started
 
-                async def ask(url: str) -> dict[str, Any]:
+                async def connected(which: range, deadline_s: float) -> None:
+                    deadline = time.monotonic() + deadline_s
+                    while True:  # up and dialled to its 3 peers
+                        statuses = [await get_json(session, f"{urls[i]}/covalidator/v1/status") for i in which]
+                        if all(s == 200 and b["data"]["peers_connected"] == NODES - 1 for s, b in statuses):
+                            return
+                        for i in which:
+                            log = (cluster / f"node{i}.log").read_text()
+                            assert processes[i].returncode is None, log
+                        assert time.monotonic() < deadline, f"the cluster never connected: {statuses}"
+                        await asyncio.sleep(0.2)
+
+                async def ask(url: str, slot: int, committee: int) -> dict[str, Any]:
                     until = time.monotonic() + 6
                     while True:
                         status, body = await get_json(
-                            session, f"{url}/eth/v1/validator/attestation_data", slot="8", committee_index="0"
+                            session,
+                            f"{url}/eth/v1/validator/attestation_data",
+                            slot=str(slot),
+                            committee_index=str(committee),
                         )
                         if status == 200:
                             return dict(body["data"])
                         assert time.monotonic() < until, f"{url}: no decided data ({status} {body})"
                         await asyncio.sleep(0.1)
 
-                served = list(await asyncio.gather(*(ask(u) for u in urls)))
+                await connected(range(NODES), 30)
+                processes[3].kill()  # SIGKILL: no shutdown, whatever was in flight is lost
+                await processes[3].wait()
+                await asyncio.sleep(max(0.0, genesis + 8.4 - time.time()))
+                three = list(await asyncio.gather(*(ask(u, 8, 0) for u in urls[:3])))
+                processes[3] = await start_node(cluster, 3, bn.url, ports[3], "--round-ms", "300")
+                await connected(range(NODES), 15)
+                await asyncio.sleep(max(0.0, genesis + 12.4 - time.time()))
+                four = list(await asyncio.gather(*(ask(u, 12, 1) for u in urls)))
         finally:
             codes = await asyncio.gather(*(stop_node(p) for p in processes))
             await bn.stop()
         for i, code in enumerate(codes):
             log = (cluster / f"node{i}.log").read_text()
             assert code == 0 and "Traceback" not in log, log
-        return served
+        return three, four
 
-    served = run(scenario(), 90)
-    assert all(data == served[0] for data in served), served  # one decided value, served by every node
-    assert served[0]["slot"] == "8" and served[0]["target"]["epoch"] == "1"
+    three, four = run(scenario(), 90)
+    assert all(data == three[0] for data in three), three  # one decided value, served by three nodes
+    assert three[0]["slot"] == "8" and three[0]["target"]["epoch"] == "1"
+    assert all(data == four[0] for data in four), four
+    assert four[0]["slot"] == "12" and four[0]["index"] == "1"
     for i in range(NODES):
         trace = cluster / f"node{i}" / "data" / "trace"
         replayed = subprocess.run([*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert "Persisted" in replayed.stdout and "PeerMessage" in replayed.stdout, replayed.stdout
+        assert ("2 start(s)" if i == 3 else "1 start(s)") in replayed.stdout, replayed.stdout

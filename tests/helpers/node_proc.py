@@ -57,7 +57,10 @@ def group_pubkeys(folder: Path) -> list[str]:
     return ["0x" + v.distributed_public_key.hex() for v in lock.distributed_validators]
 
 
-def chain_bn(pubkeys: list[str], genesis_time: int, slot_s: int = 1, slots_per_epoch: int = 8) -> FakeBN:
+def chain_bn(
+    pubkeys: list[str], genesis_time: int, slot_s: int = 1, slots_per_epoch: int = 8, stride: int = 1
+) -> FakeBN:
+    """Validator n attests at slot epoch * slots_per_epoch + (n * stride) % slots_per_epoch, committee n."""
     bn = FakeBN().standard()
     bn.answer("GET", "/eth/v1/beacon/genesis", {"data": {**GENESIS, "genesis_time": str(genesis_time)}})
     bn.answer(
@@ -82,7 +85,7 @@ def chain_bn(pubkeys: list[str], genesis_time: int, slot_s: int = 1, slots_per_e
             duties = [
                 {"pubkey": pk, "validator_index": str(i), "committee_index": str(n), "committee_length": "1",
                  "committees_at_slot": str(len(pubkeys)), "validator_committee_index": "0",
-                 "slot": str(epoch * slots_per_epoch + n % slots_per_epoch)}
+                 "slot": str(epoch * slots_per_epoch + (n * stride) % slots_per_epoch)}
                 for n, (pk, i) in enumerate(index.items()) if i in wanted
             ]
             return json_response({"dependent_root": "0x" + "aa" * 32, "execution_optimistic": False, "data": duties})
