@@ -1,0 +1,106 @@
+"""The node runner's loop with a scripted model step: a Persist is durable before the next action runs,
+`stop()` ends the loop only after the step in progress (and its Persist) finished, a step that raises
+is logged and the loop goes on; and the BN's head events become HeadChanged."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from covalidator.model.clock import SlotClock
+from covalidator.model.cluster import ChainConfig, NodeConfig, ValidatorKeys
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.node_events import (
+    HeadChanged,
+    NodeAction,
+    Persist,
+    Persisted,
+    ReplyToVC,
+    Started,
+    VCRequest,
+    VCRequestKind,
+)
+from covalidator.model.signing import ForkSchedule
+from covalidator.runtime import node_runner
+from covalidator.runtime.node_app import head_changed
+from covalidator.runtime.node_runner import NodeRunner
+from tests.helpers.aio import run
+from tests.helpers.fake_bn import SPEC
+
+DUTY = DutyId(8, DutyKind.ATTESTER)
+
+
+def config() -> NodeConfig:
+    chain = ChainConfig(SlotClock(0, 6000, 8), ForkSchedule.from_spec_config(SPEC, b"\x4b" * 32))
+    return NodeConfig(1, 3, (ValidatorKeys("0x" + "a1" * 48, tuple("0x" + f"{s:02x}" * 48 for s in range(4))),), chain)
+
+
+class SlowStore:
+    """persist takes 0.3 s; every call is logged with the time it ended."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, float]] = []
+        self.thread: set[str] = set()
+
+    def persist(self, action: Persist) -> Persisted:
+        self.thread.add(threading.current_thread().name)
+        time.sleep(0.3)
+        self.log.append(("persisted", time.monotonic()))
+        return Persisted(action.duty)
+
+    def record_outcomes(self, outcomes: Any) -> None:
+        pass
+
+
+def scripted_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+    if isinstance(event, VCRequest):
+        if event.params == "boom":
+            raise ValueError("a model bug on this input")
+        return state, (Persist(DUTY, {}, "0x00"), ReplyToVC(event.request_id, 200, {"data": "decided"}))
+    return state, ()
+
+
+def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_survived(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(node_runner, "step", scripted_step)
+    store = SlowStore()
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None)
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        bad = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, "boom"), 0.3)
+        assert bad is None and runner.step_errors == 1  # logged; the loop lives on
+        answered = asyncio.create_task(
+            runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        )
+        while not store.thread:
+            await asyncio.sleep(0.01)
+        runner.stop()  # mid-persist: the step's actions still all run
+        reply = await answered
+        replied = time.monotonic()
+        await asyncio.wait_for(loop_task, 5)
+        assert reply is not None and reply.status == 200
+        assert store.log and store.log[0][1] <= replied  # durable before the VC got its answer
+        assert runner.steps == 2  # Started and the request; the Persisted event queued after stop is not stepped
+        await runner.close()
+
+    run(scenario(), 20)
+    assert store.thread and not any(name.startswith("covalidator-step") for name in store.thread)
+
+
+def test_head_events_become_head_changed_and_garbage_is_ignored() -> None:
+    event = head_changed(
+        "head",
+        {"slot": "12", "block": "0x" + "ab" * 32, "previous_duty_dependent_root": "0x" + "01" * 32,
+         "current_duty_dependent_root": "0x" + "02" * 32, "epoch_transition": False},
+    )
+    assert event == HeadChanged(12, "0x" + "ab" * 32, "0x" + "01" * 32, "0x" + "02" * 32)
+    assert head_changed("block", {"slot": "1", "block": "0x"}) is None
+    assert head_changed("head", {"slot": "twelve", "block": "0x"}) is None
+    assert head_changed("head", ["not", "an", "object"]) is None
+    assert head_changed("head", {"block": "0x"}) is None
