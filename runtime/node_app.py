@@ -73,6 +73,14 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def listen_address(lock_address: str) -> tuple[str, int]:
+    """Where to listen for peers by default: the lock's port, on every interface unless the lock's
+    address is a loopback one (a local cluster); the lock's host may be a public name behind NAT."""
+    host, port = parse_host_port(lock_address, "the lock's peer address")
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    return (host if loopback else "0.0.0.0", port)
+
+
 class NodeApp:
     def __init__(self, settings: Settings, clock: Callable[[], int] = wall_ms) -> None:
         self.settings = settings
@@ -127,7 +135,7 @@ class NodeApp:
         self.proxy = ReverseProxy(self.bn)
         self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)
         await self._serve_api()
-        host, port = s.p2p or parse_host_port(files.lock.operators[files.node_index].address, "the lock's address")
+        host, port = s.p2p or listen_address(files.lock.operators[files.node_index].address)
         self.transport = PeerTransport(files.lock, files.node_index, files.identity_key, host, port, runner.on_peer)
         try:
             await self.transport.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 
 from covalidator.runtime import keys_io
 from covalidator.runtime.cli import main
-from tests.helpers.aio import run, until
+from tests.helpers.aio import listening_socket, port_of, run, until
 from tests.helpers.fake_bn import FakeBN
 from tests.helpers.node_proc import (
     COVALIDATOR,
@@ -178,7 +179,8 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
     replayed = subprocess.run([*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "every action reproduced" in replayed.stdout
-    assert "DutiesFetched" in replayed.stdout and "BeaconDataFetched" in replayed.stdout
+    for event in ("DutiesFetched", "BeaconDataFetched", "HeadChanged", "VCRequest", "TimerFired"):
+        assert event in replayed.stdout, replayed.stdout
 
     # tamper with one recorded action: the replay names that step
     segment = sorted(trace.glob("trace-*.jsonl"))[0]
@@ -201,3 +203,45 @@ def test_replay_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     assert_one_line(*cli("replay", str(tmp_path / "missing")), "missing")
     (tmp_path / "trace-000001.jsonl").write_text("not json\n")
     assert_one_line(*cli("replay", str(tmp_path)), "trace-000001.jsonl")
+
+
+def test_a_validator_api_port_in_use_is_one_line_and_exit_2(cluster: Path) -> None:
+    async def scenario() -> None:
+        bn = await chain_bn(group_pubkeys(cluster), genesis_time=int(time.time())).start()
+        taken = listening_socket()
+        port = port_of(taken)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *COVALIDATOR, "run", *node_args(cluster, 1), "--beacon-node", bn.url,
+                "--validator-api", f"127.0.0.1:{port}", "--p2p", f"127.0.0.1:{free_port()}",
+                "--data-dir", str(cluster / "scratch1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), 20)
+        finally:
+            taken.close()
+            await bn.stop()
+        assert_one_line(process.returncode or 0, err.decode(), "cannot serve the validator API", str(port))
+
+    run(scenario(), 30)
+
+
+def test_without_a_beacon_node_it_waits_stops_on_sigterm_or_gives_up_after_bn_wait(cluster: Path) -> None:
+    async def scenario() -> None:
+        dead = f"http://127.0.0.1:{free_port()}"
+        base = [*COVALIDATOR, "run", *node_args(cluster, 2), "--beacon-node", dead,
+                "--validator-api", f"127.0.0.1:{free_port()}", "--data-dir", str(cluster / "scratch2")]
+        waiting = await asyncio.create_subprocess_exec(*base, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.sleep(2.0)
+        assert waiting.returncode is None  # still waiting for a BN
+        waiting.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(waiting.communicate(), 10)
+        assert waiting.returncode == 0, err.decode()
+        assert "waiting for a beacon node" in err.decode()
+        giving_up = await asyncio.create_subprocess_exec(
+            *base, "--bn-wait", "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(giving_up.communicate(), 20)
+        assert giving_up.returncode == 2
+        assert err.decode().strip().splitlines()[-1].startswith("error: no beacon node answered within 1 s")
+
+    run(scenario(), 40)

@@ -60,7 +60,8 @@ def _env(name: str) -> str:
 @click.option("--validator-api", default="127.0.0.1:3600", show_default=True, envvar=_env("VALIDATOR_API"),
               help="HOST:PORT the validator client connects to (as if it were its beacon node).")
 @click.option("--p2p", default=None, envvar=_env("P2P"),
-              help="HOST:PORT to listen on for peers. Default: this node's address in the lock.")
+              help="HOST:PORT to listen on for peers. Default: the port of this node's address in the lock, on "
+              "0.0.0.0 (on the lock's host when that is a loopback address).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, envvar=_env("DATA_DIR"),
               help="Folder for the store (slashing DB, decided values) and the trace. Default: NODE_DIR/data.")
 @click.option("--round-ms", type=click.IntRange(min=50), default=1000, show_default=True, envvar=_env("ROUND_MS"),

@@ -8,9 +8,11 @@ empty proposer and sync duties, and attestation data per slot.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,21 @@ def chain_bn(
         }
         return json_response({"data": data})
 
+    async def events(request: web.Request) -> web.StreamResponse:
+        """A head event at every slot start (the server-sent event stream)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        while True:
+            now = time.time()
+            slot = int(now - genesis_time) // slot_s
+            root = "0x" + f"{slot % 256:02x}" * 32
+            event = {"slot": str(slot), "block": root, "state": root, "epoch_transition": False,
+                     "previous_duty_dependent_root": "0x" + "aa" * 32,
+                     "current_duty_dependent_root": "0x" + "aa" * 32, "execution_optimistic": False}
+            await response.write(f"event: head\ndata: {json.dumps(event)}\n\n".encode())
+            await asyncio.sleep(genesis_time + (slot + 1) * slot_s - now)
+
+    bn.route("GET", "/eth/v1/events", events)
     bn.route("POST", "/eth/v1/beacon/states/head/validators", validators)
     bn.route("GET", "/eth/v1/validator/attestation_data", attestation_data)
     for epoch in range(0, 64):
