@@ -1,0 +1,119 @@
+"""Whole-cluster simulation (model/cluster_sim.py): every duty kind end to end with real BLS, judged
+by the simulated chain; faults tolerated; deliberately broken node models caught."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from covalidator.model.cluster_sim import (
+    ByzantineBehaviour,
+    ClusterResult,
+    ClusterScenario,
+    PlantedBug,
+    run_cluster,
+)
+from covalidator.model.sim_vc import VCBehaviour
+
+ALL_KINDS = {"attester", "aggregator", "proposer", "sync_message", "sync_contribution"}
+
+
+@cache
+def run(**kwargs: object) -> ClusterResult:
+    return run_cluster(ClusterScenario(**kwargs))  # type: ignore[arg-type]
+
+
+def assert_safe(result: ClusterResult) -> None:
+    assert result.violation is None, result.prefix_tail
+    assert result.slashable_pairs == []
+    assert result.invalid_submissions == []
+    assert result.double_submissions == 0
+    assert result.served_before_persisted == 0
+    assert result.errors == []
+
+
+def test_every_duty_kind_succeeds_on_chain_with_real_threshold_signatures() -> None:
+    result = run(validators=8, epochs=2, seed=3)
+    assert_safe(result)
+    assert set(result.succeeded_by_kind) == ALL_KINDS
+    assert result.succeeded == result.duties > 100
+    assert result.failed_by_reason == {}
+    assert 0 < result.percentile(50) < 1_000 <= result.percentile(99)  # p99: the drops before GST
+
+
+def test_a_seed_names_the_run_exactly() -> None:
+    first = run_cluster(ClusterScenario(validators=4, epochs=1, seed=11, byzantine=1)).to_json_dict()
+    again = run_cluster(ClusterScenario(validators=4, epochs=1, seed=11, byzantine=1)).to_json_dict()
+    first.pop("wall_s"), again.pop("wall_s")
+    assert first == again
+
+
+@pytest.mark.parametrize("behaviour", [b for b in ByzantineBehaviour if b is not ByzantineBehaviour.MIXED])
+def test_one_byzantine_node_of_four_breaks_nothing(behaviour: ByzantineBehaviour) -> None:
+    result = run(validators=8, epochs=4, seed=5, byzantine=1, byzantine_behaviour=behaviour)
+    assert_safe(result)
+    assert result.stable_success_pct >= 99.0, result.failed_by_reason
+
+
+def test_a_node_that_crashes_and_restarts_from_its_store_stays_safe() -> None:
+    result = run(validators=8, epochs=3, seed=2, crash=1)
+    assert_safe(result)
+    assert len(result.plan.crashes) == 1
+    assert result.stable_success_pct >= 99.0, result.failed_by_reason
+
+
+def test_a_partition_before_gst_heals() -> None:
+    result = run(validators=8, epochs=3, seed=4, partition=True)
+    assert_safe(result)
+    assert result.stable_success_pct >= 99.0, result.failed_by_reason
+
+
+@pytest.mark.parametrize("behaviour", [VCBehaviour.OTHER_DATA, VCBehaviour.MISSING, VCBehaviour.SLOW])
+def test_one_faulty_validator_client_is_tolerated(behaviour: VCBehaviour) -> None:
+    result = run(validators=8, epochs=2, seed=6, faulty_vcs=((0, behaviour),))
+    assert_safe(result)
+    assert result.stable_success_pct >= 99.0, result.failed_by_reason
+
+
+def test_beyond_the_fault_tolerance_duties_fail_but_nothing_is_slashable() -> None:
+    result = run(validators=8, epochs=2, seed=7, byzantine=2, byzantine_behaviour=ByzantineBehaviour.SILENT)
+    assert_safe(result)
+    # 2 honest nodes never reach a QBFT quorum of 3: no duty with consensus succeeds (a silent
+    # Byzantine node that still listens may combine sync messages with the honest partials)
+    assert not set(result.succeeded_by_kind) & {"attester", "aggregator", "proposer", "sync_contribution"}
+    assert result.failed_by_kind["attester"] == 8 * 2
+    reasons = result.failed_by_reason
+    assert set(reasons) <= {"no_consensus", "insufficient_peer_signatures", "no_randao", "no_outcome"}
+    # no outcome only where no node could know of the duty: an aggregator or sync contribution whose
+    # selection proof was never combined
+    kinds = result.failed_by_kind
+    assert reasons.get("no_outcome", 0) <= kinds.get("aggregator", 0) + kinds.get("sync_contribution", 0)
+
+
+def test_serving_before_persisting_is_caught() -> None:
+    result = run_cluster(ClusterScenario(validators=4, epochs=1, planted_bug=PlantedBug.SERVE_BEFORE_PERSIST))
+    assert result.violation is not None and result.violation.startswith("served_before_persisted")
+    assert result.prefix_tail  # the events that led to it
+
+
+def test_without_slashing_checks_a_byzantine_leader_gets_a_slashable_pair_signed() -> None:
+    bug = run_cluster(
+        ClusterScenario(
+            validators=4,
+            epochs=5,
+            byzantine=1,
+            byzantine_behaviour=ByzantineBehaviour.SLASHABLE,
+            planted_bug=PlantedBug.NO_SLASHING_CHECKS,
+        )
+    )
+    assert bug.violation is not None and bug.violation.startswith("slashable_pair"), bug.violation
+    fixed = run(validators=4, epochs=5, byzantine=1, byzantine_behaviour=ByzantineBehaviour.SLASHABLE)
+    assert_safe(fixed)
+
+
+def test_planted_bugs_are_undone_after_the_run() -> None:
+    run_cluster(ClusterScenario(validators=4, epochs=1, planted_bug=PlantedBug.SERVE_BEFORE_PERSIST))
+    assert_safe(run(validators=8, epochs=2, seed=3))
+    result = run_cluster(ClusterScenario(validators=4, epochs=1, seed=8))
+    assert_safe(result)
