@@ -375,6 +375,7 @@ class NodeRuntime:
         self._persisted: set[DutyId] = set()  # duties this life saw Persisted for (or restored)
         self._submitted: set[tuple[DutyId, str]] = set()  # this life
         self.honest = True
+        self.trace: list[tuple[NodeEvent, list[NodeAction]]] | None = None  # (event, actions) per step
 
     # ---- SimNode ------------------------------------------------------------------------------------
 
@@ -481,9 +482,13 @@ class NodeRuntime:
             if self.now > self.state.now_ms and not isinstance(event, (Started, TimerFired)):
                 # time passed: the runtime says so before the event (only Tick and TimerFired carry it)
                 self.state, ticked = step(self.state, Tick(self.now))
+                if self.trace is not None:
+                    self.trace.append((Tick(self.now), list(ticked)))
                 for action in ticked:
                     self._execute(action)
             self.state, actions = step(self.state, event)
+            if self.trace is not None:
+                self.trace.append((event, list(actions)))
         except Exception:
             self.run.figures.node_exceptions += 1
             self.run.violation(
@@ -798,6 +803,7 @@ class ClusterResult:
     errors: list[str]
     vc_errors: dict[str, int]
     bls_backend: str
+    trace: list[tuple[NodeEvent, list[NodeAction]]] = field(default_factory=list)  # `trace_node`'s steps
 
     def percentile(self, p: float) -> float:
         values = sorted(self.consensus_ms)
@@ -887,20 +893,27 @@ def run_cluster(
     *,
     on_slot: Callable[[int, int], None] | None = None,
     max_events: int = 20_000_000,
+    trace_node: int | None = None,
 ) -> ClusterResult:
     """Simulate the scenario; deterministic in its seed. `on_slot(slot, violations)` reports progress.
-    `max_events` stops early (one event fewer than a failing prefix shows that prefix is the shortest)."""
+    `max_events` stops early (one event fewer than a failing prefix shows that prefix is the shortest).
+    `trace_node` records that node's every step (event, actions) into `ClusterResult.trace` (a life
+    begins at its `Started`), as the runtime's trace recorder would."""
     started = time.perf_counter()
     run = ClusterRun(scenario)
     planted = _plant(scenario.planted_bug)
     try:
-        return _run(run, on_slot, max_events, started)
+        return _run(run, on_slot, max_events, started, trace_node)
     finally:
         planted()
 
 
 def _run(
-    run: ClusterRun, on_slot: Callable[[int, int], None] | None, max_events: int, started: float
+    run: ClusterRun,
+    on_slot: Callable[[int, int], None] | None,
+    max_events: int,
+    started: float,
+    trace_node: int | None,
 ) -> ClusterResult:
     scenario, plan, chain = run.scenario, run.plan, run.chain
     nodes: dict[int, SimNode[PeerPayload]] = {}
@@ -912,6 +925,8 @@ def _run(
         else:
             runtimes[i] = NodeRuntime(run, i, vc)
         nodes[i] = runtimes[i]
+        if i == trace_node:
+            runtimes[i].trace = []
     tail: deque[str] = deque(maxlen=PREFIX_TAIL)
     slot_seen = [-1]
     count = [0]
@@ -937,7 +952,7 @@ def _run(
         max_events=max_events,
     )
     outcome = simulator.run(plan.end_ms)
-    return _summarise(
+    result = _summarise(
         run,
         runtimes,
         outcome.violation,
@@ -948,6 +963,9 @@ def _run(
         outcome.stats.dropped,
         started,
     )
+    if trace_node is not None:
+        result.trace = runtimes[trace_node].trace or []
+    return result
 
 
 def _summarise(
