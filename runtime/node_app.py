@@ -117,11 +117,13 @@ class NodeApp:
             return False
         round_ms = {"round_duration_ms": s.round_ms}
         self.config = config = node_config(files.lock, files.share_index, info.spec, info.genesis, round_ms)
-        s.data.mkdir(parents=True, exist_ok=True)
         try:
+            s.data.mkdir(parents=True, exist_ok=True)
             self.store = Store(s.data / STORE_FILE, info.genesis_validators_root)
         except StoreError as error:
             raise ConfigError(str(error)) from None
+        except OSError as error:
+            raise ConfigError(f"data folder {s.data}: {error.strerror or error}") from None
         header = TraceHeader(
             lock_hash=hex0x(files.lock.lock_hash),
             share_index=files.share_index,
@@ -130,7 +132,10 @@ class NodeApp:
             config=round_ms,
             lock=files.lock_json,
         )
-        self.trace = TraceRecorder(s.data / TRACE_DIR, header, max_bytes=s.trace_max_bytes, keep=s.trace_keep)
+        try:
+            self.trace = TraceRecorder(s.data / TRACE_DIR, header, max_bytes=s.trace_max_bytes, keep=s.trace_keep)
+        except OSError as error:
+            raise ConfigError(f"trace folder {s.data / TRACE_DIR}: {error.strerror or error}") from None
         self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, clock=self.clock)
         self.proxy = ReverseProxy(self.bn)
         self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)

@@ -171,6 +171,8 @@ class ReverseProxy:
                 if rewrites.response is not None and not events:
                     return await self._rewritten(upstream, rewrites.response)
                 return await self._stream(request, upstream, events)
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:  # the BN broke off mid-body
+                return error_response(502, f"{url} broke off its answer: {type(error).__name__}")
             finally:
                 upstream.release()
         self.failed += 1

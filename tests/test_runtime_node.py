@@ -205,7 +205,7 @@ def test_replay_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     assert_one_line(*cli("replay", str(tmp_path)), "trace-000001.jsonl")
 
 
-def test_a_validator_api_port_in_use_is_one_line_and_exit_2(cluster: Path) -> None:
+def test_a_port_in_use_or_an_unusable_data_folder_is_one_line_and_exit_2(cluster: Path) -> None:
     async def scenario() -> None:
         bn = await chain_bn(group_pubkeys(cluster), genesis_time=int(time.time())).start()
         taken = listening_socket()
@@ -217,10 +217,19 @@ def test_a_validator_api_port_in_use_is_one_line_and_exit_2(cluster: Path) -> No
                 "--data-dir", str(cluster / "scratch1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(process.communicate(), 20)
+            assert_one_line(process.returncode or 0, err.decode(), "cannot serve the validator API", str(port))
+            not_a_folder = cluster / "a-file"
+            not_a_folder.write_text("")
+            process = await asyncio.create_subprocess_exec(
+                *COVALIDATOR, "run", *node_args(cluster, 1), "--beacon-node", bn.url,
+                "--validator-api", f"127.0.0.1:{free_port()}", "--p2p", f"127.0.0.1:{free_port()}",
+                "--data-dir", str(not_a_folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), 20)
+            assert_one_line(process.returncode or 0, err.decode(), "data folder", "a-file")
         finally:
             taken.close()
             await bn.stop()
-        assert_one_line(process.returncode or 0, err.decode(), "cannot serve the validator API", str(port))
 
     run(scenario(), 30)
 
