@@ -182,6 +182,15 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
     for event in ("DutiesFetched", "BeaconDataFetched", "HeadChanged", "VCRequest", "TimerFired"):
         assert event in replayed.stdout, replayed.stdout
 
+    same_lock = subprocess.run(
+        [*COVALIDATOR, "replay", str(trace), "--lock", str(cluster / "node3" / keys_io.LOCK_FILE)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert same_lock.returncode == 0, same_lock.stdout + same_lock.stderr
+    make_cluster(tmp_path / "other", nodes=3, validators=1)
+    assert_one_line(*cli("replay", str(trace), "--lock", str(tmp_path / "other" / "node0" / keys_io.LOCK_FILE)),
+                    "is not the trace's")
+
     # tamper with one recorded action: the replay names that step
     segment = sorted(trace.glob("trace-*.jsonl"))[0]
     lines = segment.read_text().splitlines()

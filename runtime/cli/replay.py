@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +43,6 @@ def replay(trace_path: Path, lock_path: Path | None) -> None:
         fail(f"{trace_path}: no such file or folder")
     try:
         trace = read_trace(trace_path)
-        records = list(trace.records())
     except TraceError as error:
         fail(str(error))
     header = trace.header
@@ -62,16 +62,27 @@ def replay(trace_path: Path, lock_path: Path | None) -> None:
     except (ConfigError, AssertionError) as error:
         fail(f"cannot rebuild the node from the trace header: {error}")
 
-    result = replay_records(config, records)
-    events = Counter(type(event).__name__ for event, _ in records[: result.steps])
-    actions = sum(len(recorded) for _, recorded in records[: result.steps])
+    events: Counter[str] = Counter()
+    counted = {"records": 0, "actions": 0}
+
+    def counting() -> Iterator[tuple[Any, tuple[Any, ...]]]:
+        for event, recorded in trace.records():  # streamed: a trace may be larger than memory
+            counted["records"] += 1
+            counted["actions"] += len(recorded)
+            events[type(event).__name__] += 1
+            yield event, recorded
+
+    try:
+        result = replay_records(config, counting())
+    except TraceError as error:
+        fail(str(error))
     restarts = events.get("Started", 0)
     click.echo(
         f"trace {trace_path}: {len(trace.files)} segment(s), node share index {header.share_index}, "
         f"lock {header.lock_hash[:18]}..."
     )
     click.echo(
-        f"replayed {result.steps} of {len(records)} steps ({actions} actions, {restarts} start(s))"
+        f"replayed {result.steps} steps ({counted['actions']} actions, {restarts} start(s))"
         + (", last line torn (the process died mid-write)" if trace.truncated else "")
     )
     click.echo("events: " + ", ".join(f"{name} {count}" for name, count in sorted(events.items())))
