@@ -264,7 +264,10 @@ class NodeApp:
             await asyncio.sleep(epoch_ms / 1000)
             keep_from = clock.slot_at(self.clock()) - KEEP_DECIDED_EPOCHS * clock.slots_per_epoch
             if keep_from > 0:
-                await asyncio.to_thread(self.store.prune_node_memory, keep_from)
+                try:
+                    await asyncio.to_thread(self.store.prune_node_memory, keep_from)
+                except Exception as error:  # the store's duty memory grows a little longer; not fatal
+                    log.warning("could not prune the store", extra={"fields": {"error": str(error)}})
             log.info("status", extra={"fields": self._status_fields()})
 
     # -- status --------------------------------------------------------------------------------------
