@@ -908,6 +908,19 @@ def run_cluster(
         planted()
 
 
+def build_nodes(run: ClusterRun) -> dict[int, NodeRuntime]:
+    """The co-validators of the run's plan, honest or Byzantine, each with its VC."""
+    scenario, plan = run.scenario, run.plan
+    runtimes: dict[int, NodeRuntime] = {}
+    for i in range(1, scenario.nodes + 1):
+        vc = SimVC(run.chain, i, plan.vcs.get(i, VCBehaviour.HONEST))
+        if i in plan.byzantine:
+            runtimes[i] = ByzantineRuntime(run, i, vc, scenario.byzantine_behaviour)
+        else:
+            runtimes[i] = NodeRuntime(run, i, vc)
+    return runtimes
+
+
 def _run(
     run: ClusterRun,
     on_slot: Callable[[int, int], None] | None,
@@ -916,17 +929,10 @@ def _run(
     trace_node: int | None,
 ) -> ClusterResult:
     scenario, plan, chain = run.scenario, run.plan, run.chain
-    nodes: dict[int, SimNode[PeerPayload]] = {}
-    runtimes: dict[int, NodeRuntime] = {}
-    for i in range(1, scenario.nodes + 1):
-        vc = SimVC(chain, i, plan.vcs.get(i, VCBehaviour.HONEST))
-        if i in plan.byzantine:
-            runtimes[i] = ByzantineRuntime(run, i, vc, scenario.byzantine_behaviour)
-        else:
-            runtimes[i] = NodeRuntime(run, i, vc)
-        nodes[i] = runtimes[i]
-        if i == trace_node:
-            runtimes[i].trace = []
+    runtimes = build_nodes(run)
+    nodes: dict[int, SimNode[PeerPayload]] = dict(runtimes)
+    if trace_node is not None:
+        runtimes[trace_node].trace = []
     tail: deque[str] = deque(maxlen=PREFIX_TAIL)
     slot_seen = [-1]
     count = [0]

@@ -244,11 +244,7 @@ class Simulator[P]:
         self, until_ms: int, done: Callable[[], bool] = lambda: False, start_times: Sequence[int] = ()
     ) -> RunOutcome[P]:
         """Start every node (at `start_times[i - 1]`, default 0), schedule the crash plan, run."""
-        for i in self._ids:
-            self._push(start_times[i - 1] if start_times else 0, START, i, 0, None)
-        for c in self.net.crashes:
-            self._push(c.at_ms, CRASH, c.node, 0, None)
-            self._push(c.restart_ms, RESTART, c.node, 0, None)
+        self.begin(start_times)
         events: list[EventRecord[P]] = []
         count = 0
         while self._heap and count < self.max_events:
@@ -269,6 +265,64 @@ class Simulator[P]:
             if done():
                 break
         return RunOutcome(None, events, self.now, self.stats)
+
+    # --- stepping by hand (a Hypothesis machine chooses the schedule) ---------------------------------
+
+    def begin(self, start_times: Sequence[int] = ()) -> None:
+        """Schedule every node's start and the crash plan (what `run` does first)."""
+        for i in self._ids:
+            self._push(start_times[i - 1] if start_times else 0, START, i, 0, None)
+        for c in self.net.crashes:
+            self._push(c.at_ms, CRASH, c.node, 0, None)
+            self._push(c.restart_ms, RESTART, c.node, 0, None)
+
+    def step_next(self) -> EventRecord[P] | None:
+        """Process the earliest scheduled event (time moves to it); None when nothing is scheduled or
+        the event was void (a delivery to a crashed node, a dead incarnation's timer)."""
+        if not self._heap:
+            return None
+        at_ms, _, kind, node, a, data = heapq.heappop(self._heap)
+        self.now = max(self.now, at_ms)
+        self._seq += 1
+        return self._process(kind, node, a, data, self._seq)
+
+    def pending_deliveries(self) -> list[int]:
+        """Positions (in the schedule) of the messages in flight, earliest first."""
+        order = sorted(range(len(self._heap)), key=lambda i: self._heap[i][:2])
+        return [i for i in order if self._heap[i][2] == DELIVER]
+
+    def _take(self, position: int) -> tuple[int, int, str, int, int, object]:
+        entry = self._heap[position]
+        self._heap[position] = self._heap[-1]
+        self._heap.pop()
+        heapq.heapify(self._heap)
+        return entry
+
+    def deliver_now(self, position: int) -> EventRecord[P] | None:
+        """Deliver an in-flight message now, ahead of its time (reordering)."""
+        _, _, kind, node, a, data = self._take(position)
+        assert kind == DELIVER
+        self._seq += 1
+        return self._process(kind, node, a, data, self._seq)
+
+    def drop(self, position: int) -> None:
+        """Lose an in-flight message."""
+        self._take(position)
+        self.stats.dropped += 1
+
+    def duplicate(self, position: int) -> None:
+        """Deliver an in-flight message twice."""
+        at_ms, _, kind, node, a, data = self._heap[position]
+        self._push(at_ms + 1, kind, node, a, data)
+        self.stats.duplicated += 1
+
+    def crash_now(self, node: int) -> None:
+        if node not in self.down:
+            self._process(CRASH, node, 0, None, self._seq)
+
+    def restart_now(self, node: int) -> None:
+        if node in self.down:
+            self._process(RESTART, node, 0, None, self._seq)
 
     def _process(self, kind: str, node: int, a: int, data: object, index: int) -> EventRecord[P] | None:
         target = self.nodes[node]
