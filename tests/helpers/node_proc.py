@@ -129,6 +129,15 @@ def chain_bn(
     return bn
 
 
+def next_duty_slot(genesis_time: int, offset: int, lead_s: float = 1.5, slot_s: int = 1, slots_per_epoch: int = 8) -> int:
+    """The first slot `epoch * slots_per_epoch + offset` (a chain_bn duty slot) starting `lead_s` from now
+    or later: tests pick their duty after the processes are up, however slow the machine is."""
+    slot = offset
+    while genesis_time + slot * slot_s < time.time() + lead_s:
+        slot += slots_per_epoch
+    return slot
+
+
 async def start_node(
     cluster: Path, index: int, bn_url: str, api_port: int, *extra: str, env: dict[str, str] | None = None
 ) -> asyncio.subprocess.Process:
