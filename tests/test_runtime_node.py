@@ -17,10 +17,15 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
+from covalidator.model.node import step
+from covalidator.model.node_events import Started, Tick
+from covalidator.model.node_state import NodeState
 from covalidator.runtime import keys_io
 from covalidator.runtime.cli import main
+from covalidator.runtime.node_setup import node_config
+from covalidator.runtime.trace import TraceHeader, TraceRecorder
 from tests.helpers.aio import listening_socket, port_of, run, until
-from tests.helpers.fake_bn import FakeBN
+from tests.helpers.fake_bn import GENESIS, SPEC, FakeBN
 from tests.helpers.node_proc import (
     COVALIDATOR,
     chain_bn,
@@ -265,3 +270,42 @@ def test_without_a_beacon_node_it_waits_stops_on_sigterm_or_gives_up_after_bn_wa
         assert err.decode().strip().splitlines()[-1].startswith("error: no beacon node answered within 1 s")
 
     run(scenario(), 40)
+
+
+def test_replay_of_a_rotated_trace_starts_at_its_first_started(cluster: Path, tmp_path: Path) -> None:
+    """Segments rotated away: the retained steps before a Started cannot be rebuilt and are skipped;
+    without any Started the replay says so (exit 2); divergences are named by the trace's step number."""
+    lock = keys_io.load_lock(cluster / "node0" / keys_io.LOCK_FILE)
+    document = keys_io.read_json(cluster / "node0" / keys_io.LOCK_FILE)
+    genesis = {**GENESIS, "genesis_time": "1700000000"}
+    header = TraceHeader("0x" + lock.lock_hash.hex(), 1, dict(SPEC), genesis, {"round_duration_ms": 300}, document)
+    config = node_config(lock, 1, header.spec, header.genesis, header.config)
+    start_ms = 1_700_000_000_000 + 100 * 6000
+    state = NodeState(config)
+    with TraceRecorder(tmp_path / "t", header) as recorder:
+        recorder.record(Tick(start_ms - 5), [])  # the tail of a run whose start was rotated away
+        for event in (Started(start_ms), Tick(start_ms + 1000), Tick(start_ms + 2000)):
+            state, actions = step(state, event)
+            recorder.record(event, actions)
+    replayed = cli_out("replay", str(tmp_path / "t"))
+    assert replayed[0] == 0, replayed
+    assert "replayed 3 steps" in replayed[1] and "skipped 1 steps before the first Started" in replayed[1]
+
+    only_tail = tmp_path / "tail"
+    with TraceRecorder(only_tail, header) as recorder:
+        recorder.record(Tick(start_ms + 5), [])
+    assert_one_line(*cli("replay", str(only_tail)), "no Started event")
+
+    lines = (tmp_path / "t" / "trace-000001.jsonl").read_text().splitlines()
+    started_actions = json.loads(lines[4])
+    assert started_actions["i"] == 1 and started_actions["actions"]
+    started_actions["actions"] = started_actions["actions"][:-1]
+    lines[4] = json.dumps(started_actions)
+    (tmp_path / "t" / "trace-000001.jsonl").write_text("\n".join(lines) + "\n")
+    code, out = cli_out("replay", str(tmp_path / "t"))
+    assert code == 1 and "DIVERGED at step 1 (Started)" in out, out
+
+
+def cli_out(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout

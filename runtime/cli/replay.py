@@ -3,8 +3,10 @@
 The trace's header holds what the node was configured with besides the events (the BN's spec and
 genesis, the share index, the model settings, and the cluster lock); `--lock` supplies the lock when
 the trace does not hold it, and must then have the trace's lock hash. `model.replay.replay` steps a
-fresh node through the events and names the first step whose actions differ from the recorded ones,
-and the invariant monitor reports persist-before-serve and single-submission violations.
+fresh node through the events (from the first `Started`: a trace whose oldest segments were rotated
+away begins mid-run, and the steps before a start cannot be rebuilt) and names the first step (by the
+trace's own step number) whose actions differ from the recorded ones; the invariant monitor reports
+persist-before-serve and single-submission violations.
 
 Exit codes: 0 every action reproduced and no invariant violated; 1 a divergence or a violation;
 2 a trace or lock that cannot be read (one line).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +38,7 @@ def fail(message: str) -> NoReturn:
 def replay(trace_path: Path, lock_path: Path | None) -> None:
     """Replay a node's trace through the model: every action compared, invariants checked."""
     from covalidator.model.cluster_lock import LockError, parse_lock
+    from covalidator.model.node_events import Started
     from covalidator.model.replay import replay as replay_records
     from covalidator.runtime.node_setup import ConfigError, load_lock, node_config
     from covalidator.runtime.trace import TraceError, read_trace
@@ -63,11 +67,21 @@ def replay(trace_path: Path, lock_path: Path | None) -> None:
         fail(f"cannot rebuild the node from the trace header: {error}")
 
     events: Counter[str] = Counter()
-    counted = {"records": 0, "actions": 0}
+    counted = {"records": 0, "actions": 0, "skipped": 0}
+    numbers: list[int] = []  # the trace's step number of each replayed step
 
     def counting() -> Iterator[tuple[Any, tuple[Any, ...]]]:
-        for event, recorded in trace.records():  # streamed: a trace may be larger than memory
+        started = False
+        for step in trace.steps():  # streamed: a trace may be larger than memory
+            if step.actions is None:
+                continue  # the process died (or the model raised) before its actions were written
+            event, recorded = step.event, step.actions
+            started = started or isinstance(event, Started)
+            if not started:  # the segments with this run's Started were rotated away: no state to start from
+                counted["skipped"] += 1
+                continue
             counted["records"] += 1
+            numbers.append(step.index)
             counted["actions"] += len(recorded)
             events[type(event).__name__] += 1
             yield event, recorded
@@ -77,6 +91,11 @@ def replay(trace_path: Path, lock_path: Path | None) -> None:
     except TraceError as error:
         fail(str(error))
     restarts = events.get("Started", 0)
+    if restarts == 0:
+        fail(
+            f"{trace_path}: no Started event to replay from ({counted['skipped']} steps; the segments where "
+            "the node started were rotated away)"
+        )
     click.echo(
         f"trace {trace_path}: {len(trace.files)} segment(s), node share index {header.share_index}, "
         f"lock {header.lock_hash[:18]}..."
@@ -84,8 +103,11 @@ def replay(trace_path: Path, lock_path: Path | None) -> None:
     click.echo(
         f"replayed {result.steps} steps ({counted['actions']} actions, {restarts} start(s))"
         + (", last line torn (the process died mid-write)" if trace.truncated else "")
+        + (f"; skipped {counted['skipped']} steps before the first Started" if counted["skipped"] else "")
     )
     click.echo("events: " + ", ".join(f"{name} {count}" for name, count in sorted(events.items())))
+    if result.divergence is not None:
+        result.divergence = replace(result.divergence, index=numbers[result.divergence.index])
     _report(result)
 
 
