@@ -80,6 +80,19 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"code": status, "message": message}, status=status)
 
 
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes (all of it when shorter): `read(n)` alone may stop at a chunk."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 class ReverseProxy:
     """`forward` is ValidatorAPI's seam; `bn` is the node's BeaconNodeClient (its session, BN order and
     statistics)."""
@@ -154,7 +167,7 @@ class ReverseProxy:
             if upstream.status >= 500 and not last:
                 # another BN may do better; this answer stands if none does
                 try:
-                    raw = await upstream.content.read(ERROR_BODY_LIMIT)
+                    raw = await read_limited(upstream.content, ERROR_BODY_LIMIT)
                     if answered is None:
                         headers_back = forward_headers(upstream.headers)
                         answered = web.Response(body=raw, status=upstream.status, headers=headers_back)
@@ -169,7 +182,7 @@ class ReverseProxy:
             self.forwarded += 1
             try:
                 if rewrites.response is not None and not events:
-                    return await self._rewritten(upstream, rewrites.response)
+                    return await self._rewritten(request, upstream, rewrites.response)
                 return await self._stream(request, upstream, events)
             except (aiohttp.ClientError, OSError, TimeoutError) as error:  # the BN broke off mid-body
                 return error_response(502, f"{url} broke off its answer: {type(error).__name__}")
@@ -181,21 +194,27 @@ class ReverseProxy:
         log.warning("no beacon node answered %s %s: %s", request.method, path, "; ".join(failures))
         return error_response(502, f"no beacon node answered ({'; '.join(failures) or 'none configured'})")
 
-    async def _rewritten(self, upstream: aiohttp.ClientResponse, rewrite: JsonRewrite) -> web.StreamResponse:
-        raw = await upstream.content.read(REWRITE_LIMIT + 1)
-        headers = forward_headers(upstream.headers, drop=("content-encoding",))
+    async def _rewritten(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, rewrite: JsonRewrite
+    ) -> web.StreamResponse:
+        raw = await read_limited(upstream.content, REWRITE_LIMIT + 1)
+        if len(raw) > REWRITE_LIMIT:  # too large to rewrite in memory: passed on unchanged
+            log.warning("%s: answer over %d bytes passed on without the pubkey mapping", request.path, REWRITE_LIMIT)
+            return await self._stream(request, upstream, False, raw)
         try:
-            if len(raw) > REWRITE_LIMIT or upstream.headers.get("Content-Encoding", "identity") != "identity":
+            if upstream.headers.get("Content-Encoding", "identity") != "identity":
                 raise ValueError("not a plain JSON body")
             text = json.dumps(rewrite(json.loads(raw))).encode()
         except (ValueError, UnicodeDecodeError):
             return web.Response(body=raw, status=upstream.status, headers=forward_headers(upstream.headers))
+        headers = forward_headers(upstream.headers, drop=("content-encoding",))
         headers["Content-Type"] = "application/json"
         return web.Response(body=text, status=upstream.status, headers=headers)
 
     async def _stream(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, events: bool
+        self, request: web.Request, upstream: aiohttp.ClientResponse, events: bool, head: bytes = b""
     ) -> web.StreamResponse:
+        """The BN's answer relayed as it arrives (`head`: bytes of it already read)."""
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         response.headers.update(forward_headers(upstream.headers))
         if upstream.content_length is not None and not events:
@@ -206,6 +225,8 @@ class ReverseProxy:
             self.streams_open += 1
         try:
             await response.prepare(request)
+            if head:
+                await response.write(head)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)  # each chunk (each event) goes out as it arrives
             await response.write_eof()

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from yarl import URL
 
 from covalidator.model.clock import SlotClock
 from covalidator.model.cluster import ChainConfig, NodeConfig, ValidatorKeys
 from covalidator.model.signing import ForkSchedule
+from covalidator.runtime import proxy
 from covalidator.runtime.bn_client import BeaconNodeClient
 from covalidator.runtime.proxy import ReverseProxy, forward_headers
 from covalidator.runtime.validator_api import ValidatorAPI
@@ -253,5 +255,34 @@ def test_validators_and_duties_map_share_pubkeys_to_group_pubkeys_and_back() -> 
         async with session.get(f"{url}/eth/v1/node/version") as response:  # intercepted
             assert (await response.json())["data"]["version"].startswith("covalidator/")
         assert time.monotonic() - started < 5
+
+    with_proxy(scenario)
+
+
+def test_a_large_json_answer_is_rewritten_whole_and_one_over_the_limit_passes_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    share = SHARES[0][1]
+    duties = [{"pubkey": GROUP[0], "validator_index": str(i), "slot": str(i)} for i in range(30_000)]
+
+    async def many(request: web.Request) -> web.StreamResponse:
+        body = json.dumps({"dependent_root": "0x" + "00" * 32, "data": duties}).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(0, len(body), 16_384):  # many small chunks: the proxy must read them all
+            await response.write(body[i : i + 16_384])
+        await response.write_eof()
+        return response
+
+    async def scenario(bns: list[FakeBN], url: str, session: aiohttp.ClientSession) -> None:
+        bns[0].route("POST", "/eth/v1/validator/duties/attester/4", many)
+        async with session.post(f"{url}/eth/v1/validator/duties/attester/4", json=["1"]) as response:
+            body = await response.json()
+        assert len(body["data"]) == 30_000 and {d["pubkey"] for d in body["data"]} == {share}
+        monkeypatch.setattr(proxy, "REWRITE_LIMIT", 100_000)
+        async with session.post(f"{url}/eth/v1/validator/duties/attester/4", json=["1"]) as response:
+            body = await response.json()
+        assert body["data"] == duties  # complete, unmapped, rather than cut or refused
 
     with_proxy(scenario)
