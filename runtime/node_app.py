@@ -136,24 +136,26 @@ class NodeApp:
             self.trace = TraceRecorder(s.data / TRACE_DIR, header, max_bytes=s.trace_max_bytes, keep=s.trace_keep)
         except OSError as error:
             raise ConfigError(f"trace folder {s.data / TRACE_DIR}: {error.strerror or error}") from None
-        self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, clock=self.clock)
-        self.proxy = ReverseProxy(self.bn)
-        self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)
-        await self._serve_api()
-        host, port = s.p2p or listen_address(files.lock.operators[files.node_index].address)
-        self.transport = PeerTransport(files.lock, files.node_index, files.identity_key, host, port, runner.on_peer)
-        try:
-            await self.transport.start()
-        except OSError as error:
-            raise ConfigError(f"cannot listen for peers on {host}:{port}: {error.strerror or error}") from None
-        runner.transport = self.transport
         clock = config.chain.clock
         since = max(0, clock.slot_at(self.clock()) - 2 * clock.slots_per_epoch)
         pubkeys = [v.group for v in config.validators]
         started = await asyncio.to_thread(
             self.store.started, self.clock(), pubkeys, since_slot=since, slots_per_epoch=clock.slots_per_epoch
         )
+        host, port = s.p2p or listen_address(files.lock.operators[files.node_index].address)
+        self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, clock=self.clock)
+        self.transport = PeerTransport(files.lock, files.node_index, files.identity_key, host, port, runner.on_peer)
+        runner.transport = self.transport  # queues frames until the connections are up
+        # the loop first, so Started is the model's first event: nothing from the VC or the peers can
+        # arrive before it (they would be dropped as "before Started")
         self._spawn(runner.run(started), "runner")
+        self.proxy = ReverseProxy(self.bn)
+        self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)
+        await self._serve_api()
+        try:
+            await self.transport.start()
+        except OSError as error:
+            raise ConfigError(f"cannot listen for peers on {host}:{port}: {error.strerror or error}") from None
         self._spawn(self._ticks(), "ticks")
         self._spawn(self._heads(), "heads")
         self._spawn(self._housekeeping(), "housekeeping")
