@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from covalidator.model.clock import SlotClock
@@ -113,7 +114,7 @@ def test_bodies_stream_both_ways_with_status_headers_and_query_unchanged() -> No
 
 def test_hop_by_hop_headers_are_not_forwarded() -> None:
     headers = forward_headers(
-        aiohttp.client.CIMultiDict(  # type: ignore[attr-defined]
+        CIMultiDict(
             {
                 "Connection": "keep-alive, X-Private",
                 "Keep-Alive": "timeout=5",
