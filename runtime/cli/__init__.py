@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create-cluster": ("covalidator.runtime.cli.cluster:create_cluster", "Split validator keys M-of-N into node folders."),
     "combine": ("covalidator.runtime.cli.cluster:combine", "Recover full validator keys from >= M node folders."),
     "run": ("covalidator.runtime.cli.run:run", "Run one co-validator between its VC and BN (until SIGTERM)."),
+    "demo": ("covalidator.runtime.cli.demo:demo", "Run a local cluster on a devnet for a few epochs and judge it."),
     "replay": ("covalidator.runtime.cli.replay:replay", "Replay a node's trace through the model; name the first divergence."),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),
 }

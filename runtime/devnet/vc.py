@@ -489,8 +489,13 @@ def interop_secrets(validators: int) -> dict[str, int]:
     return {hex0x(bls.sk_to_pk(s)): s for s in secrets}
 
 
-async def run_vc(vc: DevnetVC, epochs: int | None, stats_file: str | None) -> None:
+async def run_vc(
+    vc: DevnetVC, epochs: int | None, stats_file: str | None, ready_file: str | None = None
+) -> None:
     import signal
+    from pathlib import Path
+
+    from covalidator.runtime.keys_io import write_file
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -498,6 +503,14 @@ async def run_vc(vc: DevnetVC, epochs: int | None, stats_file: str | None) -> No
         loop.add_signal_handler(sig, stop.set)
     try:
         await vc.setup()
+        clock = vc.chain.clock
+        first = clock.slot_at(vc.now_ms())
+        with contextlib.suppress(VCError, KeyError, TypeError, ValueError):  # else fetched at the slot
+            await vc.duties_of(clock.epoch_of(first))  # known before the first slot
+        for index in sorted(vc.pubkey_of)[:1]:  # first signing root now (imports the fork's spec), not at slot 0
+            vc.sign(index, Kind.AGGREGATION_SLOT, {"slot": str(first)})
+        if ready_file:  # genesis, spec and our validators known: the run's driver may start the clock
+            write_file(Path(ready_file), b"ready\n")
         until = None if epochs is None else epochs * vc.chain.clock.slots_per_epoch - 1
         running = asyncio.create_task(vc.run(until))
         stopped = asyncio.create_task(stop.wait())
@@ -511,10 +524,6 @@ async def run_vc(vc: DevnetVC, epochs: int | None, stats_file: str | None) -> No
         line = json.dumps(vc.stats.as_json())
         print(line, flush=True)
         if stats_file:
-            from pathlib import Path
-
-            from covalidator.runtime.keys_io import write_file
-
             write_file(Path(stats_file), (line + "\n").encode())
 
 
@@ -532,10 +541,11 @@ def main(argv: list[str] | None = None) -> None:
         "--epochs", type=int, default=None, help="stop after epoch E-1 (default: run until SIGTERM)"
     )
     parser.add_argument("--stats-file", default=None, help="write the request/error counts here at exit")
+    parser.add_argument("--ready-file", default=None, help="write this file once set up (genesis, validators)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     secrets = load_secrets(args.keys) if args.keys else interop_secrets(args.interop_validators)
-    asyncio.run(run_vc(DevnetVC(args.base_url, secrets), args.epochs, args.stats_file))
+    asyncio.run(run_vc(DevnetVC(args.base_url, secrets), args.epochs, args.stats_file, args.ready_file))
 
 
 if __name__ == "__main__":

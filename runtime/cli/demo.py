@@ -1,0 +1,153 @@
+"""`covalidator demo`: a whole cluster on 127.0.0.1 for a few epochs, judged by the devnet BN.
+
+Creates a cluster (interop keys, devnet), starts the devnet BN, N `covalidator run` nodes and N
+devnet VCs as processes (`runtime/devnet/local_cluster.py`), shows a live per-slot table of duties
+(stderr), stops everything, and prints the summary (`runtime/devnet/summary.py`).
+
+Exit codes: 0 every duty succeeded, no slashable pair, no invalid signature; 1 otherwise (one line
+says why), or a process that failed; 130 interrupted. Every child is stopped on every path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+READY_MARGIN_S = 2.0  # genesis should come at least this long after everything is ready
+
+
+@click.command("demo")
+@click.option("--nodes", type=click.IntRange(min=3), default=4, show_default=True, help="Co-validators N.")
+@click.option("--validators", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--seconds-per-slot", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--genesis-delay",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds from the BN's start to genesis. Default: 5 + 1.5 per node (time to start).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as one JSON object (the live view is transient).",
+)
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Run in this folder and keep it (cluster, logs, stores, traces). Default: a temp folder, "
+    "removed after a successful run.",
+)
+def demo(
+    nodes: int,
+    validators: int,
+    epochs: int,
+    seconds_per_slot: int,
+    genesis_delay: float | None,
+    as_json: bool,
+    keep: Path | None,
+) -> None:
+    """Run a local cluster (devnet BN, N nodes, N VCs) for E epochs; print what the chain saw."""
+    from covalidator.runtime.devnet.local_cluster import ClusterSpec
+
+    spec = ClusterSpec(nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 1.5 * nodes)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    folder = keep or Path(tempfile.mkdtemp(prefix="covalidator-demo-"))
+    summary = _run(spec, folder, as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from rich.console import Console
+
+        from covalidator.runtime.devnet.view import summary_table
+
+        Console().print(summary_table(summary))
+    if summary["why"] is not None:
+        click.echo(f"FAILED: {summary['why']} (logs, stores and traces kept in {folder})", err=True)
+        sys.exit(1)
+    click.echo(
+        f"OK: all {summary['duties']} duties succeeded; 0 slashable pairs; 0 invalid signatures", err=True
+    )
+    if keep is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
+    from rich.console import Console
+
+    from covalidator.runtime.devnet.local_cluster import LocalCluster
+    from covalidator.runtime.devnet.processes import ChildFailed, Children
+    from covalidator.runtime.devnet.summary import read_node_trace, summarize, verdict
+
+    console = Console(stderr=True)
+    began = time.monotonic()
+    codes: dict[str, int | None] = {}
+    try:
+        with Children(folder) as children:
+            cluster = LocalCluster(spec, folder, children)
+            with console.status(
+                f"starting {spec.nodes} nodes, {spec.nodes} VCs and the devnet BN in {folder}"
+            ):
+                lead = cluster.start()
+            console.print(
+                f"cluster ready {time.monotonic() - began:.1f} s after start; genesis in {lead:.1f} s"
+            )
+            if lead < READY_MARGIN_S:
+                console.print(
+                    f"[yellow]warning: ready late for genesis; try --genesis-delay {spec.genesis_delay_s + 10 - lead:.0f}"
+                )
+            report = _watch(cluster, console, transient=as_json)
+            console.line()
+            codes = children.stop_all()
+    except ChildFailed as error:
+        click.echo(f"error: {error} (logs in {folder})", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; every process stopped (logs in {folder})", err=True)
+        sys.exit(130)
+    summary = summarize(report, [read_node_trace(d) for d in cluster.trace_dirs()])
+    failed = {name: code for name, code in codes.items() if code not in (0, None)}
+    why = verdict(summary)
+    if failed:
+        exits = ", ".join(f"{name} exited with {code}" for name, code in failed.items())
+        why = f"{why}; {exits}" if why else exits
+    summary.update(nodes=spec.nodes, wall_s=round(time.monotonic() - began, 1), exit_codes=codes, why=why)
+    return summary
+
+
+def _watch(cluster: Any, console: Any, transient: bool) -> dict[str, Any]:
+    """The live table until every duty's deadline has passed and the VCs have finished; the last
+    report (with per-slot figures)."""
+    from rich.live import Live
+
+    from covalidator.runtime.devnet.processes import ChildFailed
+    from covalidator.runtime.devnet.view import live_table
+
+    title = f"covalidator demo: {cluster.spec.nodes} nodes, {cluster.spec.validators} validators"
+    give_up = cluster.end_time() + 60.0
+    report: dict[str, Any] | None = None
+    with Live(live_table(None, title), console=console, transient=transient, refresh_per_second=4) as live:
+        while True:
+            cluster.check()
+            report = cluster.report() or report
+            live.update(live_table(report, title))
+            finished = report is not None and report.get("finished") and time.time() >= cluster.end_time()
+            if finished and cluster.vcs_done():
+                break
+            if time.time() > give_up:
+                if report is None:
+                    raise ChildFailed("the devnet BN never answered its report")
+                break  # the VCs overran: judge what reached the chain
+            time.sleep(0.5)
+    assert report is not None
+    return report

@@ -1,0 +1,156 @@
+"""A whole cluster on 127.0.0.1 as processes: devnet BN, N `covalidator run` nodes, N devnet VCs.
+
+The order that makes slot 0 count: create the cluster (interop keys, devnet network, free peer
+ports), start the BN (its genesis `genesis_delay_s` ahead), start the nodes and wait until each
+answers its status with every peer connected, start the VCs and wait until each has read genesis and
+its validators (their ready files). Everything lives in one folder: `cluster/`, `data<i>/` (each
+node's store and trace), and a `.out`/`.err` log per process. Stopping is `Children.stop_all()`.
+
+Must not: judge the run (that is the BN's report and `summary`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from covalidator.model.sim_chain import SLOTS_PER_EPOCH
+from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, free_ports, get_json
+
+HOST = "127.0.0.1"
+STATUS_PATH = "/covalidator/v1/status"
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    nodes: int = 4
+    validators: int = 8
+    epochs: int = 3
+    seconds_per_slot: int = 2
+    genesis_delay_s: float = 20.0
+
+
+def covalidator(*args: str) -> list[str]:
+    return [sys.executable, "-m", "covalidator", *args]
+
+
+class LocalCluster:
+    def __init__(self, spec: ClusterSpec, folder: Path, children: Children) -> None:
+        self.spec, self.folder, self.children = spec, folder, children
+        self.bn: Child | None = None
+        self.bn_url = ""
+        self.genesis_time = 0
+        self.nodes: list[Child] = []
+        self.vcs: list[Child] = []
+        self.api_ports: list[int] = []
+
+    def node_dir(self, i: int) -> Path:
+        return self.folder / "cluster" / f"node{i}"
+
+    def data_dir(self, i: int) -> Path:
+        return self.folder / f"data{i}"
+
+    # -- start ---------------------------------------------------------------------------------------
+
+    def create(self, p2p_ports: list[int]) -> None:
+        peers = ",".join(f"{HOST}:{p}" for p in p2p_ports)
+        argv = covalidator(
+            "create-cluster", "--nodes", str(self.spec.nodes), "--validators", str(self.spec.validators),
+            "--network", "devnet", "--interop-keys", "--peer-addresses", peers,
+            "--kdf", "pbkdf2", "--kdf-cost", "1", "--out", str(self.folder / "cluster"),
+        )  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        (self.folder / "create-cluster.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise ChildFailed(
+                f"create-cluster exited with code {done.returncode}: {done.stderr.strip()[-500:]}"
+            )
+
+    def start_bn(self) -> None:
+        info = self.folder / "bn.json"
+        argv = [
+            sys.executable, "-m", "covalidator.runtime.devnet.bn", "--validators", str(self.spec.validators),
+            "--epochs", str(self.spec.epochs), "--seconds-per-slot", str(self.spec.seconds_per_slot),
+            "--genesis-delay", str(self.spec.genesis_delay_s), "--info-file", str(info),
+        ]  # fmt: skip
+        self.bn = self.children.spawn("bn", argv)
+        self.children.wait_until("the devnet BN", info.is_file, START_TIMEOUT_S, [self.bn])
+        details = json.loads(info.read_text())
+        self.bn_url, self.genesis_time = details["url"], int(details["genesis_time"])
+
+    def start_nodes(self, p2p_ports: list[int]) -> None:
+        self.api_ports = free_ports(self.spec.nodes)
+        for i in range(self.spec.nodes):
+            argv = covalidator(
+                "run", "--lock", str(self.node_dir(i) / "cluster-lock.json"), "--node-dir", str(self.node_dir(i)),
+                "--beacon-node", self.bn_url, "--validator-api", f"{HOST}:{self.api_ports[i]}",
+                "--p2p", f"{HOST}:{p2p_ports[i]}", "--data-dir", str(self.data_dir(i)),
+            )  # fmt: skip
+            self.nodes.append(self.children.spawn(f"node{i}", argv))
+
+    def node_ready(self, i: int) -> bool:
+        answer = get_json(f"http://{HOST}:{self.api_ports[i]}{STATUS_PATH}")
+        status = answer.get("data") if isinstance(answer, dict) else None
+        return isinstance(status, dict) and status.get("peers_connected") == self.spec.nodes - 1
+
+    def wait_nodes(self) -> None:
+        needed = [*self.nodes, *([self.bn] if self.bn else [])]
+        for i in range(self.spec.nodes):
+            self.children.wait_until(f"node{i}", lambda i=i: self.node_ready(i), START_TIMEOUT_S, needed)
+
+    def start_vcs(self) -> None:
+        for i in range(self.spec.nodes):
+            argv = [
+                sys.executable, "-m", "covalidator.runtime.devnet.vc",
+                "--base-url", f"http://{HOST}:{self.api_ports[i]}", "--keys", str(self.node_dir(i)),
+                "--epochs", str(self.spec.epochs), "--stats-file", str(self.folder / f"vc{i}.stats.json"),
+                "--ready-file", str(self.folder / f"vc{i}.ready"),
+            ]  # fmt: skip
+            self.vcs.append(self.children.spawn(f"vc{i}", argv))
+
+    def wait_vcs(self) -> None:
+        for i, vc in enumerate(self.vcs):
+            ready = self.folder / f"vc{i}.ready"
+            self.children.wait_until(f"vc{i}", ready.is_file, START_TIMEOUT_S, [vc, *self.nodes])
+
+    def start(self) -> float:
+        """Everything up and ready; the seconds left until genesis (negative: it started late)."""
+        p2p_ports = free_ports(self.spec.nodes)
+        self.create(p2p_ports)
+        self.start_bn()
+        self.start_nodes(p2p_ports)
+        self.wait_nodes()
+        self.start_vcs()
+        self.wait_vcs()
+        return self.genesis_time - time.time()
+
+    # -- while running -------------------------------------------------------------------------------
+
+    def report(self, slots: bool = True) -> dict[str, Any] | None:
+        answer = get_json(f"{self.bn_url}/devnet/report" + ("?slots=1" if slots else ""))
+        return answer if isinstance(answer, dict) else None
+
+    def check(self) -> None:
+        """ChildFailed if the BN or a node has exited, or a VC failed (a VC ends by itself, code 0)."""
+        self.children.check_alive([*([self.bn] if self.bn else []), *self.nodes])
+        for vc in self.vcs:
+            code = vc.process.poll()
+            if code not in (None, 0):
+                raise ChildFailed(f"{vc.name} exited with code {code}:\n{vc.stderr_tail()}")
+
+    def vcs_done(self) -> bool:
+        return all(not vc.alive() for vc in self.vcs)
+
+    def end_time(self) -> float:
+        """When the last duty's deadline has passed (Unix seconds): E epochs plus two slots."""
+        slots = self.spec.epochs * SLOTS_PER_EPOCH + 2
+        return self.genesis_time + slots * self.spec.seconds_per_slot
+
+    def trace_dirs(self) -> list[Path]:
+        return [self.data_dir(i) / "trace" for i in range(self.spec.nodes)]

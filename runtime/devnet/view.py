@@ -1,0 +1,71 @@
+"""Rich tables for a local run: the live per-slot view of the BN's report, and the final summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+KINDS = ("proposer", "attester", "aggregator", "sync_message", "sync_contribution")
+LAST_ROWS = 12  # slots shown in the live view (a terminal's worth)
+DEADLINE_SLOTS = {"proposer": 1}  # every other kind: 2 (model/clock.py DEADLINE_SLOTS)
+
+
+def _cell(expected: int, done: int, past_deadline: bool) -> str:
+    if expected == 0:
+        return ""
+    missed = expected - done if past_deadline else 0
+    colour = "red" if missed else "green" if done == expected else "yellow"
+    return f"[{colour}]{done}/{expected}" + (f" ({missed} missed)" if missed else "") + f"[/{colour}]"
+
+
+def live_table(report: dict[str, Any] | None, title: str) -> Table:
+    """Per slot and duty kind: succeeded/due, and how many missed once the deadline passed."""
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("slot", justify="right")
+    for kind in KINDS:
+        table.add_column(kind.replace("_", " "), justify="center")
+    if report is None or report.get("current_slot") is None:
+        table.caption = "waiting for genesis"
+        return table
+    current = int(report["current_slot"])
+    slots = sorted(int(s) for s in report.get("slots", {}) if int(s) <= current)
+    for slot in slots[-LAST_ROWS:]:
+        kinds = report["slots"][str(slot)]
+        cells = [
+            _cell(*kinds.get(kind, (0, 0)), current >= slot + DEADLINE_SLOTS.get(kind, 2)) for kind in KINDS
+        ]
+        table.add_row(str(slot), *cells)
+    duties = report["duties"]
+    table.caption = (
+        f"slot {current} · {duties['succeeded']} of {duties['expected']} duties succeeded, "
+        f"{duties['missed']} missed · invalid {report['invalid_submissions']} · "
+        f"slashable {report['slashable_pairs']}"
+    )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="covalidator demo: summary", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    table.add_row("duties scheduled", str(summary["duties"]))
+    table.add_row("succeeded", str(summary["succeeded"]))
+    for reason, count in summary["failed_by_reason"].items():
+        table.add_row(f"failed: {reason}", f"[red]{count}[/red]")
+    for kind, figures in summary["by_kind"].items():
+        table.add_row(f"  {kind.replace('_', ' ')}", f"{figures['succeeded']}/{figures['duties']}")
+    table.add_row(
+        "consensus p50 / p99", f"{_ms(summary['consensus_ms_p50'])} / {_ms(summary['consensus_ms_p99'])}"
+    )
+    table.add_row("end-to-end p50 / p99", f"{_ms(summary['e2e_ms_p50'])} / {_ms(summary['e2e_ms_p99'])}")
+    table.add_row("slashable pairs", str(summary["slashable_pairs"]))
+    table.add_row(
+        "invalid signatures", f"{summary['invalid_signatures']} of {summary['submissions']} submissions"
+    )
+    table.add_row("wall time", f"{summary['wall_s']:.1f} s")
+    return table
