@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/covalidator prove
-	COVALIDATOR=$(BIN)/covalidator scripts/slashing-demo.sh
+	$(BIN)/covalidator demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -114,6 +114,7 @@ def node_config(
         chain = ChainConfig.from_spec(spec, genesis_time, root)
     except (KeyError, ValueError, TypeError, AssertionError) as error:
         raise ConfigError(f"the beacon node's spec or genesis is unusable: {error!r}") from None
+    warm_up(chain)
     validators = tuple(
         ValidatorKeys(hex0x(v.distributed_public_key), tuple(hex0x(s) for s in v.public_shares))
         for v in lock.distributed_validators
@@ -127,3 +128,14 @@ def node_config(
         round_duration_ms=int(settings.get("round_duration_ms", DEFAULT_ROUND_MS)),
         limits=Limits(vc_request_wait_ms=None if wait is None else int(wait)),
     )
+
+
+def warm_up(chain: ChainConfig) -> None:
+    """One signing root now, for the current fork: its consensus-specs module is then imported at start,
+    not inside the first duty's step (about a second on a loaded machine: enough to miss slot 0)."""
+    import time
+
+    from covalidator.model.signing import Kind, signing_root
+
+    slot = chain.clock.slot_at(int(time.time() * 1000))
+    signing_root(chain.schedule, Kind.AGGREGATION_SLOT, {"slot": str(slot)})

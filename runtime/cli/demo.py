@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 READY_MARGIN_S = 2.0  # genesis should come at least this long after everything is ready
+START_ATTEMPTS = 3  # a machine too slow for the genesis delay: start again with a longer one
 
 
 @click.command("demo")
@@ -62,7 +65,11 @@ def demo(
     spec = ClusterSpec(nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 1.5 * nodes)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
+        if any(keep.iterdir()):
+            click.echo(f"error: --keep {keep}: the folder must be new or empty", err=True)
+            sys.exit(2)
     folder = keep or Path(tempfile.mkdtemp(prefix="covalidator-demo-"))
+    signal.signal(signal.SIGTERM, _interrupted)  # like Ctrl-C: stop every child, then exit 130
     summary = _run(spec, folder, as_json)
     if as_json:
         click.echo(json.dumps(summary))
@@ -82,6 +89,10 @@ def demo(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
     from rich.console import Console
 
@@ -93,22 +104,28 @@ def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
     began = time.monotonic()
     codes: dict[str, int | None] = {}
     try:
-        with Children(folder) as children:
-            cluster = LocalCluster(spec, folder, children)
-            with console.status(
-                f"starting {spec.nodes} nodes, {spec.nodes} VCs and the devnet BN in {folder}"
-            ):
-                lead = cluster.start()
-            console.print(
-                f"cluster ready {time.monotonic() - began:.1f} s after start; genesis in {lead:.1f} s"
-            )
-            if lead < READY_MARGIN_S:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            with Children(folder) as children:
+                cluster = LocalCluster(spec, folder, children)
+                with console.status(
+                    f"starting {spec.nodes} nodes, {spec.nodes} VCs and the devnet BN in {folder}"
+                ):
+                    lead = cluster.start()
                 console.print(
-                    f"[yellow]warning: ready late for genesis; try --genesis-delay {spec.genesis_delay_s + 10 - lead:.0f}"
+                    f"cluster ready {time.monotonic() - began:.1f} s after start; genesis in {lead:.1f} s"
                 )
-            report = _watch(cluster, console, transient=as_json)
-            console.line()
-            codes = children.stop_all()
+                if lead < READY_MARGIN_S and attempt < START_ATTEMPTS:
+                    delay = round(spec.genesis_delay_s - lead + 2 * READY_MARGIN_S)
+                    console.print(
+                        f"[yellow]too late for genesis: starting again with --genesis-delay {delay}"
+                    )
+                    spec = replace(spec, genesis_delay_s=delay)
+                    continue  # every child stopped on leaving the block
+                report = _watch(cluster, console, transient=as_json)
+                console.line()
+                codes = children.stop_all()
+                break
+            cluster.clean()
     except ChildFailed as error:
         click.echo(f"error: {error} (logs in {folder})", err=True)
         sys.exit(1)

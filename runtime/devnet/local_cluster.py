@@ -12,6 +12,7 @@ Must not: judge the run (that is the BN's report and `summary`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, f
 
 HOST = "127.0.0.1"
 STATUS_PATH = "/covalidator/v1/status"
+MONITORING_PORT = 3620  # node i serves its monitoring endpoints on 127.0.0.1:(3620 + i)
 START_TIMEOUT_S = 120.0
 
 
@@ -91,8 +93,14 @@ class LocalCluster:
                 "run", "--lock", str(self.node_dir(i) / "cluster-lock.json"), "--node-dir", str(self.node_dir(i)),
                 "--beacon-node", self.bn_url, "--validator-api", f"{HOST}:{self.api_ports[i]}",
                 "--p2p", f"{HOST}:{p2p_ports[i]}", "--data-dir", str(self.data_dir(i)),
+                *self.monitoring_flag(i),
             )  # fmt: skip
             self.nodes.append(self.children.spawn(f"node{i}", argv))
+
+    def monitoring_flag(self, i: int) -> tuple[str, ...]:
+        """Node i serves /metrics, /readyz and its status on 127.0.0.1:(3620 + i) (`covalidator status
+        --monitoring http://127.0.0.1:362i`), unless COVALIDATOR_MONITORING says otherwise (the tests: :0)."""
+        return () if "COVALIDATOR_MONITORING" in os.environ else ("--monitoring", f"{HOST}:{MONITORING_PORT + i}")
 
     def node_ready(self, i: int) -> bool:
         answer = get_json(f"http://{HOST}:{self.api_ports[i]}{STATUS_PATH}")
@@ -118,6 +126,14 @@ class LocalCluster:
         for i, vc in enumerate(self.vcs):
             ready = self.folder / f"vc{i}.ready"
             self.children.wait_until(f"vc{i}", ready.is_file, START_TIMEOUT_S, [vc, *self.nodes])
+
+    def clean(self) -> None:
+        """Remove what a start left in the folder (before starting again in it)."""
+        import shutil
+
+        for pattern in ("cluster", "data*", "*.out", "*.err", "*.json", "*.ready", "create-cluster.log"):
+            for path in self.folder.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def start(self) -> float:
         """Everything up and ready; the seconds left until genesis (negative: it started late)."""

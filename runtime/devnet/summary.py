@@ -78,8 +78,9 @@ def failed_by_reason(report: dict[str, Any], nodes: list[NodeFigures]) -> dict[s
             missed = expected - done
             for reason, count in (votes.get((int(slot_text), kind)) or Counter()).most_common():
                 take = min(count, missed)
-                out[reason] += take
-                missed -= take
+                if take > 0:
+                    out[reason] += take
+                    missed -= take
             if missed > 0:
                 out[MISSED_AT_BN] += missed
     return dict(out.most_common())
