@@ -217,6 +217,11 @@ def _root_bytes(text: str | None) -> bytes | None:
 
 def _schedule_epoch_timer(state: NodeState, out: Out) -> None:
     clock = state.config.chain.clock
+    if state.now_ms < clock.genesis_time_ms and state.next_epoch_timer < 0:
+        # before genesis a BN may refuse duties (Lodestar: "more than one ahead"): ask again at genesis
+        state.next_epoch_timer = 0
+        timer(out, "epoch", clock.genesis_time_ms)
+        return
     next_epoch = clock.epoch_at(state.now_ms) + 1
     if next_epoch > state.next_epoch_timer:
         state.next_epoch_timer = next_epoch
@@ -314,7 +319,7 @@ def _on_head(state: NodeState, event: HeadChanged, out: Out) -> None:
         (DutiesKind.ATTESTER, epoch, event.previous_duty_dependent_root),
     ):
         known = state.fetched.get((kind, e))
-        if root and known is not None and known != root:
+        if root and known != root and state.indices:  # changed, or never fetched (a failed fetch)
             out.append(FetchDuties(kind, e, tuple(sorted(state.indices.values()))))
 
 

@@ -32,6 +32,12 @@ REQUEST_DUTY = {
     VCRequestKind.SYNC_COMMITTEE_SELECTIONS: DutyKind.PREPARE_SYNC_CONTRIBUTION,
 }
 
+PREPARE_OF = {
+    VCRequestKind.AGGREGATE_ATTESTATION: DutyKind.PREPARE_AGGREGATOR,
+    VCRequestKind.SYNC_CONTRIBUTION: DutyKind.PREPARE_SYNC_CONTRIBUTION,
+}
+PASS_THROUGH = 0  # ReplyToVC status: not the cluster's to answer, the BN answers the VC's request
+
 
 def error(code: int, message: str, failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -66,6 +72,15 @@ def on_vc_request(state: NodeState, event: VCRequest, out: Out) -> None:
         reply(out, event.request_id, 503, error(503, "too many requests waiting for consensus"))
         return
     duty = DutyId(slot, REQUEST_DUTY[event.kind])
+    prepare = PREPARE_OF.get(event.kind)
+    if prepare is not None and DutyId(slot, prepare) not in state.duties:
+        # No selection proofs were combined for this slot: the VC is not in distributed mode (it
+        # decided "aggregator" from its own partial proof). Holding the request would only stall
+        # the VC past its next slot; the BN's unsigned aggregate is passed through (status 0), and
+        # what the VC signs with it is refused at submission (selection_proof_not_combined).
+        metric(out, "vc_requests_passed_through", kind=event.kind.value)
+        reply(out, event.request_id, PASS_THROUGH, None)
+        return
     clock = config.chain.clock
     wait = config.limits.vc_request_wait_ms or clock.slot_ms * 9 // 10
     deadline = min(clock.duty_deadline_ms(duty), state.now_ms + wait)

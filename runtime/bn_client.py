@@ -495,7 +495,10 @@ class BeaconNodeClient:
                 genesis_time = int(genesis.get("genesis_time", ""))
             except (BNError, ValueError) as error:
                 raise ChainMismatch(f"beacon node {url}: unreadable genesis ({error})") from None
-            if fork != fork_version:
+            # a BN with a fork active from genesis may answer that fork's version (Lodestar 1.5.1,
+            # altair at epoch 0: 0x01000001); its spec's GENESIS_FORK_VERSION is then the lock's
+            spec_fork = str(spec.get("GENESIS_FORK_VERSION", "")).lower()
+            if fork != fork_version and spec_fork != "0x" + fork_version.hex():
                 raise ChainMismatch(
                     f"beacon node {url} is on another chain: genesis fork version 0x{fork.hex()}, "
                     f"the cluster lock says 0x{fork_version.hex()}"

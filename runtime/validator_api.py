@@ -216,14 +216,18 @@ class ValidatorAPI:
             }
             return self._reply(reply, version=True, extra_headers=headers)
         if version_path == "v2":
-            return self._reply(reply, lambda b: {"version": b["version"], "data": b["data"]}, version=True)
-        return self._reply(reply, lambda b: {"data": b["data"]})
+            shape = lambda b: {"version": b["version"], "data": b["data"], "block_value": value}  # noqa: E731
+            return self._reply(reply, shape, version=True)
+        return self._reply(reply, lambda b: {"data": b["data"], "block_value": value})
 
     async def aggregate_attestation(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)
         reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.AGGREGATE_ATTESTATION, params))
         if reply is not None and reply.status == 0:  # not a cluster duty: the BN answers
             return await self.forward(request, None, None)
+        # `block_value`: not in the beacon-APIs spec, but Lodestar 1.5.1's VC reads it from v1/v2 answers
+        # (its BN sends it) and fails the proposal without it; other clients ignore the extra field
+        value = body.get("execution_payload_value", "0")
         v2 = request.path.startswith("/eth/v2/")
         return self._reply(reply, (lambda b: b) if v2 else (lambda b: {"data": b["data"]}), version=v2)
 

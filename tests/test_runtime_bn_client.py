@@ -338,6 +338,23 @@ def test_check_chain() -> None:
     with_bns(2, scenario)
 
 
+def test_check_chain_accepts_the_fork_active_at_genesis() -> None:
+    """Lodestar 1.5.1 with altair at epoch 0 answers genesis_fork_version = the altair version; its
+    spec's GENESIS_FORK_VERSION is the lock's. Any other version is still another chain."""
+
+    async def scenario(bns: list[FakeBN]) -> None:
+        (bn,) = bns
+        bn.answer("GET", "/eth/v1/beacon/genesis", {"data": {**GENESIS, "genesis_fork_version": "0x01000001"}})
+        bn.answer("GET", "/eth/v1/config/spec", {"data": {**SPEC, "GENESIS_FORK_VERSION": "0x00000001"}})
+        async with BeaconNodeClient([bn.url]) as client:
+            info = await client.check_chain(bytes.fromhex("00000001"), GVR)
+            assert info.genesis_fork_version == bytes.fromhex("01000001")
+            with pytest.raises(ChainMismatch, match="genesis fork version 0x01000001, the cluster lock says 0x00000002"):
+                await client.check_chain(bytes.fromhex("00000002"), GVR)
+
+    with_bns(1, scenario)
+
+
 def test_syncing_marks_a_bn_and_node_version() -> None:
     async def scenario(bns: list[FakeBN]) -> None:
         first, second = bns
