@@ -706,6 +706,8 @@ def _on_decided(state: NodeState, rec: DutyRecord, value: Value, round: int, out
         kind=rec.id.kind.name.lower(),
     )
     metric(out, "consensus_decided_round", round, kind=rec.id.kind.name.lower())
+    if rec.qbft is not None:
+        metric(out, "consensus_leader", rec.qbft.config.leader(round), kind=rec.id.kind.name.lower())
     out.append(Persist(rec.id, decided, value.hash, tuple(records)))
 
 

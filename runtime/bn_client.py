@@ -33,7 +33,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -221,6 +221,8 @@ class BeaconNodeClient:
         self._health: dict[str, _Health] = {u: _Health() for u in (*self.primaries, *self.fallbacks)}
         self._variant: dict[tuple[str, str], str] = {}  # (url, family) -> the variant that answered
         self._background: set[asyncio.Task[Any]] = set()
+        # every call accounted (url, endpoint, seconds, error or None): the node's Prometheus metrics
+        self.observer: Callable[[str, str, float, str | None], None] | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -266,6 +268,8 @@ class BeaconNodeClient:
         health = self._health.setdefault(url, _Health())
         stats = health.endpoints.setdefault(endpoint, _EndpointStats())
         elapsed = (time.monotonic() - started) * 1000
+        if self.observer is not None:
+            self.observer(url, endpoint, elapsed / 1000, error)
         stats.count += 1
         stats.latency_ms.append(elapsed)
         stats.max_ms = max(stats.max_ms, elapsed)

@@ -31,6 +31,9 @@ from covalidator.model import bls
 from covalidator.model.cluster import NodeConfig, hex0x
 from covalidator.model.node_events import HeadChanged, Tick
 from covalidator.runtime.bn_client import BeaconNodeClient, BNUnavailable, ChainInfo, ChainMismatch
+from covalidator.runtime.duty_tracker import DutyTracker
+from covalidator.runtime.metrics import Counters, Fanout, NodeIdentity, NodeMetrics, Snapshot
+from covalidator.runtime.monitoring import Monitoring
 from covalidator.runtime.node_runner import NodeRunner, wall_ms
 from covalidator.runtime.node_setup import ConfigError, NodeFiles, load_node_files, node_config
 from covalidator.runtime.peers import PeerTransport
@@ -59,6 +62,7 @@ class Settings:
     trace_max_bytes: int = 64 * 2**20
     trace_keep: int | None = 20
     bn_wait_s: float | None = None  # give up if no BN answers genesis/spec within this (None: wait)
+    monitoring: tuple[str, int] | None = None  # /metrics, /livez, /readyz (the CLI: 127.0.0.1:3620)
 
     @property
     def data(self) -> Path:
@@ -94,6 +98,10 @@ class NodeApp:
         self.runner: NodeRunner | None = None
         self.proxy: ReverseProxy | None = None
         self.api: ValidatorAPI | None = None
+        self.metrics = Counters()  # the model's Metric actions and duty outcomes, in the status
+        self.prometheus: NodeMetrics | None = None
+        self.tracker: DutyTracker | None = None
+        self.monitoring: Monitoring | None = None
         self.config: NodeConfig | None = None
         self.api_port = 0
         self._web: web.AppRunner | None = None
@@ -110,6 +118,13 @@ class NodeApp:
         """Everything up; False when asked to stop before the BN answered."""
         s = self.settings
         self.files = files = load_node_files(s.lock, s.node_dir)
+        if s.monitoring is not None:  # /livez answers while the node waits for its BN
+            self.monitoring = Monitoring(self, *s.monitoring)
+            try:
+                await self.monitoring.start()
+            except OSError as error:
+                where = f"{s.monitoring[0]}:{s.monitoring[1]}"
+                raise ConfigError(f"cannot serve monitoring on {where}: {error.strerror or error}") from None
         bls.use_batch_secret(os.urandom(32))  # batch-verification weights no peer can predict
         self.bn = BeaconNodeClient(s.beacon_nodes, s.fallback_beacon_nodes)
         info = await self._check_chain(files)
@@ -143,7 +158,13 @@ class NodeApp:
             self.store.started, self.clock(), pubkeys, since_slot=since, slots_per_epoch=clock.slots_per_epoch
         )
         host, port = s.p2p or listen_address(files.lock.operators[files.node_index].address)
-        self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, clock=self.clock)
+        self.tracker = DutyTracker(clock.slots_per_epoch)
+        self.prometheus = NodeMetrics(NodeIdentity(files.lock.name, hex0x(files.lock.lock_hash), files.share_index))
+        self.prometheus.add_snapshots(self._snapshot)
+        self.bn.observer = self.prometheus.bn_call
+        sink = Fanout(self.metrics, self.prometheus, self.tracker)
+        self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock)
+        runner.on_commit = self.prometheus.store_committed
         self.transport = PeerTransport(files.lock, files.node_index, files.identity_key, host, port, runner.on_peer)
         runner.transport = self.transport  # queues frames until the connections are up
         # the loop first, so Started is the model's first event: nothing from the VC or the peers can
@@ -151,6 +172,7 @@ class NodeApp:
         self._spawn(runner.run(started), "runner")
         self.proxy = ReverseProxy(self.bn)
         self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)
+        self.api.on_request = self.prometheus.vc_request
         await self._serve_api()
         try:
             await self.transport.start()
@@ -168,6 +190,7 @@ class NodeApp:
                     "validators": len(config.validators),
                     "threshold": f"{config.threshold}/{config.n}",
                     "validator_api": f"{s.validator_api[0]}:{self.api_port}",
+                    "monitoring": f"{self.monitoring.host}:{self.monitoring.port}" if self.monitoring else "off",
                     "p2p": f"{host}:{self.transport.port}",
                     "slot": clock.slot_at(self.clock()),
                     "restored_decided": len(started.decided),
@@ -271,6 +294,8 @@ class NodeApp:
                 except Exception as error:  # the store's duty memory grows a little longer; not fatal
                     log.warning("could not prune the store", extra={"fields": {"error": str(error)}})
             log.info("status", extra={"fields": self._status_fields()})
+            if self.tracker is not None:
+                self.tracker.flush(clock.epoch_at(self.clock()) - 2)  # those epochs' duties are over
 
     # -- status --------------------------------------------------------------------------------------
 
@@ -293,6 +318,34 @@ class NodeApp:
             "held_requests": self.api.held if self.api else 0,
         }
 
+    def identity_fields(self) -> dict[str, Any]:
+        if self.files is None:
+            return {}
+        lock = self.files.lock
+        return {
+            "name": lock.name,
+            "lock_hash": hex0x(lock.lock_hash),
+            "share_index": self.files.share_index,
+            "nodes": lock.nodes,
+            "threshold": lock.threshold,
+            "validators": len(lock.distributed_validators),
+        }
+
+    def _snapshot(self) -> Snapshot:
+        peers = self.transport.stats() if self.transport is not None else {}
+        bns = self.bn.stats() if self.bn is not None else {}
+        last = self.prometheus.last_bn_url if self.prometheus is not None else ""
+        seen = self.api.seen_vc_ms if self.api is not None else 0
+        return Snapshot(
+            peers={int(i): p for i, p in (peers.get("peers") or {}).items()},
+            transport_dropped={str(k): int(v) for k, v in (peers.get("dropped") or {}).items()},
+            beacon_nodes=bns,
+            fallback_in_use=bool(last) and bns.get(last, {}).get("role") == "fallback",
+            held_vc_requests=self.api.held if self.api is not None else 0,
+            vc_seen_seconds_ago=(self.clock() - seen) / 1000 if seen else None,
+            ready=self.monitoring is not None and not self.monitoring.reasons(),
+        )
+
     def status(self) -> dict[str, Any]:
         return {
             **self._status_fields(),
@@ -300,6 +353,7 @@ class NodeApp:
             "peers": self.transport.stats() if self.transport is not None else {},
             "beacon_nodes": self.bn.stats() if self.bn is not None else {},
             "proxy": {"forwarded": self.proxy.forwarded, "failed": self.proxy.failed} if self.proxy else {},
+            "metrics": self.metrics.as_json(),
         }
 
     # -- stop ----------------------------------------------------------------------------------------
@@ -320,6 +374,10 @@ class NodeApp:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runner is not None:
             await self.runner.close()
+        if self.tracker is not None:
+            self.tracker.flush(2**63)  # the duties that ended, summarized before the process goes
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         if self.transport is not None:
             await self.transport.stop()
         if self.bn is not None:

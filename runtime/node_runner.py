@@ -116,6 +116,7 @@ class NodeRunner:
         self._stopping = False
         self.step_errors = 0
         self.action_errors = 0
+        self.on_commit: Callable[[float], None] | None = None  # seconds each Persist took to be durable
 
     # -- inputs -------------------------------------------------------------------------------------------
 
@@ -214,7 +215,10 @@ class NodeRunner:
     async def _execute(self, action: NodeAction) -> None:
         match action:
             case Persist():
+                begin = time.perf_counter()
                 persisted = await self._in_io(self.store.persist, action)  # durable before anything else
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - begin)
                 self.submit(persisted)
             case ReplyToVC(request_id=rid):
                 future = self.replies.get(rid)

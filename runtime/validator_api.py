@@ -10,6 +10,7 @@ Everything else goes to the reverse proxy unchanged. This module formats HTTP; i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -86,6 +87,7 @@ class ValidatorAPI:
         self.bn_version = bn_version
         self.seen_vc_ms = 0  # last time the VC called us (the health endpoint reports it)
         self.held = 0  # requests waiting for the model right now
+        self.on_request: Callable[[str, float], None] | None = None  # (route, seconds): the node's metrics
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 2**20, middlewares=[self._touch])
@@ -131,7 +133,14 @@ class ValidatorAPI:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.seen_vc_ms = self.runner.clock()
-        return await handler(request)
+        if self.on_request is None:
+            return await handler(request)
+        begin = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            route = request.match_info.route.resource
+            self.on_request(route.canonical if route is not None else "other", time.perf_counter() - begin)
 
     # -- helpers ----------------------------------------------------------------------------------------
 

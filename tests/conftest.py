@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# `covalidator run` serves monitoring on 127.0.0.1:3620 by default: the tests' nodes (subprocesses
+# inherit this) take any free port instead, so several nodes and a demo on this machine never collide
+os.environ.setdefault("COVALIDATOR_MONITORING", "127.0.0.1:0")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 

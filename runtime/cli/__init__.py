@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "combine": ("covalidator.runtime.cli.cluster:combine", "Recover full validator keys from >= M node folders."),
     "run": ("covalidator.runtime.cli.run:run", "Run one co-validator between its VC and BN (until SIGTERM)."),
     "demo": ("covalidator.runtime.cli.demo:demo", "Run a local cluster on a devnet for a few epochs and judge it."),
+    "status": ("covalidator.runtime.cli.status:status", "A live view of one node from its monitoring address."),
     "replay": ("covalidator.runtime.cli.replay:replay", "Replay a node's trace through the model; name the first divergence."),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),
 }

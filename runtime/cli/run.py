@@ -68,8 +68,12 @@ def _env(name: str) -> str:
               help="QBFT round timeout (the first round; later rounds grow). Every node of a cluster must use the same.")
 @click.option("--bn-wait", type=click.FloatRange(min=0), default=None, envvar=_env("BN_WAIT"),
               help="Seconds to wait for a beacon node at start before giving up (default: wait until one answers).")
+@click.option("--monitoring", default="127.0.0.1:3620", show_default=True, envvar=_env("MONITORING"),
+              help="HOST:PORT for /metrics (Prometheus), /livez, /readyz and the status; 'off' serves none.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, envvar=_env("LOG_LEVEL"))
+@click.option("--log-format", type=click.Choice(["keyvalue", "json"]), default="keyvalue", show_default=True,
+              envvar=_env("LOG_FORMAT"), help="One line per record: `message key=value ...`, or one JSON object.")
 def run(
     lock: Path,
     node_dir: Path,
@@ -80,7 +84,9 @@ def run(
     data_dir: Path | None,
     round_ms: int,
     bn_wait: float | None,
+    monitoring: str,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run one co-validator: the VC-facing Beacon API, peers, and the BN client, until SIGTERM."""
     import asyncio
@@ -103,6 +109,7 @@ def run(
             data_dir=data_dir,
             round_ms=round_ms,
             bn_wait_s=bn_wait,
+            monitoring=None if monitoring.strip().lower() == "off" else parse_host_port(monitoring, "--monitoring"),
         )
     except ConfigError as error:
         fail(str(error))
@@ -110,7 +117,7 @@ def run(
         fail(f"{lock}: no such file (--lock)")
     if not node_dir.is_dir():
         fail(f"{node_dir}: no such folder (--node-dir)")
-    setup_logging(log_level, node=node_dir.name)
+    setup_logging(log_level, node=node_dir.name, json_lines=log_format == "json")
     try:
         code = asyncio.run(serve(settings))
     except ConfigError as error:

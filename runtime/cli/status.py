@@ -1,0 +1,120 @@
+"""`covalidator status --monitoring URL [--once]`: a compact live view of one node, from its endpoints.
+
+Reads the node's `/covalidator/v1/status` on its monitoring address (readiness with reasons, peers,
+BNs, duty totals, recent failures) and draws it with rich; refreshes every `--interval` seconds until
+Ctrl-C, or prints once with `--once` (exit 0 when the node is ready, 1 when not, 2 when unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import click
+
+STATUS_PATH = "/covalidator/v1/status"
+
+
+def fetch(url: str, timeout: float = 3.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url.rstrip("/") + STATUS_PATH, timeout=timeout) as response:
+        body = json.loads(response.read())
+    if not isinstance(body, dict):
+        raise ValueError("the status is not a JSON object")
+    return body
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f} ms"
+
+
+def render(status: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    cluster = status.get("cluster", {})
+    ready = status.get("ready", {})
+    head = Text()
+    head.append(f"{cluster.get('name', '?')} node {cluster.get('share_index', '?')} of {cluster.get('nodes', '?')}")
+    head.append(f"  threshold {cluster.get('threshold', '?')}  validators {cluster.get('validators', '?')}")
+    head.append(f"  slot {status.get('slot', '?')}  ")
+    if ready.get("ready"):
+        head.append("READY", style="bold green")
+    else:
+        head.append("NOT READY", style="bold red")
+        for reason in ready.get("reasons", []):
+            head.append(f"\n  {reason.get('reason')}: {reason.get('detail')}", style="red")
+
+    peers = Table(title="peers", title_justify="left")
+    for column in ("peer", "connected", "rtt", "clock offset", "sent", "received"):
+        peers.add_column(column)
+    for index, peer in sorted((status.get("peers") or {}).get("peers", {}).items(), key=lambda kv: int(kv[0])):
+        up = peer.get("connected")
+        peers.add_row(
+            str(index), Text("yes" if up else "no", style="green" if up else "red"), _ms(peer.get("rtt_ms")),
+            _ms(peer.get("clock_offset_ms")), str(peer.get("sent", 0)), str(peer.get("received", 0)),
+        )  # fmt: skip
+
+    bns = Table(title="beacon nodes", title_justify="left")
+    for column in ("url", "role", "state", "errors", "last error"):
+        bns.add_column(column)
+    for url, bn in (status.get("beacon_nodes") or {}).items():
+        state = "down" if bn.get("down") else "syncing" if bn.get("syncing") else "up"
+        errors = sum(int(v) for v in (bn.get("errors") or {}).values())
+        style = "green" if state == "up" else "red"
+        bns.add_row(url, str(bn.get("role", "")), Text(state, style=style), str(errors), str(bn.get("last_error", ""))[:60])
+
+    duties = status.get("duties") or {}
+    totals = Table(title="duties since start", title_justify="left")
+    for column in ("kind", "succeeded", "failed", "failure reasons"):
+        totals.add_column(column)
+    for kind, results in sorted((duties.get("totals") or {}).items()):
+        failed = {r: n for r, n in results.items() if r != "success"}
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(failed.items()))
+        totals.add_row(kind, str(results.get("success", 0)), str(sum(failed.values())), reasons)
+
+    failures = Table(title="recent failed duties", title_justify="left")
+    for column in ("slot", "kind", "validator", "reason", "missing partials from"):
+        failures.add_column(column)
+    for entry in list(duties.get("recent_failures") or [])[-8:]:
+        failures.add_row(
+            str(entry.get("slot")), str(entry.get("kind")), str(entry.get("validator", ""))[:12] + "…",
+            str(entry.get("result")), ",".join(map(str, entry.get("missing_peers", []))) or "-",
+        )  # fmt: skip
+    return Group(head, peers, bns, totals, failures)
+
+
+@click.command("status")
+@click.option("--monitoring", "url", default="http://127.0.0.1:3620", show_default=True,
+              envvar="COVALIDATOR_STATUS_URL", help="The node's monitoring address (covalidator run --monitoring).")
+@click.option("--once", is_flag=True, help="Print the view once and exit (0 ready, 1 not ready, 2 unreachable).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes.")
+def status(url: str, once: bool, interval: float) -> None:
+    """A compact live view of one node: readiness, peers, beacon nodes, duties and failure reasons."""
+    from rich.console import Console
+    from rich.live import Live
+
+    if "://" not in url:
+        url = "http://" + url
+    console = Console()
+    if once:
+        try:
+            body = fetch(url)
+        except (OSError, ValueError) as error:
+            click.echo(f"error: {url}: {error}", err=True)
+            sys.exit(2)
+        console.print(render(body))
+        sys.exit(0 if (body.get("ready") or {}).get("ready") else 1)
+    with Live(console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                try:
+                    live.update(render(fetch(url)), refresh=True)
+                except (OSError, ValueError) as error:
+                    live.update(f"[red]{url}: {error}[/red]", refresh=True)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
