@@ -1,0 +1,158 @@
+"""Faults against running `covalidator run` processes on 127.0.0.1 (bounded in time):
+
+- the primary BN goes down mid-run: every node fetches duties and attestation data from its fallback
+  BN and the cluster still decides one value (not only the reverse proxy fails over);
+- one covalidator is SIGKILLed mid-epoch of a devnet run with four VCs: the devnet BN's judge (real
+  BLS against the group pubkeys) sees no slashable pair and no invalid signature, and every attester
+  duty after the kill still reaches the chain, signed by 3 of 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
+from covalidator.runtime.devnet.vc import DevnetVC, load_secrets
+from tests.helpers.aio import run
+from tests.helpers.devnet_cluster import NO_MONITORING, make_devnet_cluster, wait_connected
+from tests.helpers.node_proc import (
+    chain_bn,
+    free_port,
+    group_pubkeys,
+    make_cluster,
+    next_duty_slot,
+    start_node,
+    stop_node,
+)
+
+NODES, VALIDATORS = 4, 8
+
+
+async def stop_all(
+    processes: list[asyncio.subprocess.Process], cluster: Path, killed: int | None = None
+) -> None:
+    codes = await asyncio.gather(*(stop_node(p) for p in processes))
+    for i, code in enumerate(codes):
+        log = (cluster / f"node{i}.log").read_text()
+        assert "Traceback" not in log, log
+        assert code == (-9 if i == killed else 0), log
+
+
+def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    make_cluster(cluster, nodes=NODES, validators=2)
+    genesis = int(time.time()) - 3
+
+    async def scenario() -> tuple[list[dict[str, Any]], int, list[str]]:
+        pubkeys = group_pubkeys(cluster)
+        primary = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
+        fallback = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
+        ports = [free_port() for _ in range(NODES)]
+        extra = ("--round-ms", "300", "--fallback-beacon-node", fallback.url)
+        processes = [
+            await start_node(cluster, i, primary.url, ports[i], *extra, env=NO_MONITORING)
+            for i in range(NODES)
+        ]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        try:
+            await wait_connected(urls, processes, cluster)
+            await primary.stop()  # down: connections refused from now on
+            before = len(fallback.hits)
+            slot = next_duty_slot(
+                genesis, 0, lead_s=2.0
+            )  # the next epoch: its duties too come from the fallback
+            await asyncio.sleep(max(0.0, genesis + slot + 0.4 - time.time()))
+            async with aiohttp.ClientSession() as session:
+
+                async def ask(url: str) -> dict[str, Any]:
+                    until = time.monotonic() + 8
+                    while True:
+                        query = {"slot": str(slot), "committee_index": "0"}
+                        async with session.get(url + "/eth/v1/validator/attestation_data", params=query) as r:
+                            body = await r.json()
+                            if r.status == 200:
+                                return dict(body["data"])
+                        assert time.monotonic() < until, f"{url}: no decided data ({r.status} {body})"
+                        await asyncio.sleep(0.1)
+
+                served = list(await asyncio.gather(*(ask(u) for u in urls)))
+        finally:
+            await stop_all(processes, cluster)
+            await fallback.stop()
+        after = [f"{m} {p}?{q}" for m, p, q, _, _ in fallback.hits[before:]]
+        return served, slot, after
+
+    served, slot, after = run(scenario(), 90)
+    assert all(data == served[0] for data in served) and served[0]["slot"] == str(slot), served
+    data_fetches = [h for h in after if "/attestation_data?" in h and f"slot={slot}&" in h + "&"]
+    assert len(data_fetches) >= NODES - 1, after  # each node (bar a leader-only fetch) asked the fallback
+    assert any("/duties/attester/" in h for h in after), after  # duties after the primary went down
+
+
+@pytest.fixture(scope="module")
+def devnet_cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("faults") / "c"
+    make_devnet_cluster(folder, NODES, VALIDATORS)
+    return folder
+
+
+def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continue_with_three(
+    devnet_cluster: Path,
+) -> None:
+    cluster = devnet_cluster
+    config = DevnetConfig(
+        validators=VALIDATORS, epochs=3, seconds_per_slot=3, genesis_delay_s=6, committee_size=16
+    )
+    secrets = [load_secrets(str(cluster / f"node{i}")) for i in range(NODES)]
+
+    async def scenario() -> tuple[Any, int, int]:
+        bn = await DevnetBN(config).start()
+        ports = [free_port() for _ in range(NODES)]
+        processes = [
+            await start_node(cluster, i, bn.url, ports[i], "--round-ms", "500", env=NO_MONITORING)
+            for i in range(NODES)
+        ]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        vcs = [DevnetVC(urls[i], secrets[i]) for i in range(NODES)]
+        try:
+            await wait_connected(urls, processes, cluster)
+            await asyncio.gather(*(vc.setup() for vc in vcs))
+            clock = vcs[0].chain.clock
+            first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
+            last = first + 11
+            kill_slot = first + 3 if (first + 3) % clock.slots_per_epoch else first + 4  # mid-epoch
+
+            async def kill() -> None:
+                await asyncio.sleep(
+                    max(0.0, (clock.slot_start_ms(kill_slot) + clock.slot_ms // 2) / 1000 - time.time())
+                )
+                processes[3].kill()  # SIGKILL: nothing flushed, connections cut
+                await processes[3].wait()
+
+            await asyncio.gather(kill(), *(vc.run(until_slot=last) for vc in vcs))
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(bn.url + "/devnet/report", params={"slots": "1"}) as r,
+            ):
+                report = await r.json()
+        finally:
+            for vc in vcs:
+                await vc.close()
+            await stop_all(processes, cluster, killed=3)
+            await bn.stop()
+        return report, kill_slot, last
+
+    report, kill_slot, last = run(scenario(), 180)
+    assert (report["slashable_pairs"], report["invalid_submissions"]) == (0, 0), report
+    # every duty of the slots after the kill (the last slot's late work may be cut by the VCs' end)
+    after = {slot: cells for slot, cells in report["slots"].items() if kill_slot < int(slot) < last}
+    attesters = sum(cells["attester"][0] for cells in after.values() if "attester" in cells)
+    assert attesters >= 4, after  # duties after the kill were checked, not none
+    missed = {(slot, kind): n for slot, cells in after.items() for kind, n in cells.items() if n[0] != n[1]}
+    assert not missed, (missed, report["missed"])
