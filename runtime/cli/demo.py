@@ -107,6 +107,8 @@ def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
         for attempt in range(1, START_ATTEMPTS + 1):
             with Children(folder) as children:
                 cluster = LocalCluster(spec, folder, children)
+                if attempt > 1:
+                    cluster.clean()  # what the attempt before left
                 with console.status(
                     f"starting {spec.nodes} nodes, {spec.nodes} VCs and the devnet BN in {folder}"
                 ):
@@ -125,14 +127,13 @@ def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
                 console.line()
                 codes = children.stop_all()
                 break
-            cluster.clean()
     except ChildFailed as error:
         click.echo(f"error: {error} (logs in {folder})", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo(f"interrupted; every process stopped (logs in {folder})", err=True)
         sys.exit(130)
-    summary = summarize(report, [read_node_trace(d) for d in cluster.trace_dirs()])
+    summary: dict[str, Any] = summarize(report, [read_node_trace(d) for d in cluster.trace_dirs()])
     failed = {name: code for name, code in codes.items() if code not in (0, None)}
     why = verdict(summary)
     if failed:

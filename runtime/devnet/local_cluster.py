@@ -100,7 +100,11 @@ class LocalCluster:
     def monitoring_flag(self, i: int) -> tuple[str, ...]:
         """Node i serves /metrics, /readyz and its status on 127.0.0.1:(3620 + i) (`covalidator status
         --monitoring http://127.0.0.1:362i`), unless COVALIDATOR_MONITORING says otherwise (the tests: :0)."""
-        return () if "COVALIDATOR_MONITORING" in os.environ else ("--monitoring", f"{HOST}:{MONITORING_PORT + i}")
+        return (
+            ()
+            if "COVALIDATOR_MONITORING" in os.environ
+            else ("--monitoring", f"{HOST}:{MONITORING_PORT + i}")
+        )
 
     def node_ready(self, i: int) -> bool:
         answer = get_json(f"http://{HOST}:{self.api_ports[i]}{STATUS_PATH}")
@@ -165,8 +169,8 @@ class LocalCluster:
 
     def end_time(self) -> float:
         """When the last duty's deadline has passed (Unix seconds): E epochs plus two slots."""
-        slots = self.spec.epochs * SLOTS_PER_EPOCH + 2
-        return self.genesis_time + slots * self.spec.seconds_per_slot
+        slots = self.spec.epochs * int(SLOTS_PER_EPOCH) + 2
+        return float(self.genesis_time + slots * self.spec.seconds_per_slot)
 
     def trace_dirs(self) -> list[Path]:
         return [self.data_dir(i) / "trace" for i in range(self.spec.nodes)]

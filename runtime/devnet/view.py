@@ -32,9 +32,10 @@ def live_table(report: dict[str, Any] | None, title: str) -> Table:
     slots = sorted(int(s) for s in report.get("slots", {}) if int(s) <= current)
     for slot in slots[-LAST_ROWS:]:
         kinds = report["slots"][str(slot)]
-        cells = [
-            _cell(*kinds.get(kind, (0, 0)), current >= slot + DEADLINE_SLOTS.get(kind, 2)) for kind in KINDS
-        ]
+        cells = []
+        for kind in KINDS:
+            expected, done = kinds.get(kind, (0, 0))
+            cells.append(_cell(expected, done, current >= slot + DEADLINE_SLOTS.get(kind, 2)))
         table.add_row(str(slot), *cells)
     duties = report["duties"]
     table.caption = (
