@@ -47,6 +47,7 @@ from .beacon_data import (
     root_of,
     uint,
 )
+from .clock import SlotClock
 from .duty import DutyId, DutyKind
 from .duty_state import CONSENSUS_KINDS, SLASHABLE_KINDS, DutyRecord, Phase, Trigger
 from .node_events import (
@@ -253,6 +254,11 @@ def _fetch_duties(state: NodeState, epoch: int, out: Out, force: bool = False) -
 def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
     config = state.config
     clock = config.chain.clock
+    if event.kind is not DutiesKind.SYNC and not _duties_in_epoch(event, clock):
+        # not this epoch's duties (Lodestar 1.5.1 answers next-epoch proposer duties with the current
+        # epoch's slots): left unfetched, so the epoch timer and head events ask again
+        log(out, "warn", "duties outside their epoch ignored", kind=event.kind.value, epoch=event.epoch)
+        return
     previous = state.fetched.get((event.kind, event.epoch))
     state.fetched[(event.kind, event.epoch)] = event.dependent_root
     mine = [d for d in event.duties if isinstance(d, dict) and d.get("pubkey") in config.by_group]
@@ -293,6 +299,17 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
     for req in list(state.requests.values()):  # block requests that came before their duties
         if req.duty.kind is DutyKind.PROPOSER:
             start_block_request(state, req, out)
+
+
+def _duties_in_epoch(event: DutiesFetched, clock: SlotClock) -> bool:
+    slots = range(clock.first_slot(event.epoch), clock.first_slot(event.epoch + 1))
+    for duty_json in event.duties:
+        try:
+            if uint(duty_json, "slot") not in slots:
+                return False
+        except DataProblem:
+            continue
+    return True
 
 
 def _create_sync_message_duties(state: NodeState, epoch: int, out: Out) -> None:

@@ -331,6 +331,10 @@ class BeaconNodeClient:
                     failure = _Failure(url, "bad_body", f"{status} with a body that is not JSON")
                     self.record(url, endpoint, started, f"{failure.cause}: {failure.detail}")
                     return failure
+            if variant.method == "POST" and status >= 400 and _already_known(body):
+                # the same combined message reached this BN first from another co-validator (each
+                # submits it): delivered, not refused (Lodestar 1.5.1: 500 ..._ALREADY_KNOWN, Duplicate)
+                status = 200
             if status == 503:
                 failure = _Failure(url, "syncing", f"503: {_message(body)}")
             elif status >= 500:
@@ -771,6 +775,17 @@ def _message(body: Json) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])[:200]
     return str(body)[:200] if body is not None else ""
+
+
+ALREADY_KNOWN_MARKERS: Final = ("already_known", "already known", "duplicate")
+
+
+def _already_known(body: Json) -> bool:
+    """The BN's error says it has this message already (every failure, if it lists some)."""
+    messages = [_message(body)]
+    if isinstance(body, dict) and isinstance(body.get("failures"), list) and body["failures"]:
+        messages = [_message(f) for f in body["failures"]]
+    return all(any(m in text.lower() for m in ALREADY_KNOWN_MARKERS) for text in messages)
 
 
 def _is_chain_key(key: str) -> bool:

@@ -11,6 +11,7 @@ from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node import step
 from covalidator.model.node_events import (
     DutiesFailed,
+    DutiesFetched,
     DutiesKind,
     FetchDuties,
     HeadChanged,
@@ -82,3 +83,19 @@ def test_aggregation_requests_without_combined_selections_go_to_the_bn_at_once()
         assert [(r.request_id, r.status) for r in replies] == [(request_id, 0)]  # the BN answers it
         assert request_id not in state.requests  # nothing held
     assert DutyId(2, DutyKind.AGGREGATOR) not in state.duties
+
+
+def test_proposer_duties_answered_with_another_epochs_slots_are_asked_again() -> None:
+    """Lodestar 1.5.1 answers next-epoch proposer duties with the current epoch's slots: the node must
+    not take that as epoch 1's duties (no proposal of epoch 1 would ever be served), and asks again."""
+    state, _ = started_before_genesis()
+    state, _ = step(state, TimerFired(TimerKey("epoch"), GENESIS_MS))
+    wrong = tuple({"slot": str(s), "validator_index": "0", "pubkey": GROUP[0]} for s in range(8))
+    state, _ = step(state, DutiesFetched(DutiesKind.PROPOSER, 1, wrong, "0x" + "44" * 32))
+    assert (DutiesKind.PROPOSER, 1) not in state.fetched
+    assert not any(d.kind is DutyKind.PROPOSER and d.slot < 8 for d in state.duties)
+    state, actions = step(state, TimerFired(TimerKey("epoch"), GENESIS_MS + 8 * SLOT_MS))
+    assert (DutiesKind.PROPOSER, 1) in fetched(actions)
+    right = ({"slot": "9", "validator_index": "1", "pubkey": GROUP[1]},)
+    state, _ = step(state, DutiesFetched(DutiesKind.PROPOSER, 1, right, "0x" + "44" * 32))
+    assert DutyId(9, DutyKind.PROPOSER) in state.duties

@@ -338,6 +338,30 @@ def test_check_chain() -> None:
     with_bns(2, scenario)
 
 
+def test_a_submission_the_bn_already_has_is_delivered_not_refused() -> None:
+    """Every co-validator submits the combined message: the BN that heard it first from another says
+    so (Lodestar 1.5.1: 500 ..._ALREADY_KNOWN / PublishError.Duplicate). A mix with another error, or a
+    GET, is still an error."""
+
+    async def scenario(bns: list[FakeBN]) -> None:
+        (bn,) = bns
+        known = {"code": 500, "message": "ATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN"}
+        bn.answer("POST", "/eth/v1/beacon/pool/attestations", known, 500)
+        bn.answer("POST", "/eth/v1/beacon/blocks", {"code": 500, "message": "PublishError.Duplicate"}, 500)
+        mixed = {"code": 400, "message": "some failed", "failures": [
+            {"index": 0, "message": "SYNC_COMMITTEE_ERROR_MESSAGE_ALREADY_KNOWN"},
+            {"index": 1, "message": "invalid signature"},
+        ]}  # fmt: skip
+        bn.answer("POST", "/eth/v1/beacon/pool/sync_committees", mixed, 400)
+        async with BeaconNodeClient([bn.url]) as client:
+            assert (await client.submit_attestations([{}], "altair")).status == 200
+            assert (await client.submit_block({"message": {}}, "altair")).status == 200
+            with pytest.raises(BNResponseError, match="some failed"):
+                await client.submit_sync_committee_messages([{}, {}])
+
+    with_bns(1, scenario)
+
+
 def test_check_chain_accepts_the_fork_active_at_genesis() -> None:
     """Lodestar 1.5.1 with altair at epoch 0 answers genesis_fork_version = the altair version; its
     spec's GENESIS_FORK_VERSION is the lock's. Any other version is still another chain."""
