@@ -95,6 +95,8 @@ def test_a_beacon_node_on_another_chain_is_one_line_and_exit_2(cluster: Path) ->
         bn.answer("GET", "/eth/v1/beacon/genesis", {"data": {
             "genesis_time": "1700000000", "genesis_validators_root": "0x" + "4b" * 32,
             "genesis_fork_version": "0x01017000"}})
+        # another chain's spec too (a BN whose spec names the lock's version is this chain)
+        bn.answer("GET", "/eth/v1/config/spec", {"data": {**SPEC, "GENESIS_FORK_VERSION": "0x01017000"}})
         try:
             process = await asyncio.create_subprocess_exec(
                 *COVALIDATOR, "run", *node_args(cluster), "--beacon-node", bn.url,
