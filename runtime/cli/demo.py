@@ -35,7 +35,7 @@ START_ATTEMPTS = 3  # a machine too slow for the genesis delay: start again with
     "--genesis-delay",
     type=click.FloatRange(min=1),
     default=None,
-    help="Seconds from the BN's start to genesis. Default: 5 + 1.5 per node (time to start).",
+    help="Seconds from the BN's start to genesis. Default: 5 + 2.5 per node (time to start; started again with a longer one if too short).",
 )
 @click.option(
     "--json",
@@ -62,7 +62,7 @@ def demo(
     """Run a local cluster (devnet BN, N nodes, N VCs) for E epochs; print what the chain saw."""
     from covalidator.runtime.devnet.local_cluster import ClusterSpec
 
-    spec = ClusterSpec(nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 1.5 * nodes)
+    spec = ClusterSpec(nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 2.5 * nodes)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         if any(keep.iterdir()):
