@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench clean
+.PHONY: setup demo test lint typecheck unit prove bench e2e clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
@@ -34,6 +34,11 @@ unit: setup
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck prove unit
+
+# Lodestar BN + 4 Lodestar VCs through a 4-node covalidator cluster until finality (~6 min; README
+# "End to end with real clients"); the last line is the judgement as JSON. Needs node >= 20 and npm.
+e2e: setup
+	$(BIN)/python e2e/lodestar/run.py
 
 bench: setup
 	$(BIN)/python bench/slashing.py

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install Lodestar (pinned by package.json + package-lock.json in this folder)
-# into a cache dir, and write a wrapper <cache>/bin/lodestar that loads the
-# Promise.withResolvers polyfill.
+# into a cache dir, apply patch_bn.py (the BN packs attestations posted to its
+# API into blocks: a stand-in for the network's other aggregators, see there),
+# and write a wrapper <cache>/bin/lodestar that loads the Promise.withResolvers
+# polyfill.
 #
 #   e2e/lodestar/install.sh [CACHE_DIR]      (default: <project>/.cache/lodestar,
 #                                            or $LODESTAR_CACHE)
 #
 # Idempotent: does nothing when CACHE_DIR already holds an install made from the
-# same package.json, package-lock.json, polyfill and node major version.
+# same package.json, package-lock.json, polyfill, patch and node ABI.
 # Prints the path of the wrapper on its last line.
 set -euo pipefail
 
@@ -29,7 +31,7 @@ fi
 
 stamp_of() {
   # native modules (blst, classic-level, c-kzg, ...) are built for one node ABI
-  { cat "$here/package.json" "$here/package-lock.json" "$here/polyfill.cjs"
+  { cat "$here/package.json" "$here/package-lock.json" "$here/polyfill.cjs" "$here/patch_bn.py"
     echo "node-abi=$(node -p process.versions.modules) $(uname -sm)"; } | sha256sum | cut -d' ' -f1
 }
 want="$(stamp_of)"
@@ -50,6 +52,8 @@ echo "install.sh: npm ci into $cache (takes a couple of minutes) ..." >&2
 t0="$(date +%s)"
 ( cd "$stage" && npm ci --no-audit --no-fund --loglevel=error >&2 )
 t1="$(date +%s)"
+# the BN packs attestations posted to its API into blocks (a stand-in for the network's aggregators)
+python3 "$here/patch_bn.py" "$stage/node_modules"
 
 mkdir -p "$stage/bin"
 cat > "$stage/bin/lodestar" <<'WRAP'

@@ -1,0 +1,161 @@
+"""`make e2e`: a Lodestar devnet run through a 4-node covalidator cluster, judged from the BN's API.
+
+    .venv/bin/python e2e/lodestar/run.py [--out DIR] [--finalized 3] [--max-seconds 600]
+
+Installs Lodestar 1.5.1 (install.sh, cached), creates a 3-of-4 cluster from interop keys 0..7 (all
+8 genesis validators are distributed), starts the topology of `devnet.py`, runs until the BN
+finalizes `--finalized` or the bound passes, judges (`judge.py`), stops every process it started,
+and prints the figures as one JSON object on the last line. Exit 0 when the judgement passes, 1
+when it does not or the run broke; without node/npm it skips (exit 0) unless CI=true (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devnet import SECONDS_PER_SLOT, SLOTS_PER_EPOCH, Devnet
+from judge import Duties, dv_indices, http, judge
+
+from covalidator.runtime.devnet.processes import ChildFailed, Children
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SNAPSHOT_AT_S = 1.5  # into each epoch: its duties (the BN serves only current and next epochs)
+
+
+def log(message: str) -> None:
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def install_lodestar() -> Path | None:
+    """The wrapper's path; None (after one line saying what to install) when node or npm is missing."""
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        log(f"{' and '.join(missing)} not found: install node >= 20 and npm (https://nodejs.org/) to run the e2e")
+        return None
+    done = subprocess.run([str(HERE / "install.sh")], stdout=subprocess.PIPE, text=True, check=True)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def group_pubkeys(devnet: Devnet) -> list[str]:
+    lock = json.loads((devnet.node_dir(0) / "cluster-lock.json").read_text())
+    return [v["distributed_public_key"] for v in lock["distributed_validators"]]
+
+
+FAULT_NODE = 1
+FAULT_AT_SLOT = 20  # epoch 2, slot 4: mid-epoch, after the first justification could happen
+
+
+def inject_fault(devnet: Devnet, since_genesis: float, fault: dict[str, Any]) -> None:
+    """The fault run: node 1 SIGKILLed mid-epoch, restarted on its data folder a slot later."""
+    kill_at = FAULT_AT_SLOT * SECONDS_PER_SLOT + 1.0
+    if "killed_at_s" not in fault and since_genesis >= kill_at:
+        devnet.kill_node(FAULT_NODE)
+        fault["killed_at_s"] = round(since_genesis, 1)
+        log(f"fault: node{FAULT_NODE} SIGKILLed at {since_genesis:.1f} s after genesis (slot {FAULT_AT_SLOT})")
+    elif "killed_at_s" in fault and "restarted_at_s" not in fault and since_genesis >= kill_at + SECONDS_PER_SLOT:
+        devnet.restart_node(FAULT_NODE)
+        fault["restarted_at_s"] = round(since_genesis, 1)
+        log(f"fault: node{FAULT_NODE} restarted at {since_genesis:.1f} s after genesis")
+
+
+def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = False) -> dict[str, Any]:
+    devnet.create_cluster()
+    devnet.start_bn()
+    log(f"BN up at {devnet.bn_url}; genesis in {devnet.genesis_time - time.time():.0f} s")
+    devnet.start_recorder()
+    devnet.start_nodes()
+    log(f"4 covalidator nodes up, peers connected; genesis in {devnet.genesis_time - time.time():.0f} s")
+    devnet.start_vcs()
+    margin = devnet.genesis_time - time.time()
+    log(f"4 Lodestar VCs calling their nodes; genesis in {margin:.0f} s")
+    bn = devnet.bn_url
+    dv = dv_indices(bn, group_pubkeys(devnet))
+    duties = Duties()
+    head_slot = finalized = 0
+    epoch_s = SECONDS_PER_SLOT * SLOTS_PER_EPOCH
+    fault: dict[str, Any] = {}
+    while time.time() < deadline:
+        devnet.check()
+        since = time.time() - devnet.genesis_time
+        if faults:
+            inject_fault(devnet, since, fault)
+        if since >= 0:
+            epoch = int(since // epoch_s)
+            if epoch not in duties.epochs and since % epoch_s >= SNAPSHOT_AT_S:
+                duties.snapshot(bn, epoch, sorted(dv))
+            status, head = http("GET", f"{bn}/eth/v1/beacon/headers/head")
+            status2, checkpoints = http("GET", f"{bn}/eth/v1/beacon/states/head/finality_checkpoints")
+            if status == 200 and status2 == 200:
+                slot = int(head["data"]["header"]["message"]["slot"])
+                now_final = int(checkpoints["data"]["finalized"]["epoch"])
+                if slot // SLOTS_PER_EPOCH != head_slot // SLOTS_PER_EPOCH or now_final != finalized:
+                    log(f"head slot {slot}, finalized epoch {now_final} ({since:.0f} s after genesis)")
+                head_slot, finalized = slot, now_final
+            if finalized >= finalized_target:
+                break
+        time.sleep(2.0)
+    log("judging from the BN's API ...")
+    recordings = [devnet.recording(i) for i in range(len(devnet.nodes))]
+    result = judge(bn, head_slot, duties, dv, recordings)
+    result["genesis_margin_s"] = round(margin, 1)
+    if faults:
+        result["fault"] = {"node": FAULT_NODE, **fault}
+        if "restarted_at_s" not in fault:
+            result["passed"] = False
+            result["failures"] = [*result["failures"], "the fault was not injected (the run ended first)"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="a fresh folder for the run (default: a temp one)")
+    parser.add_argument("--finalized", type=int, default=3, help="stop once the BN finalizes this epoch")
+    parser.add_argument("--max-seconds", type=float, default=600, help="bound on the run, install excluded")
+    parser.add_argument("--genesis-delay", type=float, default=60, help="seconds from BN start to genesis")
+    parser.add_argument(
+        "--faults", action="store_true", help=f"SIGKILL node{FAULT_NODE} at slot {FAULT_AT_SLOT}, restart it a slot later"
+    )
+    args = parser.parse_args()
+
+    ci = os.environ.get("CI", "").lower() == "true"
+    began = time.time()
+    lodestar = install_lodestar()
+    if lodestar is None:
+        return 1 if ci else 0
+    out = args.out or Path(tempfile.mkdtemp(prefix="covalidator-e2e-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        log(f"{out} is not empty: give a fresh --out")
+        return 1
+    log(f"run folder {out} (Lodestar installed in {time.time() - began:.0f} s)")
+    os.environ["LODESTAR_PRESET"] = "minimal"
+    started = time.time()
+    result: dict[str, Any] = {"passed": False}
+    with Children(out, stop_timeout_s=20.0) as children:
+        devnet = Devnet(out, lodestar, children, args.genesis_delay)
+        try:
+            result = run(devnet, args.finalized, started + args.max_seconds, args.faults)
+        except ChildFailed as error:
+            result = {"passed": False, "failures": [f"the devnet broke: {error}"]}
+        finally:
+            stops = devnet.stop()
+            log("stopped: " + "; ".join(f"{name}: {how}" for name, how in stops.items()))
+    result["run_seconds"] = round(time.time() - started)
+    result["folder"] = str(out)
+    (out / "summary.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
