@@ -314,6 +314,17 @@ class Combination:
     invalid: frozenset[int]  # share indices whose partial did not verify (or is not a known share)
 
 
+class CombineJob(NamedTuple):
+    """One validator's partials over one message, to verify and combine (see `verify_and_combine`)."""
+
+    group_pubkey: bytes
+    share_pubkeys: Mapping[int, bytes]
+    message: bytes
+    partials: Mapping[int, bytes]
+    threshold: int
+    verified: Collection[int] = ()
+
+
 def verify_and_combine(
     group_pubkey: bytes,
     share_pubkeys: Mapping[int, bytes],
@@ -331,23 +342,63 @@ def verify_and_combine(
     pairings whatever N is). Only if that fails is each partial verified alone, the invalid ones named
     and excluded, and the rest recombined.
     """
-    invalid = {i for i, sig in partials.items() if i not in share_pubkeys or not signature_validate(sig)}
-    candidates = sorted(i for i in partials if i not in invalid)
-    if len(candidates) < threshold:
-        return Combination(None, (), frozenset(invalid))
-    chosen = candidates[:threshold]
-    combined = combine({i: partials[i] for i in chosen}, threshold)
-    unchecked = [i for i in candidates if i not in verified]
-    items = [SignedItem(share_pubkeys[i], message, partials[i]) for i in unchecked]
-    if batch_verify([*items, SignedItem(group_pubkey, message, combined)], seed):
-        return Combination(combined, tuple(chosen), frozenset(invalid))
+    job = CombineJob(group_pubkey, share_pubkeys, message, partials, threshold, verified)
+    return verify_and_combine_many([job], seed)[0]
+
+
+def verify_and_combine_many(jobs: Sequence[CombineJob], seed: bytes = b"") -> list[Combination]:
+    """`verify_and_combine` for many validators at once: every job's unchecked partials and combined
+    signature go into ONE random linear combination. `batch_verify` shares a pairing among items of
+    one message, so validators signing the same root (a committee's attestation data, a slot's
+    selection proofs or sync committee messages) cost one pairing together. Only if the whole batch
+    fails is each job checked on its own (and a failing job repaired partial by partial), so one
+    invalid partial costs its own validator's duty nothing and the others' nothing either."""
+    prepared = [_prepare(job) for job in jobs]
+    items = [item for _, job_items in prepared for item in job_items]
+    if not items or batch_verify(items, seed):
+        return [combination for combination, _ in prepared]
+    results = []
+    for job, (combination, job_items) in zip(jobs, prepared, strict=True):
+        if not job_items or (len(jobs) > 1 and batch_verify(job_items, seed)):
+            results.append(combination)
+        else:
+            results.append(_repair(job, combination.invalid, seed))
+    return results
+
+
+def _prepare(job: CombineJob) -> tuple[Combination, list[SignedItem]]:
+    """The combination of the first M well-formed partials and the items that prove it (the unchecked
+    partials and the combined signature); no items when fewer than M are well-formed."""
+    invalid = {
+        i for i, sig in job.partials.items() if i not in job.share_pubkeys or not signature_validate(sig)
+    }
+    candidates = sorted(i for i in job.partials if i not in invalid)
+    if len(candidates) < job.threshold:
+        return Combination(None, (), frozenset(invalid)), []
+    chosen = candidates[: job.threshold]
+    combined = combine({i: job.partials[i] for i in chosen}, job.threshold)
+    items = [
+        SignedItem(job.share_pubkeys[i], job.message, job.partials[i])
+        for i in candidates
+        if i not in job.verified
+    ]
+    items.append(SignedItem(job.group_pubkey, job.message, combined))
+    return Combination(combined, tuple(chosen), frozenset(invalid)), items
+
+
+def _repair(job: CombineJob, malformed: frozenset[int], seed: bytes) -> Combination:
+    """After a failed batch: name the invalid partials (bisection), recombine from the valid ones."""
+    invalid = set(malformed)
+    candidates = sorted(i for i in job.partials if i not in invalid)
+    unchecked = [i for i in candidates if i not in job.verified]
+    items = [SignedItem(job.share_pubkeys[i], job.message, job.partials[i]) for i in unchecked]
     invalid |= {unchecked[p] for p in find_invalid(items, seed)}
     good = [i for i in candidates if i not in invalid]
-    if len(good) < threshold:
+    if len(good) < job.threshold:
         return Combination(None, (), frozenset(invalid))
-    chosen = good[:threshold]
-    combined = combine({i: partials[i] for i in chosen}, threshold)
-    if not verify(group_pubkey, message, combined):
+    chosen = good[: job.threshold]
+    combined = combine({i: job.partials[i] for i in chosen}, job.threshold)
+    if not verify(job.group_pubkey, job.message, combined):
         # Valid partials that do not combine to a valid signature: the share pubkeys do not belong to
         # this group key (a lock that was not verified). Nothing honest can be produced.
         return Combination(None, (), frozenset(invalid))

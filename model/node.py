@@ -463,6 +463,13 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
         request["randao_reveal"] = reveal
     elif rec.id.kind is DutyKind.AGGREGATOR:
         attester = state.duties.get(DutyId(rec.id.slot, DutyKind.ATTESTER))
+        if attester is not None and attester.phase in (
+            Phase.SCHEDULED,
+            Phase.WAITING,
+            Phase.CONSENSUS,
+            Phase.PERSISTING,
+        ):
+            return  # the slot's attestation data is not decided yet; its Persisted wakes us
         aggregates = []
         for key, vd in validators.items():
             data = attester.validators[key].data if attester and key in attester.validators else None

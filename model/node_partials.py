@@ -171,6 +171,8 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
     """Combine every listed validator that has M partials over one root; submit what combined."""
     config = state.config
     submissions: list[tuple[str, Any]] = []
+    ready: list[tuple[str, ValidatorDuty, Any]] = []
+    jobs: list[bls.CombineJob] = []
     for key in dict.fromkeys(keys):
         vd = rec.validators.get(key)
         if vd is None or vd.submitted or vd.outcome is not None:
@@ -184,9 +186,11 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
         group = vd.pubkey
         shares = {i + 1: unhex(s) for i, s in enumerate(config.by_group[group].shares)}
         verified = {config.share_index} if config.share_index in partials else set()
-        combination = bls.verify_and_combine(
-            unhex(group), shares, unhex(root), partials, config.threshold, verified=verified
-        )
+        jobs.append(bls.CombineJob(unhex(group), shares, unhex(root), partials, config.threshold, verified))
+        ready.append((key, vd, message))
+    # every validator's partials of this duty in one batch check (one pairing per distinct root)
+    combinations = bls.verify_and_combine_many(jobs) if jobs else []
+    for (key, vd, message), combination in zip(ready, combinations, strict=True):
         for bad in combination.invalid:
             vd.partials.pop(bad, None)
             vd.invalid_senders.add(bad)

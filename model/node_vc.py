@@ -238,8 +238,9 @@ def start_block_request(state: NodeState, req: HeldRequest, out: Out) -> None:
 def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
     sync = req.kind is VCRequestKind.SYNC_COMMITTEE_SELECTIONS
     items: list[tuple[DutyId, str]] = []
-    failures = []
+    failures: list[dict[str, Any]] = []
     own: dict[DutyId, list[PartialSignature]] = {}
+    parsed: list[tuple[int, int, str, str, str, Any, dict[str, str]]] = []
     for i, item in enumerate(req.params["selections"]):
         try:
             slot = uint(item, "slot")
@@ -253,13 +254,20 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
                 key = f"{pubkey}/{message['subcommittee_index']}"
             kind = Kind.SYNC_COMMITTEE_SELECTION_PROOF if sync else Kind.AGGREGATION_SLOT
             root = root_of(state.config.chain, kind, message)
-            proof = item.get("selection_proof")
-            if not isinstance(proof, str) or not bls.verify(
-                unhex(state.config.my_share(pubkey)), unhex(root), unhex(proof)
-            ):
-                raise DataProblem("selection_proof is not a valid partial signature of this node's share")
         except (DataProblem, ValueError, bls.BlsError) as problem:
             failures.append({"index": i, "message": str(problem)})
+            continue
+        parsed.append((i, slot, pubkey, key, root, item.get("selection_proof"), message))
+    # every proof of the request in one batch check (a slot's proofs share their signing root)
+    bad = _invalid_own(state, [(pubkey, root, proof) for _, _, pubkey, _, root, proof, _ in parsed])
+    for position, (i, slot, pubkey, key, root, proof, message) in enumerate(parsed):
+        if position in bad:
+            failures.append(
+                {
+                    "index": i,
+                    "message": "selection_proof is not a valid partial signature of this node's share",
+                }
+            )
             continue
         duty = DutyId(slot, DutyKind.PREPARE_SYNC_CONTRIBUTION if sync else DutyKind.PREPARE_AGGREGATOR)
         rec = record(state, duty, out)
@@ -269,6 +277,7 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
             own.setdefault(duty, []).append(PartialSignature(key, root, proof, message))
         items.append((duty, key))
     if failures:
+        failures.sort(key=lambda failure: int(failure["index"]))
         metric(out, "vc_partial_refused", cause="invalid_selection_proof")
         _done(state, req, out, 400, error(400, "some selection proofs were refused", failures))
         return
@@ -303,11 +312,19 @@ def _answer_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
 def on_vc_submission(state: NodeState, event: VCSubmission, out: Out) -> None:
     failures: list[dict[str, Any]] = []
     own: dict[DutyId, list[PartialSignature]] = {}
+    accepted: list[tuple[int, DutyId, str, str, Any, Any]] = []
     for i, obj in enumerate(event.objects):
         try:
-            duty, key, root, signature, message = _accept(state, event.kind, obj, out)
+            accepted.append((i, *_accept(state, event.kind, obj, out)))
         except DataProblem as problem:
             failures.append({"index": i, "message": str(problem)})
+    # every partial of the submission in one batch check (bisection only if one is invalid)
+    bad = _invalid_own(
+        state, [(state.duties[d].validators[k].pubkey, root, sig) for _, d, k, root, sig, _ in accepted]
+    )
+    for position, (i, duty, key, root, signature, message) in enumerate(accepted):
+        if position in bad:
+            failures.append({"index": i, "message": NOT_OWN_PARTIAL})
             continue
         rec = state.duties[duty]
         vd = rec.validators[key]
@@ -320,23 +337,34 @@ def on_vc_submission(state: NodeState, event: VCSubmission, out: Out) -> None:
         broadcast_own(state, duty, partials, out)
         try_combine(state, state.duties[duty], [p.pubkey for p in partials], out)
     if failures:
+        failures.sort(key=lambda failure: int(failure["index"]))
         metric(out, "vc_partial_refused", cause=event.kind.value, count=len(failures))
         reply(out, event.request_id, 400, error(400, "some signatures were refused", failures))
     else:
         reply(out, event.request_id, 200, {})
 
 
-def _verify_own(state: NodeState, pubkey: str, root: str, signature: Any) -> None:
-    try:
-        ok = isinstance(signature, str) and bls.verify(
-            unhex(state.config.my_share(pubkey)), unhex(root), unhex(signature)
-        )
-    except (ValueError, bls.BlsError):
-        ok = False
-    if not ok:
-        raise DataProblem(
-            "signature is not a valid partial signature of this node's share over the decided data"
-        )
+NOT_OWN_PARTIAL = "signature is not a valid partial signature of this node's share over the decided data"
+
+
+def _invalid_own(state: NodeState, items: list[tuple[str, str, Any]]) -> set[int]:
+    """Positions of the (group pubkey, signing root, signature) items that are not valid partial
+    signatures of this node's share: one batch check for all, bisection only when one is invalid."""
+    bad: set[int] = set()
+    signed: list[bls.SignedItem] = []
+    positions: list[int] = []
+    for position, (pubkey, root, signature) in enumerate(items):
+        try:
+            if not isinstance(signature, str):
+                raise ValueError("not a string")
+            share = unhex(state.config.my_share(pubkey))
+            signed.append(bls.SignedItem(share, unhex(root), unhex(signature)))
+            positions.append(position)
+        except (ValueError, bls.BlsError):
+            bad.add(position)
+    if signed:
+        bad |= {positions[p] for p in bls.find_invalid(signed)}
+    return bad
 
 
 def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str]:
@@ -357,7 +385,7 @@ def _refuse_other_data(state: NodeState, rec: DutyRecord, key: str, out: Out) ->
     raise DataProblem("the VC signed data other than what the cluster decided")
 
 
-def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple[DutyId, str, str, str, Any]:
+def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple[DutyId, str, str, Any, Any]:
     """(duty, validator key, root, signature, message) of one posted object, or DataProblem."""
     chain = state.config.chain
     if not isinstance(obj, dict):
@@ -430,10 +458,7 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
         key = pubkey
         message = {k: obj.get(k) for k in ("slot", "beacon_block_root", "validator_index")}
         root = root_of(chain, Kind.SYNC_COMMITTEE_MESSAGE, message)
-        _verify_own(state, pubkey, root, obj.get("signature"))
-        return rec.id, key, root, obj["signature"], message
+        return rec.id, key, root, obj.get("signature"), message
     else:
         raise DataProblem(f"unsupported submission {kind}")
-    root = rec.roots[key]
-    _verify_own(state, rec.validators[key].pubkey, root, obj.get("signature"))
-    return rec.id, key, root, obj["signature"], None
+    return rec.id, key, rec.roots[key], obj.get("signature"), None
