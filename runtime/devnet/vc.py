@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,11 @@ class VCStats:
             "submitted": dict(sorted(self.submitted.items())),
             "last_errors": self.last_errors[-10:],
         }
+
+
+async def _then[T](task: Awaitable[T], make: Callable[[T], Awaitable[object]]) -> None:
+    """Run `make(result)` once `task` succeeds (its failure is the caller's `gather` result)."""
+    await make(await task)
 
 
 class DevnetVC:
@@ -290,9 +295,10 @@ class DevnetVC:
             root = await self.sync_messages(slot, duties.sync)
             roots = await attested
             await self._sleep_until(clock.slot_start_ms(slot) + 2 * slot_ms // 3)
+            # each aggregation waits for its own proofs: a failed sync selection costs no aggregate
             await asyncio.gather(
-                self.aggregate(slot, attesters, await proofs, roots),
-                self.contribute(slot, await sync_proofs, root),
+                _then(proofs, lambda found: self.aggregate(slot, attesters, found, roots)),
+                _then(sync_proofs, lambda found: self.contribute(slot, found, root)),
                 return_exceptions=True,
             )
         finally:
