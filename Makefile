@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench e2e clean
+.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-faults clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
@@ -39,6 +39,10 @@ test: lint typecheck prove unit
 # "End to end with real clients"); the last line is the judgement as JSON. Needs node >= 20 and npm.
 e2e: setup
 	$(BIN)/python e2e/lodestar/run.py
+
+# the same with node 1 SIGKILLed mid-epoch and restarted a slot later
+e2e-faults: setup
+	$(BIN)/python e2e/lodestar/run.py --faults
 
 bench: setup
 	$(BIN)/python bench/slashing.py

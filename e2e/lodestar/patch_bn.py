@@ -7,8 +7,11 @@ network other validators of each committee aggregate them. Here every validator 
 this VC version cannot do DV aggregation (it embeds its partial selection proof), so without this
 change no attestation of the DV would ever reach a block. The patch adds each attestation posted to
 the BN's API, after the BN's own full validation (signature included), to the pool blocks are built
-from, exactly as an aggregate of one would be. Nothing else changes; blocks still carry only
-attestations the BN verified, and block import verifies them again.
+from, exactly as an aggregate of one would be. Sync committee messages likewise: blocks take their
+sync aggregate from contributions only, so after a message posted to the API passes the BN's
+signature check, the BN's own contribution of its subnet (from the message pool) goes to the
+contribution pool. Nothing else changes; blocks carry only what the BN verified, and block import
+verifies it again.
 
     python3 patch_bn.py NODE_MODULES_DIR
 """
@@ -32,6 +35,18 @@ EDITS = (
         "                    const insertOutcome = chain.attestationPool.add(attestation);\n"
         "                    // covalidator e2e patch: stand-in for the network's aggregators (see patch_bn.py)\n"
         "                    chain.aggregatedAttestationPool.add(attestation, indexedAttestation.attestingIndices.length, committeeIndices);\n",
+    ),
+    (
+        "@lodestar/beacon-node/lib/api/impl/beacon/pool/index.js",
+        "                    // TODO: Broadcast at once to all topics\n",
+        "                    // covalidator e2e patch: stand-in for the sync committee aggregators (see patch_bn.py)\n"
+        "                    for (const subnet of subnets) {\n"
+        "                        try {\n"
+        "                            const contribution = chain.syncCommitteeMessagePool.getContribution(subnet, signature.slot, signature.beaconBlockRoot);\n"
+        "                            if (contribution) chain.syncContributionAndProofPool.add({ contribution }, contribution.aggregationBits.getTrueBitIndexes().length);\n"
+        "                        } catch (e) { logger.warn(\"covalidator e2e patch: contribution not pooled\", {}, e); }\n"
+        "                    }\n"
+        "                    // TODO: Broadcast at once to all topics\n",
     ),
 )
 

@@ -121,7 +121,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="a fresh folder for the run (default: a temp one)")
     parser.add_argument("--finalized", type=int, default=3, help="stop once the BN finalizes this epoch")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on the run, install excluded")
-    parser.add_argument("--genesis-delay", type=float, default=60, help="seconds from BN start to genesis")
+    parser.add_argument("--genesis-delay", type=float, default=40, help="seconds from BN start to genesis")
     parser.add_argument(
         "--faults", action="store_true", help=f"SIGKILL node{FAULT_NODE} at slot {FAULT_AT_SLOT}, restart it a slot later"
     )
