@@ -33,7 +33,7 @@ prove: setup
 unit: setup
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck prove unit
+test: lint typecheck prove unit e2e
 
 # Lodestar BN + 4 Lodestar VCs through a 4-node covalidator cluster until finality (~6 min; README
 # "End to end with real clients"); the last line is the judgement as JSON. Needs node >= 20 and npm.

@@ -227,6 +227,9 @@ def criteria(f: dict[str, Any]) -> list[str]:
         failures.append(f"attestations {f['dv_attestations_included']}/{f['dv_attestations_expected']} < 98%")
     if f["dv_blocks_expected"] == 0 or f["dv_blocks_proposed"] < f["dv_blocks_expected"]:
         failures.append(f"blocks {f['dv_blocks_proposed']}/{f['dv_blocks_expected']}")
+    sync_expected, sync_included = f["dv_sync_messages_expected"], f["dv_sync_messages_included"]
+    if sync_expected == 0 or sync_included < 0.95 * sync_expected:
+        failures.append(f"sync committee messages {sync_included}/{sync_expected} < 95%")
     if f["slashings"]:
         failures.append(f"{f['slashings']} slashings")
     if f["invalid_signatures"]:

@@ -36,13 +36,16 @@ def log(message: str) -> None:
     print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def install_lodestar() -> Path | None:
+def install_lodestar(ci: bool) -> Path | None:
     """The wrapper's path; None (after one line saying what to install) when node or npm is missing."""
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
-        log(f"{' and '.join(missing)} not found: install node >= 20 and npm (https://nodejs.org/) to run the e2e")
+        outcome = "e2e FAILED (CI=true)" if ci else "e2e skipped"
+        log(f"{outcome}: {' and '.join(missing)} not found: install node >= 20 and npm (https://nodejs.org/)")
         return None
-    done = subprocess.run([str(HERE / "install.sh")], stdout=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run([str(HERE / "install.sh")], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"e2e FAILED: e2e/lodestar/install.sh exited with code {done.returncode} (see above)")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -129,7 +132,7 @@ def main() -> int:
 
     ci = os.environ.get("CI", "").lower() == "true"
     began = time.time()
-    lodestar = install_lodestar()
+    lodestar = install_lodestar(ci)
     if lodestar is None:
         return 1 if ci else 0
     out = args.out or Path(tempfile.mkdtemp(prefix="covalidator-e2e-"))
