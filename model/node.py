@@ -139,6 +139,7 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
             rec = state.duties.get(event.duty)
             if rec is not None:
                 rec.extra["fetch_error"] = event.error
+                _refetch_later(state, rec, out)
             metric(out, "bn_errors", what="beacon_data", kind=event.duty.kind.name.lower())
         case PeerMessage():
             _on_peer(state, event, out)
@@ -361,9 +362,22 @@ def _on_timer(
             _maybe_ready(state, rec, out)
     elif purpose == "deadline":
         _on_deadline(state, rec, out)
+    elif purpose == "refetch":
+        if rec.phase is Phase.CONSENSUS and rec.qbft is not None and "fetch_request" in rec.extra:
+            out.append(FetchBeaconData(rec.id, rec.extra["fetch_request"]))
     elif purpose in ("qbft_round", "qbft_expiry") and rec.qbft is not None:
         kind = TimerKind.ROUND if purpose == "qbft_round" else TimerKind.EXPIRY
         _run_qbft(state, rec, QbftTimerFired(rec.id, kind, round, state.now_ms), out)
+
+
+def _refetch_later(state: NodeState, rec: DutyRecord, out: Out) -> None:
+    """A BN that had no data yet (an aggregate before the attestations reached it, a BN a moment
+    behind) is asked again a twelfth of a slot later, while the duty's consensus runs: without an
+    input no node can lead a round."""
+    clock = state.config.chain.clock
+    at = state.now_ms + clock.slot_ms // 12
+    if rec.phase is Phase.CONSENSUS and rec.qbft is not None and at < clock.duty_deadline_ms(rec.id):
+        timer(out, "refetch", at, rec.id)
 
 
 def _on_epoch(state: NodeState, out: Out) -> None:
@@ -511,6 +525,7 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
         rec.qbft, actions = qbft.init(instance)
     _qbft_actions(state, rec, actions, out)
     rec.input_requested = True
+    rec.extra["fetch_request"] = request
     out.append(FetchBeaconData(rec.id, request))
     for envelope in rec.buffered:
         _run_qbft(state, rec, Received(envelope), out)

@@ -213,7 +213,7 @@ class HeadChanged(DataClassJsonMixin):
 
 @dataclass(frozen=True)
 class TimerKey(DataClassJsonMixin):
-    purpose: str  # "epoch" | "start" | "deadline" | "qbft_round" | "qbft_expiry" | "request"
+    purpose: str  # "epoch" | "start" | "deadline" | "refetch" | "qbft_round" | "qbft_expiry" | "request"
     duty: DutyId | None = None
     round: int = 0
     request_id: int = 0

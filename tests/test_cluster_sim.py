@@ -117,3 +117,26 @@ def test_planted_bugs_are_undone_after_the_run() -> None:
     assert_safe(run(validators=8, epochs=2, seed=3))
     result = run_cluster(ClusterScenario(validators=4, epochs=1, seed=8))
     assert_safe(result)
+
+
+def test_a_bn_without_data_yet_is_asked_again_while_consensus_runs() -> None:
+    from covalidator.model.node_events import BeaconDataFailed, FetchBeaconData, StartTimer, TimerFired
+
+    result = run_cluster(ClusterScenario(validators=4, epochs=2, seed=12, bn_error_rate=0.2), trace_node=1)
+    assert_safe(result)
+    failed = {e.duty for e, _ in result.trace if isinstance(e, BeaconDataFailed)}
+    refetch_armed = {
+        a.key.duty
+        for _, acts in result.trace
+        for a in acts
+        if isinstance(a, StartTimer) and a.key.purpose == "refetch"
+    }
+    refetched = {
+        e.key.duty
+        for e, acts in result.trace
+        if isinstance(e, TimerFired)
+        and e.key.purpose == "refetch"
+        and any(isinstance(a, FetchBeaconData) and a.duty == e.key.duty for a in acts)
+    }
+    assert failed and refetch_armed <= failed and refetched
+    assert result.stable_success_pct >= 99.0, result.failed_by_reason
