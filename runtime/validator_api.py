@@ -224,6 +224,9 @@ class ValidatorAPI:
                 "Eth-Consensus-Block-Value": body["consensus_block_value"],
             }
             return self._reply(reply, version=True, extra_headers=headers)
+        # `block_value`: not in the beacon-APIs spec, but Lodestar 1.5.1's VC reads it from v1/v2 answers
+        # (its BN sends it) and fails the proposal without it; other clients ignore the extra field
+        value = body.get("execution_payload_value", "0")
         if version_path == "v2":
             shape = lambda b: {"version": b["version"], "data": b["data"], "block_value": value}  # noqa: E731
             return self._reply(reply, shape, version=True)
@@ -234,9 +237,6 @@ class ValidatorAPI:
         reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.AGGREGATE_ATTESTATION, params))
         if reply is not None and reply.status == 0:  # not a cluster duty: the BN answers
             return await self.forward(request, None, None)
-        # `block_value`: not in the beacon-APIs spec, but Lodestar 1.5.1's VC reads it from v1/v2 answers
-        # (its BN sends it) and fails the proposal without it; other clients ignore the extra field
-        value = body.get("execution_payload_value", "0")
         v2 = request.path.startswith("/eth/v2/")
         return self._reply(reply, (lambda b: b) if v2 else (lambda b: {"data": b["data"]}), version=v2)
 
