@@ -88,6 +88,7 @@ from .node_state import (
     on_duty,
     pubkey_of,
     record,
+    schedule,
     timer,
     validator,
 )
@@ -269,11 +270,13 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
         return
     kind = KIND_OF_DUTIES[event.kind]
     slots = range(clock.first_slot(event.epoch), clock.first_slot(event.epoch + 1))
+    replaced: set[tuple[DutyId, str]] = set()  # known before a reorg: not scheduled again
     if previous is not None and previous != event.dependent_root:
         metric(out, "duties_refetched", kind=event.kind.value)
         for slot in slots:  # a reorg changed the duties: replace those not yet started
             rec = state.duties.get(DutyId(slot, kind))
             if rec is not None and rec.phase is Phase.SCHEDULED:
+                replaced.update((rec.id, key) for key in on_duty(rec))
                 rec.validators.clear()
             randao = state.duties.get(DutyId(slot, DutyKind.RANDAO))
             if (
@@ -281,6 +284,7 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
                 and randao is not None
                 and state.now_ms < clock.duty_start_ms(randao.id)
             ):
+                replaced.update((randao.id, key) for key in on_duty(randao))
                 randao.validators.clear()  # (no duty without consensus has started before its slot)
     for duty_json in mine:
         try:
@@ -289,14 +293,15 @@ def _on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
             continue
         if slot not in slots or clock.duty_deadline_ms(DutyId(slot, kind)) <= state.now_ms:
             continue
+        pubkey = duty_json["pubkey"]
         rec = record(state, DutyId(slot, kind), out)
-        validator(rec, duty_json["pubkey"], duty_json)
+        schedule(rec, pubkey, duty_json, out, known=(rec.id, pubkey) in replaced)
         if rec.phase is Phase.SIGNING:  # restored at a restart: now it can be served and combined
             answer_held(state, rec.id, out)
             try_combine(state, rec, [duty_json["pubkey"]], out)
         if kind is DutyKind.PROPOSER:
             randao = record(state, DutyId(slot, DutyKind.RANDAO), out)
-            validator(randao, duty_json["pubkey"], duty_json)
+            schedule(randao, pubkey, duty_json, out, known=(randao.id, pubkey) in replaced)
     for req in list(state.requests.values()):  # block requests that came before their duties
         if req.duty.kind is DutyKind.PROPOSER:
             start_block_request(state, req, out)
@@ -325,7 +330,7 @@ def _create_sync_message_duties(state: NodeState, epoch: int, out: Out) -> None:
             continue
         rec = record(state, duty, out)
         for pubkey, info in members.items():
-            validator(rec, pubkey, info)
+            schedule(rec, pubkey, info, out)
 
 
 def _on_head(state: NodeState, event: HeadChanged, out: Out) -> None:

@@ -26,7 +26,7 @@ from .node_events import (
     SubmissionKind,
     SubmitToBN,
 )
-from .node_state import NodeState, Out, log, metric, pubkey_of, record, validator
+from .node_state import NodeState, Out, log, metric, pubkey_of, record, schedule, validator
 from .outcomes import Reason
 
 SUBMISSION_KIND = {
@@ -286,14 +286,14 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
         if info is None or not is_aggregator(chain, int(info["committee_length"]), proof):
             return
         agg = record(state, DutyId(slot, DutyKind.AGGREGATOR), out)
-        validator(agg, key, {**info, "selection_proof": proof})
+        schedule(agg, key, {**info, "selection_proof": proof}, out)
         _selected(state, agg, key, out)
     else:
         if not is_sync_committee_aggregator(chain, proof):
             return
         pubkey, sub = key.split("/", 1)
         contribution = record(state, DutyId(slot, DutyKind.SYNC_CONTRIBUTION), out)
-        validator(
+        schedule(
             contribution,
             key,
             {
@@ -301,6 +301,7 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
                 "selection_proof": proof,
                 "validator_index": str(state.indices.get(pubkey, "")),
             },
+            out,
         )
         _selected(state, contribution, key, out)
 

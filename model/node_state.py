@@ -100,6 +100,17 @@ def validator(rec: DutyRecord, key: str, info: Any = None) -> ValidatorDuty:
     return vd
 
 
+def schedule(rec: DutyRecord, key: str, info: Any, out: Out, known: bool = False) -> ValidatorDuty:
+    """`validator` for a duty this node learns it has (its BN's duties, a sync membership, a
+    selection): counted once, as the `duty_scheduled` metric (the operator's duties expected), unless
+    it was `known` already."""
+    assert info is not None
+    vd = rec.validators.get(key)
+    if not known and (vd is None or vd.info is None):
+        metric(out, "duty_scheduled", kind=rec.id.kind.name.lower())
+    return validator(rec, key, info)
+
+
 def on_duty(rec: DutyRecord) -> dict[str, ValidatorDuty]:
     """The validators this node knows a duty of in `rec` (from its BN's duties, a selection, a sync
     membership). Others may have entries (peers' partials arrive first, a decided value is restored

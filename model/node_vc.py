@@ -19,7 +19,7 @@ from .duty import DutyId, DutyKind
 from .duty_state import CONSENSUS_KINDS, DutyRecord, Phase, may_serve
 from .node_events import PartialSignature, ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 from .node_partials import broadcast_own, finish, try_combine
-from .node_state import HeldRequest, NodeState, Out, metric, record, timer, validator
+from .node_state import HeldRequest, NodeState, Out, metric, record, schedule, timer, validator
 from .outcomes import Reason
 from .signing import Kind
 
@@ -271,7 +271,7 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
             continue
         duty = DutyId(slot, DutyKind.PREPARE_SYNC_CONTRIBUTION if sync else DutyKind.PREPARE_AGGREGATOR)
         rec = record(state, duty, out)
-        vd = validator(rec, key, {"validator_index": str(state.indices[pubkey])})
+        vd = schedule(rec, key, {"validator_index": str(state.indices[pubkey])}, out)
         if vd.own is None:
             vd.own, vd.own_message = (root, proof), message
             own.setdefault(duty, []).append(PartialSignature(key, root, proof, message))

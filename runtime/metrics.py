@@ -1,7 +1,7 @@
 """The node's Prometheus metrics: one registry, every series labelled with the cluster and this node.
 
 Three sources feed it, none of them decides anything:
-  the model      its `Metric` actions (consensus duration and round, leader, partials per peer,
+  the model      its `Metric` actions (duties scheduled, consensus duration and round, leader, partials per peer,
                  dropped peer messages by cause, slashing refusals, BN fetch failures, ...) and its
                  `DutyOutcome` actions (duties succeeded / failed by named reason), through the node
                  runner's MetricsSink interface (`observe`, `outcome`);
@@ -59,7 +59,9 @@ class NodeMetrics:
             return Histogram(name, doc, [*NODE_LABELS, *labels], buckets=buckets, registry=r)
 
         self.duties_expected = counter(
-            "covalidator_duties_expected", "Validator duties this node had, counted as each ends", "kind"
+            "covalidator_duties_expected",
+            "Validator duties this node learned it has (BN duties, sync membership, selection), counted then",
+            "kind",
         )
         self.duties_succeeded = counter(
             "covalidator_duties_succeeded", "Validator duties that ended submitted to the BN", "kind"
@@ -127,7 +129,6 @@ class NodeMetrics:
 
     def outcome(self, outcome: DutyOutcome) -> None:
         kind = outcome.duty.kind.name.lower()
-        self.duties_expected.labels(*self._node, kind).inc()
         if outcome.ok:
             self.duties_succeeded.labels(*self._node, kind).inc()
         else:
@@ -139,7 +140,9 @@ class NodeMetrics:
         kind = labels.get("kind", "")
         if name == "duty_outcome":
             return  # counted from the DutyOutcome itself (`outcome`)
-        if name == "consensus_duration_ms":
+        if name == "duty_scheduled":
+            self.duties_expected.labels(*node, kind).inc(value)
+        elif name == "consensus_duration_ms":
             self.consensus_duration.labels(*node, kind).observe(value / 1000)
         elif name == "consensus_decided_round":
             self.decided_round.labels(*node, kind).observe(value)

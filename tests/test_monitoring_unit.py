@@ -10,11 +10,13 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import DutyOutcome, Metric
+from covalidator.model.node import step
+from covalidator.model.node_events import DutiesFetched, DutiesKind, DutyOutcome, Metric, TimerFired, TimerKey
 from covalidator.runtime.duty_tracker import DutyTracker
 from covalidator.runtime.logs import REDACTED, FieldsFormatter, JSONFormatter
 from covalidator.runtime.metrics import NodeIdentity, NodeMetrics, Snapshot, metric_names
 from covalidator.runtime.monitoring import HealthInputs, not_ready_reasons
+from tests.test_node_real_vc import GENESIS_MS, GROUP, started_before_genesis
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = {"cluster_name": "test", "cluster_hash": "0xab", "peer_index": "2"}
@@ -49,6 +51,8 @@ def snapshot(**overrides: object) -> Snapshot:
 def test_model_actions_become_labelled_series() -> None:
     m = NodeMetrics(NodeIdentity("test", "0xab", 2))
     duty = DutyId(33, DutyKind.ATTESTER)
+    for _ in range(3):  # three attester duties learned; one of them never ends (still in flight)
+        m.observe(Metric("duty_scheduled", (("kind", "attester"),)))
     m.outcome(DutyOutcome(duty, "0x01", True))
     m.outcome(DutyOutcome(duty, "0x02", False, "insufficient_peer_signatures", (3, 4)))
     m.observe(Metric("duty_outcome", (("kind", "attester"), ("result", "success"))))  # not counted twice
@@ -64,7 +68,7 @@ def test_model_actions_become_labelled_series() -> None:
     m.bn_call("http://bn", "attestation_data", 2.0, "timeout: no answer")
     m.vc_request("/eth/v1/validator/attestation_data", 0.3)
     m.store_committed(0.004)
-    assert value(m, "covalidator_duties_expected_total", kind="attester") == 2
+    assert value(m, "covalidator_duties_expected_total", kind="attester") == 3  # not counted at the outcomes
     assert value(m, "covalidator_duties_succeeded_total", kind="attester") == 1
     assert value(m, "covalidator_duties_failed_total", kind="attester", reason="insufficient_peer_signatures") == 1
     assert value(m, "covalidator_consensus_duration_seconds_sum", kind="attester") == 0.42
@@ -80,6 +84,30 @@ def test_model_actions_become_labelled_series() -> None:
     assert value(m, "covalidator_bn_request_errors_total", bn="http://bn", endpoint="attestation_data", cause="timeout") == 1
     assert value(m, "covalidator_vc_request_duration_seconds_count", endpoint="/eth/v1/validator/attestation_data") == 1
     assert value(m, "covalidator_store_commit_seconds_count") == 1
+
+
+def scheduled(actions: object) -> list[str]:
+    return [dict(a.labels)["kind"] for a in actions if isinstance(a, Metric) and a.name == "duty_scheduled"]  # type: ignore[attr-defined]
+
+
+def test_the_model_counts_a_duty_expected_once_when_it_learns_of_it() -> None:
+    state, _ = started_before_genesis()
+    state, _ = step(state, TimerFired(TimerKey("epoch"), GENESIS_MS))
+    root, reorg = "0x" + "44" * 32, "0x" + "55" * 32
+
+    def attesters(*slots: int) -> tuple[dict[str, str], ...]:
+        pairs = enumerate(zip(GROUP, slots, strict=True))
+        return tuple({"pubkey": g, "slot": str(s), "validator_index": str(i)} for i, (g, s) in pairs)
+
+    state, actions = step(state, DutiesFetched(DutiesKind.ATTESTER, 0, attesters(3, 5), root))
+    assert scheduled(actions) == ["attester", "attester"]
+    state, actions = step(state, DutiesFetched(DutiesKind.ATTESTER, 0, attesters(3, 5), root))
+    assert scheduled(actions) == []  # fetched again (every epoch, forced): the same duties
+    state, actions = step(state, DutiesFetched(DutiesKind.ATTESTER, 0, attesters(3, 6), reorg))
+    assert scheduled(actions) == ["attester"]  # a reorg moved one: only the moved one is new
+    proposal = ({"pubkey": GROUP[0], "slot": "4", "validator_index": "0"},)
+    state, actions = step(state, DutiesFetched(DutiesKind.PROPOSER, 0, proposal, root))
+    assert sorted(scheduled(actions)) == ["proposer", "randao"]
 
 
 def test_snapshots_are_read_at_scrape_time() -> None:
