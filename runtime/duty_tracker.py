@@ -31,6 +31,7 @@ class DutyTracker:
         self.recent_failures: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.summaries: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.totals: dict[str, dict[str, int]] = {}  # kind -> result -> count, since start
+        self.by_epoch: dict[int, dict[str, dict[str, int]]] = {}  # as `epochs`, kept for RECENT epochs
 
     # -- MetricsSink --------------------------------------------------------------------------------
 
@@ -41,8 +42,15 @@ class DutyTracker:
         kind = outcome.duty.kind.name.lower()
         result = "success" if outcome.ok else (outcome.reason or "unknown")
         epoch = outcome.duty.slot // self.slots_per_epoch
-        for table in (self.epochs.setdefault(epoch, {}).setdefault(kind, {}), self.totals.setdefault(kind, {})):
+        tables = (
+            self.epochs.setdefault(epoch, {}).setdefault(kind, {}),
+            self.by_epoch.setdefault(epoch, {}).setdefault(kind, {}),
+            self.totals.setdefault(kind, {}),
+        )
+        for table in tables:
             table[result] = table.get(result, 0) + 1
+        while len(self.by_epoch) > RECENT:
+            del self.by_epoch[min(self.by_epoch)]
         entry = {
             "slot": outcome.duty.slot,
             "kind": kind,
@@ -71,6 +79,9 @@ class DutyTracker:
     def as_json(self) -> dict[str, Any]:
         return {
             "totals": {k: dict(v) for k, v in self.totals.items()},
+            "by_epoch": {
+                e: {k: dict(v) for k, v in kinds.items()} for e, kinds in sorted(self.by_epoch.items())
+            },
             "summaries": list(self.summaries),
             "recent": list(self.recent)[-16:],
             "recent_failures": list(self.recent_failures),

@@ -316,6 +316,7 @@ class NodeApp:
             "step_errors": runner.step_errors if runner else 0,
             "queue": runner.queue.qsize() if runner else 0,
             "held_requests": self.api.held if self.api else 0,
+            "monitoring": f"{self.monitoring.host}:{self.monitoring.port}" if self.monitoring else None,
         }
 
     def identity_fields(self) -> dict[str, Any]:

@@ -83,6 +83,13 @@ def test_demo_every_duty_succeeds_nothing_left_running_and_a_node_trace_replays(
     assert all(n > 0 for n in summary["node_outcomes"]) and len(summary["node_outcomes"]) == 4
     assert summary["exit_codes"] == {name: 0 for name in summary["exit_codes"]}  # stopped by SIGTERM, cleanly
     assert len(summary["exit_codes"]) == 9  # the BN, 4 nodes, 4 VCs
+    # each node as its monitoring address saw itself after the last deadline (`covalidator status`'s data)
+    assert [n["node"] for n in summary["nodes"]] == [0, 1, 2, 3], summary["nodes"]
+    for node in summary["nodes"]:
+        assert node["monitoring"].startswith("http://127.0.0.1:"), node
+        assert node["failure_reasons"] == {} and node["peers_connected"] == node["peers"] == 3, node
+        assert node["bn"] == "ok" and node["ready"] is True, node
+    assert len({n["monitoring"] for n in summary["nodes"]}) == 4
     assert "OK: all" in done.stderr
     assert processes_mentioning(str(folder)) == []
 

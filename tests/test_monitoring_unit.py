@@ -8,10 +8,13 @@ import re
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node import step
 from covalidator.model.node_events import DutiesFetched, DutiesKind, DutyOutcome, Metric, TimerFired, TimerKey
+from covalidator.runtime.cli.status import health_line, node_health, poll, reasons_text
+from covalidator.runtime.devnet.view import live_view
 from covalidator.runtime.duty_tracker import DutyTracker
 from covalidator.runtime.logs import REDACTED, FieldsFormatter, JSONFormatter
 from covalidator.runtime.metrics import NodeIdentity, NodeMetrics, Snapshot, metric_names
@@ -110,6 +113,42 @@ def test_the_model_counts_a_duty_expected_once_when_it_learns_of_it() -> None:
     assert sorted(scheduled(actions)) == ["proposer", "randao"]
 
 
+def test_a_nodes_health_line_from_its_status_as_the_demo_shows_it() -> None:
+    status = {
+        "cluster": {"nodes": 4},
+        "ready": {"ready": False, "reasons": [{"reason": "too_few_peers", "detail": "2 of 4 connected"}]},
+        "peers": {"peers": {"1": {"connected": True}, "3": {"connected": False}, "4": {}}},
+        "beacon_nodes": {"http://bn": {"role": "primary", "down": True}},
+        "duties": {"totals": {"attester": {"success": 5, "no_consensus": 2}, "proposer": {"success": 1}}},
+    }
+    figures = node_health(status)
+    assert figures == {
+        "ready": False,
+        "not_ready": ["too_few_peers"],
+        "peers_connected": 1,
+        "peers": 3,
+        "bn": "down",
+        "failure_reasons": {"attester": {"no_consensus": 2}},
+    }
+    assert health_line("node2", figures).plain == "node2 NOT READY (too_few_peers)  peers 1/3  BN down"
+    assert reasons_text(figures) == "attester no_consensus 2"
+    by_epoch = {"0": {"attester": {"success": 5}}, "1": {"attester": {"no_consensus": 2}}}
+    status["duties"] = {**status["duties"], "by_epoch": by_epoch}  # type: ignore[dict-item]
+    assert node_health(status, epochs=1)["failure_reasons"] == {}  # the demo's epoch: none failed
+    assert node_health(status, epochs=2)["failure_reasons"] == {"attester": {"no_consensus": 2}}
+    well = {**status, "ready": {"ready": True, "reasons": []}, "duties": {"totals": {"attester": {"success": 7}}}}
+    well["beacon_nodes"] = {"http://bn": {"down": False, "syncing": True}, "http://fallback": {}}
+    assert health_line("node0", node_health(well)).plain == "node0 READY  peers 1/3  BN ok"
+    assert reasons_text(node_health(well)) == "none"
+    assert "error" in poll("http://127.0.0.1:1", timeout=1.0)  # nothing listens there
+
+    console = Console(record=True, width=120)
+    console.print(live_view(None, "demo", [figures, {"error": "connection refused"}]))
+    text = console.export_text()
+    assert "node0 NOT READY (too_few_peers)  peers 1/3  BN down" in text
+    assert "node1 unreachable: connection refused" in text
+
+
 def test_snapshots_are_read_at_scrape_time() -> None:
     m = NodeMetrics(NodeIdentity("test", "0xab", 2))
     current = [snapshot()]
@@ -141,6 +180,8 @@ def test_duty_tracker_summarizes_each_epoch_once(caplog: object) -> None:
     ]
     assert tracker.flush(1) == []  # once
     assert [line["epoch"] for line in tracker.flush(5)] == [2]
+    kept = json.loads(json.dumps(tracker.as_json()))["by_epoch"]  # summarized epochs stay (the demo reads them)
+    assert kept == {"1": {"attester": {"success": 1, "no_consensus": 1}}, "2": {"attester": {"success": 1}}}
     failure = tracker.as_json()["recent_failures"][0]
     assert failure == {"slot": 9, "kind": "attester", "validator": "0x02", "result": "no_consensus", "missing_peers": [2]}
 

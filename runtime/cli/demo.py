@@ -2,7 +2,8 @@
 
 Creates a cluster (interop keys, devnet), starts the devnet BN, N `covalidator run` nodes and N
 devnet VCs as processes (`runtime/devnet/local_cluster.py`), shows a live per-slot table of duties
-(stderr), stops everything, and prints the summary (`runtime/devnet/summary.py`).
+with a line per node read from its monitoring address (stderr; `covalidator status`'s figures), stops
+everything, and prints the summary (`runtime/devnet/summary.py`) with each node's failure reasons.
 
 Exit codes: 0 every duty succeeded, no slashable pair, no invalid signature; 1 otherwise (one line
 says why), or a process that failed; 130 interrupted. Every child is stopped on every path.
@@ -22,6 +23,7 @@ from typing import Any
 
 import click
 
+NODE_POLL_S = 2.0  # the live view asks each node's monitoring address this often
 READY_MARGIN_S = 2.0  # genesis should come at least this long after everything is ready
 START_ATTEMPTS = 3  # a machine too slow for the genesis delay: start again with a longer one
 
@@ -125,6 +127,7 @@ def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
                     continue  # every child stopped on leaving the block
                 report = _watch(cluster, console, transient=as_json)
                 console.line()
+                nodes = _nodes(cluster, timeout=3.0)  # after the last duty's deadline, before stopping
                 codes = children.stop_all()
                 break
     except ChildFailed as error:
@@ -139,7 +142,7 @@ def _run(spec: Any, folder: Path, as_json: bool) -> dict[str, Any]:
     if failed:
         exits = ", ".join(f"{name} exited with {code}" for name, code in failed.items())
         why = f"{why}; {exits}" if why else exits
-    summary.update(nodes=spec.nodes, wall_s=round(time.monotonic() - began, 1), exit_codes=codes, why=why)
+    summary.update(nodes=nodes, wall_s=round(time.monotonic() - began, 1), exit_codes=codes, why=why)
     return summary
 
 
@@ -149,16 +152,21 @@ def _watch(cluster: Any, console: Any, transient: bool) -> dict[str, Any]:
     from rich.live import Live
 
     from covalidator.runtime.devnet.processes import ChildFailed
-    from covalidator.runtime.devnet.view import live_table
+    from covalidator.runtime.devnet.view import live_view
 
     title = f"covalidator demo: {cluster.spec.nodes} nodes, {cluster.spec.validators} validators"
     give_up = cluster.end_time() + 60.0
     report: dict[str, Any] | None = None
-    with Live(live_table(None, title), console=console, transient=transient, refresh_per_second=4) as live:
+    nodes: list[dict[str, Any]] = []
+    polled = 0.0
+    view = live_view(None, title, nodes)
+    with Live(view, console=console, transient=transient, refresh_per_second=4) as live:
         while True:
             cluster.check()
             report = cluster.report() or report
-            live.update(live_table(report, title))
+            if time.monotonic() - polled >= NODE_POLL_S:
+                nodes, polled = _nodes(cluster, timeout=1.0), time.monotonic()
+            live.update(live_view(report, title, nodes))
             finished = report is not None and report.get("finished") and time.time() >= cluster.end_time()
             if finished and cluster.vcs_done():
                 break
@@ -169,3 +177,15 @@ def _watch(cluster: Any, console: Any, transient: bool) -> dict[str, Any]:
             time.sleep(0.5)
     assert report is not None
     return report
+
+
+def _nodes(cluster: Any, timeout: float) -> list[dict[str, Any]]:
+    """Each node's readiness, peers, BN state and the duty tracker's failure reasons in the demo's
+    epochs, read from its monitoring address (`covalidator status`'s figures), with that address."""
+    from covalidator.runtime.cli.status import poll
+
+    out: list[dict[str, Any]] = []
+    for i, url in enumerate(cluster.monitoring):
+        figures = poll(url, timeout, cluster.spec.epochs) if url else {"error": "monitoring off"}
+        out.append({"node": i, "monitoring": url, **figures})
+    return out

@@ -3,6 +3,7 @@
 Reads the node's `/covalidator/v1/status` on its monitoring address (readiness with reasons, peers,
 BNs, duty totals, recent failures) and draws it with rich; refreshes every `--interval` seconds until
 Ctrl-C, or prints once with `--once` (exit 0 when the node is ready, 1 when not, 2 when unreachable).
+`node_health`/`health_line` are the compact per-node figures `covalidator demo` shows for each node.
 """
 
 from __future__ import annotations
@@ -28,6 +29,82 @@ def fetch(url: str, timeout: float = 3.0) -> dict[str, Any]:
 
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{float(value):.0f} ms"
+
+
+def _bn_state(bn: dict[str, Any]) -> str:
+    return "down" if bn.get("down") else "syncing" if bn.get("syncing") else "up"
+
+
+def bn_state(status: dict[str, Any]) -> str:
+    """The BNs in a word: ok (one is up and synced), syncing, down, or - (none reported yet)."""
+    states = {_bn_state(bn) for bn in (status.get("beacon_nodes") or {}).values()}
+    return "ok" if "up" in states else "syncing" if "syncing" in states else "down" if states else "-"
+
+
+def failure_reasons(status: dict[str, Any], epochs: int | None = None) -> dict[str, dict[str, int]]:
+    """The duty tracker's failed duties, since start or of epochs 0 .. `epochs` - 1 only (the demo's:
+    its nodes still have duties after its VCs stop): kind -> reason -> count, kinds that failed none
+    left out."""
+    duties = status.get("duties") or {}
+    if epochs is None:
+        tables = [duties.get("totals") or {}]
+    else:
+        tables = [kinds for e, kinds in (duties.get("by_epoch") or {}).items() if int(e) < epochs]
+    out: dict[str, dict[str, int]] = {}
+    for kinds in tables:
+        for kind, results in kinds.items():
+            for result, n in results.items():
+                if result != "success":
+                    out.setdefault(kind, {})[result] = out.get(kind, {}).get(result, 0) + int(n)
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def node_health(status: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """The compact figures of one node (the demo's per-node line and summary): readiness (the
+    /readyz verdict the status carries) with reasons, peers connected, BN state, failure reasons."""
+    ready = status.get("ready") or {}
+    peers = (status.get("peers") or {}).get("peers") or {}
+    nodes = int((status.get("cluster") or {}).get("nodes") or len(peers) + 1)
+    return {
+        "ready": bool(ready.get("ready")),
+        "not_ready": [str(r.get("reason")) for r in ready.get("reasons") or []],
+        "peers_connected": sum(1 for p in peers.values() if p.get("connected")),
+        "peers": nodes - 1,
+        "bn": bn_state(status),
+        "failure_reasons": failure_reasons(status, epochs),
+    }
+
+
+def poll(url: str, timeout: float = 3.0, epochs: int | None = None) -> dict[str, Any]:
+    """`node_health` of the node at `url`, or {"error": why} when it does not answer."""
+    try:
+        return node_health(fetch(url, timeout), epochs)
+    except (OSError, ValueError) as error:
+        return {"error": str(error)}
+
+
+def health_line(name: str, figures: dict[str, Any]) -> Any:
+    """One line: `node0 READY peers 3/3 BN ok`, `NOT READY (too_few_peers)` or the error."""
+    from rich.text import Text
+
+    line = Text(f"{name} ")
+    if "error" in figures:
+        return line.append(f"unreachable: {figures['error']}"[:80], style="red")
+    if figures["ready"]:
+        line.append("READY", style="bold green")
+    else:
+        line.append(f"NOT READY ({', '.join(figures['not_ready'])})", style="bold red")
+    peers_ok = figures["peers_connected"] == figures["peers"]
+    peers = f"  peers {figures['peers_connected']}/{figures['peers']}"
+    line.append(peers, style="" if peers_ok else "yellow")
+    line.append(f"  BN {figures['bn']}", style="" if figures["bn"] == "ok" else "red")
+    return line
+
+
+def reasons_text(figures: dict[str, Any]) -> str:
+    """The failure reasons as `kind reason n, ...`, or "none"."""
+    reasons = figures.get("failure_reasons") or {}
+    return ", ".join(f"{k} {r} {n}" for k, by in reasons.items() for r, n in by.items()) or "none"
 
 
 def render(status: dict[str, Any]) -> Any:
@@ -62,7 +139,7 @@ def render(status: dict[str, Any]) -> Any:
     for column in ("url", "role", "state", "errors", "last error"):
         bns.add_column(column)
     for url, bn in (status.get("beacon_nodes") or {}).items():
-        state = "down" if bn.get("down") else "syncing" if bn.get("syncing") else "up"
+        state = _bn_state(bn)
         errors = sum(int(v) for v in (bn.get("errors") or {}).values())
         style = "green" if state == "up" else "red"
         bns.add_row(url, str(bn.get("role", "")), Text(state, style=style), str(errors), str(bn.get("last_error", ""))[:60])
@@ -71,9 +148,10 @@ def render(status: dict[str, Any]) -> Any:
     totals = Table(title="duties since start", title_justify="left")
     for column in ("kind", "succeeded", "failed", "failure reasons"):
         totals.add_column(column)
+    failures_by_kind = failure_reasons(status)
     for kind, results in sorted((duties.get("totals") or {}).items()):
-        failed = {r: n for r, n in results.items() if r != "success"}
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(failed.items()))
+        failed = failures_by_kind.get(kind, {})
+        reasons = ", ".join(f"{r} {n}" for r, n in failed.items())
         totals.add_row(kind, str(results.get("success", 0)), str(sum(failed.values())), reasons)
 
     failures = Table(title="recent failed duties", title_justify="left")

@@ -51,6 +51,7 @@ class LocalCluster:
         self.nodes: list[Child] = []
         self.vcs: list[Child] = []
         self.api_ports: list[int] = []
+        self.monitoring: list[str | None] = []  # node i's monitoring URL (from its status), None: off
 
     def node_dir(self, i: int) -> Path:
         return self.folder / "cluster" / f"node{i}"
@@ -109,9 +110,14 @@ class LocalCluster:
     def node_ready(self, i: int) -> bool:
         answer = get_json(f"http://{HOST}:{self.api_ports[i]}{STATUS_PATH}")
         status = answer.get("data") if isinstance(answer, dict) else None
-        return isinstance(status, dict) and status.get("peers_connected") == self.spec.nodes - 1
+        if not isinstance(status, dict) or status.get("peers_connected") != self.spec.nodes - 1:
+            return False
+        address = status.get("monitoring")  # the port it serves (:0 in the tests: chosen by the OS)
+        self.monitoring[i] = f"http://{address}" if address else None
+        return True
 
     def wait_nodes(self) -> None:
+        self.monitoring = [None] * self.spec.nodes
         needed = [*self.nodes, *([self.bn] if self.bn else [])]
         for i in range(self.spec.nodes):
             self.children.wait_until(f"node{i}", lambda i=i: self.node_ready(i), START_TIMEOUT_S, needed)

@@ -1,10 +1,14 @@
-"""Rich tables for a local run: the live per-slot view of the BN's report, and the final summary."""
+"""Rich tables for a local run: the live per-slot view of the BN's report with a line per node (from
+its monitoring endpoints, as `covalidator status` reads them), and the final summary."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
+
+from covalidator.runtime.cli.status import STATUS_PATH, health_line, reasons_text
 
 KINDS = ("proposer", "attester", "aggregator", "sync_message", "sync_contribution")
 LAST_ROWS = 12  # slots shown in the live view (a terminal's worth)
@@ -46,6 +50,11 @@ def live_table(report: dict[str, Any] | None, title: str) -> Table:
     return table
 
 
+def live_view(report: dict[str, Any] | None, title: str, nodes: list[dict[str, Any]]) -> Group:
+    """The live table, then one line per node: ready (or why not), peers connected, BN state."""
+    return Group(live_table(report, title), *(health_line(f"node{i}", n) for i, n in enumerate(nodes)))
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
@@ -69,4 +78,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         "invalid signatures", f"{summary['invalid_signatures']} of {summary['submissions']} submissions"
     )
     table.add_row("wall time", f"{summary['wall_s']:.1f} s")
+    for node in summary.get("nodes") or []:
+        failures = reasons_text(node) if "error" not in node else f"[red]{node['error']}[/red]"
+        table.add_row(f"node{node['node']} failure reasons", failures)
+        if node.get("monitoring"):
+            table.add_row("  monitoring", f"{node['monitoring']} (/metrics /readyz /livez {STATUS_PATH})")
     return table
