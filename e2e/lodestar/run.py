@@ -1,6 +1,6 @@
 """`make e2e`: a Lodestar devnet run through a 4-node covalidator cluster, judged from the BN's API.
 
-    .venv/bin/python e2e/lodestar/run.py [--out DIR] [--finalized 3] [--max-seconds 600]
+    .venv/bin/python e2e/lodestar/run.py [--out DIR] [--finalized 3] [--max-seconds 600] [--faults]
 
 Installs Lodestar 1.5.1 (install.sh, cached), creates a 3-of-4 cluster from interop keys 0..7 (all
 8 genesis validators are distributed), starts the topology of `devnet.py`, runs until the BN
@@ -28,7 +28,6 @@ from judge import Duties, dv_indices, http, judge
 from covalidator.runtime.devnet.processes import ChildFailed, Children
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 SNAPSHOT_AT_S = 1.5  # into each epoch: its duties (the BN serves only current and next epochs)
 
 
@@ -121,7 +120,9 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="a fresh folder for the run (default: a temp one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="a fresh folder for the run, kept (default: a temp one, removed if passed)"
+    )
     parser.add_argument("--finalized", type=int, default=3, help="stop once the BN finalizes this epoch")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on the run, install excluded")
     parser.add_argument("--genesis-delay", type=float, default=40, help="seconds from BN start to genesis")
@@ -150,12 +151,17 @@ def main() -> int:
             result = run(devnet, args.finalized, started + args.max_seconds, args.faults)
         except ChildFailed as error:
             result = {"passed": False, "failures": [f"the devnet broke: {error}"]}
+        except Exception as error:  # a BN answer the judge could not read, ...: still one JSON line
+            result = {"passed": False, "failures": [f"the e2e harness failed: {error!r}"]}
         finally:
             stops = devnet.stop()
             log("stopped: " + "; ".join(f"{name}: {how}" for name, how in stops.items()))
     result["run_seconds"] = round(time.time() - started)
     result["folder"] = str(out)
     (out / "summary.json").write_text(json.dumps(result, indent=1))
+    if args.out is None and result["passed"]:
+        shutil.rmtree(out, ignore_errors=True)  # ~30 MB a run; a failed run, or --out, is kept
+        result["folder"] = None
     print(json.dumps(result), flush=True)
     return 0 if result["passed"] else 1
 
