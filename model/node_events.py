@@ -36,6 +36,7 @@ from typing import Any
 from dataclasses_json import DataClassJsonMixin
 
 from .duty import DutyId
+from .json_encode import to_json
 from .qbft_messages import Envelope
 
 Json = Any  # a JSON value: dict / list / str / int / bool / None
@@ -397,7 +398,8 @@ ACTION_TYPES: dict[str, type[DataClassJsonMixin]] = {
 
 def encode(item: DataClassJsonMixin) -> dict[str, Any]:
     """{"type": class name, **fields}: one line of a trace."""
-    return {"type": type(item).__name__, **item.to_dict(encode_json=True)}
+    encoded: dict[str, Any] = to_json(item)  # = item.to_dict(encode_json=True), planned once per class
+    return {"type": type(item).__name__, **encoded}
 
 
 def decode(obj: dict[str, Any]) -> Any:

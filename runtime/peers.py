@@ -66,8 +66,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from covalidator.model.cluster_lock import ClusterLock, identity_public_key
-from covalidator.model.node_events import PeerPayload
-from covalidator.model.qbft_messages import Envelope, Message, signing_bytes
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.json_encode import to_json
+from covalidator.model.node_events import PartialSignature, PartialSignatures, PeerPayload
+from covalidator.model.qbft_messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
 
 log = logging.getLogger("covalidator.peers")
 
@@ -152,6 +154,48 @@ def _json_conforms(value: Any, hint: Any) -> bool:
     return False
 
 
+def _duty(data: Any) -> DutyId:
+    return DutyId(data["slot"], DutyKind(data["kind"]))
+
+
+def _message(data: Any) -> Message:
+    return Message(
+        type=MsgType(data["type"]),
+        instance=_duty(data["instance"]),
+        sender=data["sender"],
+        round=data["round"],
+        value_hash=data.get("value_hash", NO_HASH),
+        prepared_round=data.get("prepared_round", NOT_PREPARED),
+        prepared_hash=data.get("prepared_hash", NO_HASH),
+        signature=data.get("signature", ""),
+    )
+
+
+def payload_from_json(data: Any) -> PeerPayload:
+    """`PeerPayload.from_dict(data)` for JSON that `_json_conforms` to it, built field by field:
+    dataclasses-json's generic decoding took ~1 s of CPU per node per epoch at 1,000 validators
+    (tests/test_runtime_peers.py checks both agree)."""
+    qbft, partials = data.get("qbft"), data.get("partials")
+    return PeerPayload(
+        qbft=None
+        if qbft is None
+        else Envelope(
+            message=_message(qbft["message"]),
+            body=None if qbft.get("body") is None else bytes.fromhex(qbft["body"]),
+            justification=tuple(_message(m) for m in qbft.get("justification", ())),
+        ),
+        partials=None
+        if partials is None
+        else PartialSignatures(
+            duty=_duty(partials["duty"]),
+            partials=tuple(
+                PartialSignature(p["pubkey"], p["signing_root"], p["signature"], p.get("message"))
+                for p in partials["partials"]
+            ),
+        ),
+    )
+
+
 def decode_payload(data: Any, nodes: int) -> PeerPayload:
     """A `PeerPayload` from its JSON, type-checked; _Malformed otherwise."""
     if not _json_conforms(data, PeerPayload):
@@ -159,7 +203,7 @@ def decode_payload(data: Any, nodes: int) -> PeerPayload:
     if (data.get("qbft") is None) == (data.get("partials") is None):
         raise _Malformed("a PeerPayload holds exactly one of qbft, partials")
     try:
-        payload = PeerPayload.from_dict(data)
+        payload = payload_from_json(data)
     except Exception as error:  # non-hex bytes, and anything the shape check cannot see
         raise _Malformed(f"not a PeerPayload: {type(error).__name__}") from None
     if payload.qbft is not None and len(payload.qbft.justification) > 2 * nodes:
@@ -372,7 +416,7 @@ class PeerTransport:
     def _payload_frame(self, to: int, payload: PeerPayload) -> bytes | None:
         if payload.qbft is not None:
             payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
-        frame = self._frame("msg", to, payload.to_dict(encode_json=True))
+        frame = self._frame("msg", to, to_json(payload))
         if len(frame) > self.max_message_bytes:
             self.send_refused["oversized"] += 1
             log.error("peer message of %d bytes exceeds max_message_bytes: not sent", len(frame))

@@ -1,0 +1,84 @@
+"""`model.json_encode.to_json` gives exactly what dataclasses-json's `to_dict(encode_json=True)` gives,
+on every event and action a simulated node steps through (traces and peer frames depend on it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum, StrEnum
+from functools import cache
+from typing import Any
+
+from dataclasses_json import DataClassJsonMixin, config
+
+from covalidator.model.cluster_sim import ClusterResult, ClusterScenario, run_cluster
+from covalidator.model.json_encode import to_json
+from covalidator.model.node_events import ACTION_TYPES, EVENT_TYPES
+
+
+@cache
+def traced_run() -> ClusterResult:
+    return run_cluster(ClusterScenario(validators=4, epochs=2, seed=9, crash=1), trace_node=2)
+
+
+def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> None:
+    seen: set[str] = set()
+    for event, actions in traced_run().trace:
+        for item in (event, *actions):
+            seen.add(type(item).__name__)
+            assert json.dumps(to_json(item)) == json.dumps(item.to_dict(encode_json=True))
+    # a clean run has no BN failures, no Send (round changes only) and no Log actions
+    assert (set(EVENT_TYPES) | set(ACTION_TYPES)) - seen <= {
+        "BeaconDataFailed",
+        "DutiesFailed",
+        "Log",
+        "Send",
+    }
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+class Level(IntEnum):
+    HIGH = 2
+
+
+class Plain(Enum):
+    ONE = "one"
+
+
+@dataclass(frozen=True)
+class Inner(DataClassJsonMixin):
+    raw: bytes = field(default=b"\x01", metadata=config(encoder=lambda b: b.hex()))
+
+
+@dataclass(frozen=True)
+class Outer(DataClassJsonMixin):
+    colour: Colour = Colour.RED
+    level: Level = Level.HIGH
+    plain: Plain = Plain.ONE
+    inner: tuple[Inner, ...] = (Inner(), Inner(b"\xff"))
+    by_colour: dict[Colour, list[Plain]] = field(default_factory=lambda: {Colour.RED: [Plain.ONE]})
+    blob: bytes = b"\x00\x02"  # no encoder: dataclasses-json writes a list of ints
+    members: frozenset[int] = frozenset({3})
+    anything: Any = field(default_factory=lambda: {"a": [1, None, 2.5, True]})
+    missing: str | None = None
+
+
+def test_the_corner_cases_encode_as_dataclasses_json_does() -> None:
+    value = Outer()
+    assert json.dumps(to_json(value)) == json.dumps(value.to_dict(encode_json=True))
+
+
+def test_peer_payloads_decode_as_dataclasses_json_decodes() -> None:
+    from covalidator.model.node_events import PeerMessage, PeerPayload
+    from covalidator.runtime.peers import decode_payload
+
+    payloads = [e.payload for e, _ in traced_run().trace if isinstance(e, PeerMessage)]
+    assert any(p.qbft and p.qbft.justification for p in payloads)
+    assert any(p.partials for p in payloads)
+    for payload in payloads:
+        data = json.loads(json.dumps(to_json(payload)))
+        fast, slow = decode_payload(data, 4), PeerPayload.from_dict(data)
+        assert fast == slow and repr(fast) == repr(slow)
