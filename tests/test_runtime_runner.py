@@ -36,7 +36,9 @@ DUTY = DutyId(8, DutyKind.ATTESTER)
 
 def config() -> NodeConfig:
     chain = ChainConfig(SlotClock(0, 6000, 8), ForkSchedule.from_spec_config(SPEC, b"\x4b" * 32))
-    return NodeConfig(1, 3, (ValidatorKeys("0x" + "a1" * 48, tuple("0x" + f"{s:02x}" * 48 for s in range(4))),), chain)
+    return NodeConfig(
+        1, 3, (ValidatorKeys("0x" + "a1" * 48, tuple("0x" + f"{s:02x}" * 48 for s in range(4))),), chain
+    )
 
 
 class SlowStore:
@@ -86,7 +88,9 @@ def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_surv
         await asyncio.wait_for(loop_task, 5)
         assert reply is not None and reply.status == 200
         assert store.log and store.log[0][1] <= replied  # durable before the VC got its answer
-        assert runner.steps == 2  # Started and the request; the Persisted event queued after stop is not stepped
+        assert (
+            runner.steps == 2
+        )  # Started and the request; the Persisted event queued after stop is not stepped
         await runner.close()
 
     run(scenario(), 20)
@@ -96,11 +100,27 @@ def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_surv
 def test_head_events_become_head_changed_and_garbage_is_ignored() -> None:
     event = head_changed(
         "head",
-        {"slot": "12", "block": "0x" + "ab" * 32, "previous_duty_dependent_root": "0x" + "01" * 32,
-         "current_duty_dependent_root": "0x" + "02" * 32, "epoch_transition": False},
+        {
+            "slot": "12",
+            "block": "0x" + "ab" * 32,
+            "previous_duty_dependent_root": "0x" + "01" * 32,
+            "current_duty_dependent_root": "0x" + "02" * 32,
+            "epoch_transition": False,
+        },
     )
     assert event == HeadChanged(12, "0x" + "ab" * 32, "0x" + "01" * 32, "0x" + "02" * 32)
     assert head_changed("block", {"slot": "1", "block": "0x"}) is None
     assert head_changed("head", {"slot": "twelve", "block": "0x"}) is None
     assert head_changed("head", ["not", "an", "object"]) is None
     assert head_changed("head", {"block": "0x"}) is None
+
+
+def test_a_steps_consecutive_outcomes_are_recorded_in_one_transaction() -> None:
+    from covalidator.model.node_events import DutyOutcome, Log
+
+    ends = [DutyOutcome(DUTY, f"0x{i:096x}", True) for i in range(3)]
+    late = DutyOutcome(DUTY, "0x" + "ff" * 48, False, "no_consensus")
+    noted = Log("info", "between")
+    batches = node_runner._runs_of_outcomes([*ends, noted, late])
+    assert batches == [ends, noted, [late]]
+    assert node_runner._runs_of_outcomes([]) == []
