@@ -22,6 +22,7 @@ fact is a hash of (seed, what it is about), so the answer does not depend on who
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +49,7 @@ SYNC_SUBCOMMITTEE_SIZE = SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT
 EPOCHS_PER_SYNC_COMMITTEE_PERIOD = 8
 TARGET_AGGREGATORS_PER_COMMITTEE = 16
 TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE = 16
+ATTESTATION_ROOT_MEMO = 4096  # distinct AttestationData whose roots the judge remembers
 GENESIS_FORK_VERSION = bytes.fromhex("00000001")
 ALTAIR_FORK_VERSION = bytes.fromhex("01000001")
 ZERO_ROOT = "0x" + "00" * 32
@@ -166,6 +168,7 @@ class SimChain:
         )
         self.reorgs = self._plan_reorgs()
         self.judge = Judge()
+        self._attestation_root_memo: dict[str, tuple[bytes, str]] = {}
         # what was submitted, by (slot, data root) / (slot, subcommittee, block root): the BN's pools
         self.attestation_pool: dict[tuple[int, str], dict[int, str]] = {}  # -> {committee position: sig}
         self.attestation_pool_data: dict[tuple[int, str], Any] = {}
@@ -474,6 +477,37 @@ class SimChain:
                 self.judge.verified[key] = False
         return self.judge.verified[key]
 
+    def verify_batch(self, kind: SubmissionKind, body: Any) -> None:
+        """Verify the attestation signatures of a submission not verified yet in one batch (a pairing
+        per distinct signing root: a committee's attestations cost about one), remembering each
+        result for `submit`; bisection names the invalid ones. Anything malformed is left to `submit`,
+        which verifies what is left one by one: every signature is still checked."""
+        if kind is not SubmissionKind.ATTESTATIONS or not isinstance(body, list):
+            return
+        pending: dict[tuple[str, bytes, str], bls.SignedItem] = {}
+        for obj in body:
+            try:
+                data, signature = obj["data"], obj["signature"]
+                _, positions = bitlist_positions(obj["aggregation_bits"])
+                if len(positions) != 1 or not isinstance(signature, str):
+                    continue
+                index = self._attester_at(int(data["slot"]), int(data["index"]), positions[0])
+                if index is None:
+                    continue
+                key = (self.pubkeys[index], self._attestation_roots(data)[0], signature)
+                if key not in self.judge.verified:
+                    pending[key] = bls.SignedItem(unhex(key[0]), key[1], unhex(signature))
+            except (KeyError, TypeError, ValueError, IndexError):
+                continue
+        if len(pending) < 2:
+            return
+        try:
+            invalid = set(bls.find_invalid(list(pending.values())))
+        except ValueError:  # a point that does not decode: `submit` names it, one by one
+            return
+        for position, key in enumerate(pending):
+            self.judge.verified[key] = position not in invalid
+
     def submit(self, node: int, kind: SubmissionKind, body: Any, now_ms: int) -> tuple[bool, str]:
         """A node's BN receives a submission: verify, record, judge. (ok, error) as the BN answers."""
         objects = [body] if kind is SubmissionKind.BLOCK else body
@@ -498,6 +532,21 @@ class SimChain:
     def _root(self, kind: Kind, message: Any) -> bytes:
         return signing_root(self.schedule, kind, message)
 
+    def _attestation_roots(self, data: Any) -> tuple[bytes, str]:
+        """(signing root, 0x hash_tree_root) of an AttestationData, remembered: a committee's
+        attestations, and each node's copy of them, share one data (bounded: oldest dropped)."""
+        key = json.dumps(data, sort_keys=True)
+        roots = self._attestation_root_memo.get(key)
+        if roots is None:
+            roots = (
+                self._root(Kind.ATTESTATION, data),
+                "0x" + ssz_json.hash_tree_root(self.spec.AttestationData, data).hex(),
+            )
+            self._attestation_root_memo[key] = roots
+            if len(self._attestation_root_memo) > ATTESTATION_ROOT_MEMO:
+                del self._attestation_root_memo[next(iter(self._attestation_root_memo))]
+        return roots
+
     def _mark_done(self, key: tuple[DutyId, str], now_ms: int) -> None:
         self.judge.done.add(key)
         self.judge.done_at.setdefault(key, now_ms)
@@ -514,11 +563,10 @@ class SimChain:
                 return (
                     f"no cluster validator at slot {slot} committee {committee_index} position {positions[0]}"
                 )
-            root = self._root(Kind.ATTESTATION, data)
+            root, data_root = self._attestation_roots(data)
             if not self._verify(self.pubkeys[index], root, obj["signature"]):
                 return f"attestation signature of validator {index} does not verify"
             self._record_attestation(index, int(data["source"]["epoch"]), int(data["target"]["epoch"]), root)
-            data_root = "0x" + ssz_json.hash_tree_root(self.spec.AttestationData, data).hex()
             self.attestation_pool.setdefault((slot, data_root), {})[positions[0]] = obj["signature"]
             self.attestation_pool_data[(slot, data_root)] = data
             del length
@@ -595,20 +643,31 @@ class SimChain:
     def _attester_at(self, slot: int, committee_index: int, position: int) -> int | None:
         """The cluster validator at a committee position (under the final duties of the epoch)."""
         epoch = self.clock.epoch_of(slot)
-        duties = self.attester_duties(epoch, self.final_attester_root(epoch))
-        for index, d in duties.items():
-            if (d.slot, d.committee_index, d.validator_committee_index) == (slot, committee_index, position):
-                return index
+        seat = (slot, committee_index, position)
+        index = self._seats(epoch, self.final_attester_root(epoch)).get(seat)
+        if index is not None:
+            return index
         # a duty of the assignment a reorg replaced: the validator's attestation still counts
         for root in self._all_attester_roots(epoch):
-            for index, d in self.attester_duties(epoch, root).items():
-                if (d.slot, d.committee_index, d.validator_committee_index) == (
-                    slot,
-                    committee_index,
-                    position,
-                ):
-                    return index
+            index = self._seats(epoch, root).get(seat)
+            if index is not None:
+                return index
         return None
+
+    @cached_property
+    def _seat_cache(self) -> dict[tuple[int, str], dict[tuple[int, int, int], int]]:
+        return {}
+
+    def _seats(self, epoch: int, dependent_root: str) -> dict[tuple[int, int, int], int]:
+        """(slot, committee index, position) -> cluster validator index, under one assignment (a
+        lookup per submitted attestation, not a scan of every duty)."""
+        key = (epoch, dependent_root)
+        if key not in self._seat_cache:
+            self._seat_cache[key] = {
+                (d.slot, d.committee_index, d.validator_committee_index): index
+                for index, d in self.attester_duties(epoch, dependent_root).items()
+            }
+        return self._seat_cache[key]
 
     def final_attester_root(self, epoch: int) -> str:
         return self.attester_dependent_root(epoch, 0, 2**62)

@@ -336,3 +336,29 @@ def test_malformed_input_gets_error_bodies_never_a_crash() -> None:
         assert figures["duties"]["succeeded"] == 0
 
     with_bn(bn, scenario)
+
+
+def test_a_batch_of_attestations_is_verified_together_and_a_forged_one_is_still_named() -> None:
+    clock = FrozenClock(GENESIS)
+    config = DevnetConfig(validators=64, epochs=1, seconds_per_slot=1, genesis_time=GENESIS)
+    bn = DevnetBN(config, clock=clock)
+    duties, _ = bn.chain.attester_duties_at(0, 0, bn.now_ms())
+    slot = duties[0].slot
+    members = [d for d in duties.values() if (d.slot, d.committee_index) == (slot, duties[0].committee_index)]
+    clock.now = GENESIS + slot + 0.5
+
+    async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
+        query = {"slot": str(slot), "committee_index": str(duties[0].committee_index)}
+        _, answer, _ = await fetch(session, bn, "GET", "/eth/v1/validator/attestation_data", query)
+        data = answer["data"]
+        batch = [a for d in members for a in vc_flow.attestations(data, [d], sign_as(bn, d.index))]
+        forged = vc_flow.attestations(data, [members[0]], sign_as(bn, members[0].index + 1))
+        assert len(batch) >= 4  # a batch check, then bisection down to the forged one
+        batch = [*batch, *forged]  # validator 0's seat again, another key: the one invalid item
+        status, answer, _ = await fetch(session, bn, "POST", "/eth/v1/beacon/pool/attestations", body=batch)
+        assert status == 400 and [f["index"] for f in answer["failures"]] == [len(members)]
+        figures = await report(session, bn)
+        assert figures["duties"]["by_kind"]["attester"]["succeeded"] == len(members)
+        assert figures["invalid_submissions"] == 1
+
+    with_bn(bn, scenario)

@@ -558,6 +558,7 @@ class DevnetBN:
                 return web.Response(status=200) if ok else error_response(400, f"Invalid block: {problem}")
             if not isinstance(body, list):
                 raise BadRequest(f"Invalid body: {kind.value} must be a list")
+            self.chain.verify_batch(kind, body)
             failures = []
             for position, item in enumerate(body):
                 ok, problem = self.chain.submit(0, kind, [item], self.now_ms())
