@@ -31,7 +31,7 @@ prove: setup
 	$(BIN)/covalidator prove
 
 unit: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test: lint typecheck prove unit e2e
 

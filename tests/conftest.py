@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,16 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="module")
+def blst_backend() -> Iterator[None]:
+    """Run a module's simulations on the blst backend: byte-identical to the default arkworks (the
+    backends are cross-checked in test_bls_backends.py) and ~1.6x faster on the pairings that dominate
+    a cluster simulation. CI time; the runtime tests and the shorter model tests keep arkworks."""
+    from covalidator.model import bls
+
+    previous = bls.backend_name()
+    bls.use_backend("blst")
+    yield
+    bls.use_backend(previous)

@@ -16,6 +16,8 @@ from covalidator.model.cluster_sim import (
 )
 from covalidator.model.sim_vc import VCBehaviour
 
+pytestmark = pytest.mark.usefixtures("blst_backend")  # (conftest: CI time)
+
 ALL_KINDS = {"attester", "aggregator", "proposer", "sync_message", "sync_contribution"}
 
 

@@ -6,26 +6,17 @@ stabilised (GST) succeeded on chain."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
-from covalidator.model import bls
 from covalidator.model.cluster_sim import ClusterScenario, run_cluster
 from covalidator.runtime.cli.simulate_cluster import MIN_SUCCESS_PCT, cluster
 
 RUNS = [(4, 1, 1), (4, 1, 2), (4, 1, 3), (7, 2, 1), (7, 2, 2)]  # (nodes, byzantine, seed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def blst_backend() -> Iterator[None]:
-    """The long runs use the blst backend (byte-identical to the default arkworks, ~1.6x faster on
-    the pairings that dominate a simulation): CI time. The shorter simulations use arkworks."""
-    previous = bls.backend_name()
-    bls.use_backend("blst")
-    yield
-    bls.use_backend(previous)
+pytestmark = pytest.mark.usefixtures("blst_backend")  # (conftest: CI time)
 
 
 @pytest.mark.parametrize(("nodes", "byzantine", "seed"), RUNS)
