@@ -49,6 +49,7 @@ from covalidator.model.sim_chain import (
 )
 from covalidator.model.specs import FAR_FUTURE_EPOCH
 
+from . import use_fixture_bls_backend
 from .report import Report
 
 log = logging.getLogger("covalidator.devnet.bn")
@@ -698,6 +699,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    use_fixture_bls_backend()
     asyncio.run(serve(config, args.host, args.port, args.info_file))
 
 
