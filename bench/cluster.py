@@ -99,6 +99,11 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             "e2e_ms_p50": summary["e2e_ms_p50"],
             "e2e_ms_p99": summary["e2e_ms_p99"],
             "attestation_e2e_ms_p99": report["latency_ms"].get("attester", {}).get("p99"),
+            "e2e_ms_p99_by_kind": {
+                kind: figures.get("p99")
+                for kind, figures in sorted(report["latency_ms"].items())
+                if kind != "all"
+            },
             "cpu_s_per_node_epoch": round(max(cpu), 2),
             "cpu_s_per_node_epoch_mean": round(sum(cpu) / len(cpu), 2),
             "peak_rss_mb": round(max(rss)),
