@@ -124,3 +124,41 @@ def test_a_steps_consecutive_outcomes_are_recorded_in_one_transaction() -> None:
     batches = node_runner._runs_of_outcomes([*ends, noted, late])
     assert batches == [ends, noted, [late]]
     assert node_runner._runs_of_outcomes([]) == []
+
+
+def test_consensus_inputs_are_stepped_before_queued_partials_and_timers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from covalidator.model.node_events import (
+        BeaconDataFetched,
+        PartialSignatures,
+        PeerMessage,
+        PeerPayload,
+        TimerFired,
+        TimerKey,
+    )
+
+    stepped: list[str] = []
+
+    def recording_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        stepped.append(type(event).__name__)
+        return state, ()
+
+    monkeypatch.setattr(node_runner, "step", recording_step)
+    partials = PeerMessage(2, PeerPayload(partials=PartialSignatures(DUTY, ())))
+    timer = TimerFired(TimerKey("deadline", DUTY), 0)
+    fetched = BeaconDataFetched(DUTY, {})
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), SlowStore(), bn=None)
+        for event in (Started(0), partials, timer, fetched, Persisted(DUTY)):
+            runner.submit(event)  # all queued before the loop takes the first
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        while runner.steps < 6:
+            await asyncio.sleep(0.01)
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert stepped == ["Started", "Started", "BeaconDataFetched", "Persisted", "PeerMessage", "TimerFired"]
