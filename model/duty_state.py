@@ -52,6 +52,8 @@ class Trigger(StrEnum):
 
 INITIAL = Phase.SCHEDULED
 RESTORED_PHASE = Phase.SIGNING  # the target of Trigger.RESTORED (a record rebuilt from the store)
+# Phases of a duty whose data is not yet decided and persisted here (what later duties wait for)
+UNDECIDED = frozenset({Phase.SCHEDULED, Phase.WAITING, Phase.CONSENSUS, Phase.PERSISTING})
 
 TRANSITIONS: dict[tuple[Phase, Trigger], Phase] = {
     (Phase.SCHEDULED, Trigger.START): Phase.WAITING,

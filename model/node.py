@@ -49,7 +49,7 @@ from .beacon_data import (
 )
 from .clock import SlotClock
 from .duty import DutyId, DutyKind
-from .duty_state import CONSENSUS_KINDS, SLASHABLE_KINDS, DutyRecord, Phase, Trigger
+from .duty_state import CONSENSUS_KINDS, SLASHABLE_KINDS, UNDECIDED, DutyRecord, Phase, Trigger
 from .node_events import (
     BeaconDataFailed,
     BeaconDataFetched,
@@ -455,7 +455,7 @@ def _blocking(state: NodeState, rec: DutyRecord) -> list[DutyId]:
         for other in state.duties.values()
         if other.id.kind is rec.id.kind
         and other.id.slot < rec.id.slot
-        and other.phase in (Phase.SCHEDULED, Phase.WAITING, Phase.CONSENSUS, Phase.PERSISTING)
+        and other.phase in UNDECIDED
         and not keys.isdisjoint(on_duty(other))
     ]
 
@@ -482,12 +482,7 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
         request["randao_reveal"] = reveal
     elif rec.id.kind is DutyKind.AGGREGATOR:
         attester = state.duties.get(DutyId(rec.id.slot, DutyKind.ATTESTER))
-        if attester is not None and attester.phase in (
-            Phase.SCHEDULED,
-            Phase.WAITING,
-            Phase.CONSENSUS,
-            Phase.PERSISTING,
-        ):
+        if attester is not None and attester.phase in UNDECIDED:
             return  # the slot's attestation data is not decided yet; its Persisted wakes us
         aggregates = []
         for key, vd in validators.items():
