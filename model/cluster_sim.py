@@ -93,8 +93,10 @@ from .node_events import (
     VCRequestKind,
 )
 from .node_state import NodeState
+from .node_vc import REQUEST_DUTY
 from .qbft_messages import Envelope, MsgType, canonical_json, make_value
 from .qbft_rules import fault_tolerance, signing_threshold
+from .replay import DATA_REQUESTS
 from .sim_chain import ChainParams, SimChain, draw
 from .sim_vc import HTTP_MS, SimVC, VCAction, VCBehaviour
 from .simulation import (
@@ -120,13 +122,6 @@ from .slashing import (
 BN_MS = (5, 40)  # a BN answer's latency
 STORE_MS = 2  # an fsync'ed write
 PREFIX_TAIL = 60  # events of a failing prefix kept for the report
-
-CONSENSUS_REQUESTS = {
-    VCRequestKind.ATTESTATION_DATA: DutyKind.ATTESTER,
-    VCRequestKind.BLOCK: DutyKind.PROPOSER,
-    VCRequestKind.AGGREGATE_ATTESTATION: DutyKind.AGGREGATOR,
-    VCRequestKind.SYNC_CONTRIBUTION: DutyKind.SYNC_CONTRIBUTION,
-}
 
 
 class ByzantineBehaviour(StrEnum):
@@ -342,10 +337,6 @@ class ClusterRun:
 
     def violation(self, what: str) -> None:
         self.violations.append(what)
-
-
-def _consensus_request(kind: VCRequestKind) -> DutyKind | None:
-    return CONSENSUS_REQUESTS.get(kind)
 
 
 class NodeRuntime:
@@ -656,9 +647,9 @@ class NodeRuntime:
         if request is None:
             return
         kind, slot = request
-        duty_kind = _consensus_request(kind)
-        if duty_kind is None:
-            return
+        if kind not in DATA_REQUESTS:
+            return  # (only data requests serve decided data)
+        duty_kind = REQUEST_DUTY[kind]
         duty = DutyId(slot, duty_kind)
         body = reply.body if isinstance(reply.body, dict) else {}
         served = body.get("data")
