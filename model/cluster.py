@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from .clock import SlotClock
+from .qbft_rules import threshold_refusal
 from .signing import ForkSchedule
 
 Pubkey = str  # "0x" + 96 lower-case hex digits
@@ -91,7 +92,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         n = self.n
         assert 1 <= self.share_index <= n, "share index out of range"
-        assert n // 2 < self.threshold <= n, "threshold must be in (N/2, N]"
+        refusal = threshold_refusal(n, self.threshold)
+        assert refusal is None, refusal
         assert all(len(v.shares) == n for v in self.validators), "one share per node per validator"
 
     @property

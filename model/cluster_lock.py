@@ -2,7 +2,8 @@
 
 Decides: the lock's JSON format, its canonical content and `lock_hash`, the operators' identity
 signatures over that hash, and what loading a lock checks (each fault with its own message): the
-structure and encodings; the counts (N >= 3 operators, threshold M in (N/2, N], one public share
+structure and encodings; the counts (N >= 3 operators, a threshold M the DV-safety theorem proves safe
+for N: `qbft_rules.threshold_refusal`, M > (N + F) / 2; one public share
 per operator for every validator, one signature per operator); that `lock_hash` is the hash of the
 content (else the file was modified after signing); that every operator signed it; that no identity
 key, address, group key or share key appears twice; that every BLS key is a valid G1 point; and that
@@ -42,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from . import bls
+from .qbft_rules import threshold_refusal
 
 LOCK_VERSION: Final = "covalidator/lock/v1"
 _HASH_PREFIX: Final = b"covalidator/lock/v1\n"
@@ -236,8 +238,10 @@ def _duplicates(values: Sequence[Any]) -> tuple[int, int] | None:
     return None
 
 
-def parse_lock(document: object) -> ClusterLock:
-    """The lock a JSON document describes, after every check in the module docstring; LockError otherwise."""
+def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> ClusterLock:
+    """The lock a JSON document describes, after every check in the module docstring; LockError otherwise.
+    `unsafe_threshold_ok` only for `combine` (getting keys back out of an old cluster whose threshold
+    the DV-safety theorem refutes), never to run one."""
     version = _get(document, "version", str, "")
     if version != LOCK_VERSION:
         raise LockError(f"cluster lock: unsupported version {version!r} (expected {LOCK_VERSION})")
@@ -272,8 +276,9 @@ def parse_lock(document: object) -> ClusterLock:
     n = len(operators)
     if n < 3:
         raise LockError(f"cluster lock: a cluster needs at least 3 operators, this lock has {n}")
-    if not n / 2 < threshold <= n:
-        raise LockError(f"cluster lock: threshold {threshold} is outside (N/2, N] for N = {n} operators")
+    refusal = threshold_refusal(n, threshold)
+    if refusal is not None and not (unsafe_threshold_ok and n / 2 < threshold <= n):
+        raise LockError(f"cluster lock: {refusal}")
     if not validators:
         raise LockError("cluster lock: no distributed_validators")
     for j, v in enumerate(validators):

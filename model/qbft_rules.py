@@ -45,6 +45,35 @@ def signing_threshold(n: Any) -> Any:
     return CeilDiv(2 * n, 3)
 
 
+def is_safe_threshold(n: Any, m: Any, fault_tolerance: QuorumSize = fault_tolerance) -> Any:
+    """M-of-N signing is safe with F Byzantine co-validators: M <= N, and any two signing sets of M
+    share at least F + 1 nodes (2M - N >= F + 1, i.e. M > (N + F) / 2), so an honest one that
+    persisted both messages and refused the second (theorem dv_safety, proved for exactly these)."""
+    return And(m >= 1, m <= n, 2 * m - n >= fault_tolerance(n) + 1)
+
+
+def smallest_safe_threshold(n: int) -> int:
+    """The least M `is_safe_threshold` accepts for N (equals `signing_threshold(N)`, the default)."""
+    return next(m for m in range(1, n + 1) if is_safe_threshold(n, m))
+
+
+def threshold_refusal(n: int, m: int) -> str | None:
+    """None for a safe M-of-N; else one line naming the bound and why (the lock, create-cluster and
+    the node's configuration all refuse with it)."""
+    if is_safe_threshold(n, m):
+        return None
+    f = fault_tolerance(n)
+    if not 1 <= m <= n:
+        return f"threshold {m} is outside [1, N] for N = {n} operators"
+    low = smallest_safe_threshold(n)
+    return (
+        f"threshold {m} is unsafe for N = {n} operators: two signing sets of {m} share only 2M - N = "
+        f"{2 * m - n} operator(s), fewer than F + 1 = {f + 1} (F = {f} Byzantine tolerated), so two "
+        f"slashable messages could both be signed; M must exceed (N + F) / 2 = {(n + f) / 2:g}: use "
+        f"{low}..{n} (theorem dv_safety)"
+    )
+
+
 def is_quorum(count: Any, n: Any, quorum_size: QuorumSize = quorum_size) -> Any:
     return count >= quorum_size(n)
 

@@ -5,12 +5,12 @@ produces two slashable signed messages for one validator (attestations: double o
 blocks: double proposal).
 
 The argument (the Consensys Dafny result's, re-proved on our functions). A message is signed by the
-cluster only if at least M = signing_threshold(N) co-validators released a partial for it. An honest
+cluster only if at least M co-validators released a partial for it (M is the lock's threshold, one of
+those `qbft_rules.is_safe_threshold` accepts: the lock, create-cluster and the node refuse others). An honest
 node releases a partial only for data it decided and PERSISTED (theorem 5 below: the VC gets data,
 and its partial is accepted, only in the phase `may_serve` allows, which no path reaches without
 PERSISTED). So for two messages m1, m2 signed by the cluster, the two signer sets share at least
-2M - N >= F + 1 nodes (the quorum lemma, for the model's `signing_threshold` and `fault_tolerance`), so
-an honest node i that persisted both. Whichever it decided second, say m2, passed two guards at i:
+2M - N >= F + 1 nodes, so an honest node i that persisted both (lemma A below). Whichever it decided second, say m2, passed two guards at i:
   G1 consensus validity with the ordering rule: when i validated m2 (is_attestation_acceptable
      against its slashing view), every earlier duty of the validator was finished at i, so its view
      held m1;
@@ -18,13 +18,20 @@ an honest node i that persisted both. Whichever it decided second, say m2, passe
 Either guard alone refuses m2 when (m1, m2) is slashable: that is `is_attestation_acceptable`
 (`is_block_acceptable`) applied to a history holding m1 (of any length), so the pair cannot exist.
 
-The Z3 encoding: for each N in 1..N_MAX, symbolic Byzantine set, signer sets, messages, and for each
-node the order in which it persisted the two and the histories its guards saw (unbounded Z3 arrays,
-as in proofs/slashing.py). `guards` chooses which guards the node model has: the implementation has
-both; either alone is proved sufficient; with neither (a node that validates against a stale view
-AND records without re-checking: "skip the ordering rule" in a design without G2) Z3 finds the
-slashable pair. N_MAX = 10 keeps the run to seconds; the quorum lemma it relies on is proved for
-every N in proofs/qbft.py (quorum_intersection).
+The Z3 encoding, in two lemmas whose conjunction is the theorem:
+  A `signers_share_an_honest_node(N, M)`: for every N in 1..N_MAX (16) and every M the code accepts
+    for it, two symbolic signer sets of >= M nodes and a symbolic Byzantine set of <= F nodes share
+    an honest node (counting only: bit-blasted, milliseconds per shape);
+  B `honest_node_refuses_the_second(kind)`: one honest node that persisted both messages, in either
+    order, each past its guards (the histories its guards saw are unbounded Z3 arrays holding the
+    earlier message, as in proofs/slashing.py; the check is the model's `is_attestation_acceptable` /
+    `is_block_acceptable`), holds no slashable pair. It does not depend on N or M.
+The witness of A satisfies B's hypothesis, so no two slashable messages are both signed. `guards`
+chooses which guards the node model has: the implementation has both; either alone is proved
+sufficient; with neither (a node that validates against a stale view AND records without
+re-checking) Z3 finds the slashable pair. A threshold below the bound, or F + 1 Byzantine nodes, make
+lemma A fail; tests/test_proofs_dv_safety.py checks, for every N = 1..16 and M = 1..N, that the
+theorem holds exactly where `is_safe_threshold` accepts.
 
 Theorem 5, persist_before_serve: by exhaustive enumeration of the duty phase table
 (`duty_state.transitions_for` each consensus kind) from its initial phase: every reachable phase in which `may_serve` holds
@@ -37,7 +44,8 @@ refuted with its path.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache
 from typing import Any
 
 import z3
@@ -45,14 +53,22 @@ import z3
 from covalidator.model import duty_state, qbft_rules
 from covalidator.model import slashing as rules
 from covalidator.model.logic import Sum
-from covalidator.proofs.harness import PROVED, REFUTED, ProofResult, Theorem, all_of, check_valid
+from covalidator.proofs.harness import (
+    CARDINALITY_SOLVER,
+    PROVED,
+    REFUTED,
+    ProofResult,
+    Theorem,
+    all_of,
+    check_valid,
+)
 from covalidator.proofs.slashing import (
     SymbolicHistory,
     spec_is_slashable_block_pair,
     spec_slashable_either_order,
 )
 
-N_MAX = 10
+N_MAX = 16
 GUARDS_OF_THE_IMPLEMENTATION = ("ordering_rule", "store_recheck")
 
 
@@ -64,13 +80,28 @@ def _history_holding(name: str, record: tuple[Any, ...]) -> tuple[SymbolicHistor
     return h, facts
 
 
-def _dv_safety_for(
-    n: int, kind: str, guards: tuple[str, ...], threshold: Callable[[Any], Any], faults: Callable[[Any], Any]
-) -> ProofResult:
+def signers_share_an_honest_node(n: int, m: int, faults: Callable[[Any], Any]) -> ProofResult:
+    """Lemma A (per N and M): two signing sets of at least M nodes, with at most `faults(N)`
+    Byzantine nodes, share an honest node. Pure counting (a pseudo-Boolean problem): solved by
+    bit-blasting the cardinality constraints, which takes milliseconds where the arithmetic solver
+    takes minutes at N = 16."""
     byz = [z3.Bool(f"byzantine_{i}") for i in range(n)]
     signed1 = [z3.Bool(f"signed_m1_{i}") for i in range(n)]
     signed2 = [z3.Bool(f"signed_m2_{i}") for i in range(n)]
-    first = [z3.Bool(f"m1_first_at_{i}") for i in range(n)]  # node i persisted m1 before m2
+    return check_valid(
+        f"dv_safety.signers_share_an_honest_node.N={n}.M={m}",
+        "two M-signer sets share an honest node",
+        [Sum(*byz) <= faults(n), Sum(*signed1) >= m, Sum(*signed2) >= m],
+        z3.Or(*[z3.And(z3.Not(byz[i]), signed1[i], signed2[i]) for i in range(n)]),
+        timeout_ms=60_000,
+        make_solver=CARDINALITY_SOLVER,
+    )
+
+
+def honest_node_refuses_the_second(kind: str, guards: tuple[str, ...]) -> ProofResult:
+    """Lemma B (per message kind): an honest node that released partials for both m1 and m2 persisted
+    both, each past its guards, in some order; then (m1, m2) is not slashable."""
+    first = z3.Bool("m1_first")  # the node persisted m1 before m2
     if kind == "attestation":
         m1, m2 = z3.Ints("s1 t1 r1"), z3.Ints("s2 t2 r2")
         slashable = spec_slashable_either_order(m1, m2)
@@ -83,49 +114,63 @@ def _dv_safety_for(
             return rules.is_attestation_acceptable(*later, history, True, *wm)
         return rules.is_block_acceptable(*later, history, True, *wm)
 
-    hypotheses: list[Any] = [
-        Sum(*byz) <= faults(n),
-        Sum(*signed1) >= threshold(n),
-        Sum(*signed2) >= threshold(n),
-    ]
-    for i in range(n):
-        conditions = []
-        for order, (earlier, later) in ((True, (m1, m2)), (False, (m2, m1))):
-            checks = []
-            if "ordering_rule" in guards:  # G1: its slashing view held the earlier message
-                view, facts = _history_holding(f"view_{i}_{int(order)}", earlier)
-                wm = z3.Ints(f"view_min_{i}_{int(order)}_0 view_min_{i}_{int(order)}_1")[: len(earlier) - 1]
-                checks.append(z3.And(*facts, accepted(later, view, tuple(wm))))
-            if "store_recheck" in guards:  # G2: the store's history held the earlier message
-                store, facts = _history_holding(f"store_{i}_{int(order)}", earlier)
-                wm = z3.Ints(f"store_min_{i}_{int(order)}_0 store_min_{i}_{int(order)}_1")[: len(earlier) - 1]
-                checks.append(z3.And(*facts, accepted(later, store, tuple(wm))))
-            conditions.append(z3.Implies(first[i] == order, z3.And(*checks) if checks else z3.BoolVal(True)))
-        # an honest node released partials for both only if it persisted both, each past its guards
-        hypotheses.append(z3.Implies(z3.And(z3.Not(byz[i]), signed1[i], signed2[i]), z3.And(*conditions)))
+    conditions = []
+    for order, (earlier, later) in ((True, (m1, m2)), (False, (m2, m1))):
+        checks = []
+        for guard in guards:  # ordering_rule: its slashing view held the earlier message (G1);
+            # store_recheck: the store's history held it (G2)
+            history, facts = _history_holding(f"{guard}_{int(order)}", earlier)
+            wm = z3.Ints(f"{guard}_min_{int(order)}_0 {guard}_min_{int(order)}_1")[: len(earlier) - 1]
+            checks.append(z3.And(*facts, accepted(later, history, tuple(wm))))
+        conditions.append(z3.Implies(first == order, z3.And(*checks) if checks else z3.BoolVal(True)))
     return check_valid(
-        f"dv_safety.{kind}.N={n}",
-        "no two slashable messages signed by the cluster",
-        hypotheses,
+        f"dv_safety.honest_node_refuses_the_second.{kind}",
+        "an honest node that persisted both past its guards holds no slashable pair",
+        conditions,
         z3.Not(slashable),
         timeout_ms=60_000,
     )
 
 
+def safe_thresholds(n: int) -> list[int]:
+    """Every M the code accepts for N (`qbft_rules.is_safe_threshold`: the lock, create-cluster and
+    the node's configuration refuse the others): the thresholds the theorem is proved for."""
+    return [m for m in range(1, n + 1) if qbft_rules.is_safe_threshold(n, m)]
+
+
+def dv_safety_at(
+    n: int,
+    m: int,
+    guards: tuple[str, ...] = GUARDS_OF_THE_IMPLEMENTATION,
+    faults: Callable[[Any], Any] = qbft_rules.fault_tolerance,
+) -> ProofResult:
+    """The theorem for one cluster shape M-of-N (attestations and blocks): lemma A for (N, M) and
+    lemma B for each kind (which does not depend on N or M)."""
+    return all_of(
+        f"dv_safety.N={n}.M={m}",
+        f"{m}-of-{n}: no two slashable cluster signatures",
+        [signers_share_an_honest_node(n, m, faults), *_refusals(guards)],
+    )
+
+
+@cache
+def _refusals(guards: tuple[str, ...]) -> tuple[ProofResult, ...]:
+    return tuple(honest_node_refuses_the_second(kind, guards) for kind in ("attestation", "block"))
+
+
 def dv_safety(
     guards: tuple[str, ...] = GUARDS_OF_THE_IMPLEMENTATION,
     n_max: int = N_MAX,
-    threshold: Callable[[Any], Any] = qbft_rules.signing_threshold,
+    thresholds: Callable[[int], Iterable[int]] = safe_thresholds,
     faults: Callable[[Any], Any] = qbft_rules.fault_tolerance,
 ) -> ProofResult:
-    parts = [
-        _dv_safety_for(n, kind, guards, threshold, faults)
-        for n in range(1, n_max + 1)
-        for kind in ("attestation", "block")
-    ]
+    """For every N = 1..n_max and every threshold M in `thresholds(N)` (by default every M the code
+    accepts), with at most `faults(N)` Byzantine nodes."""
+    parts = [dv_safety_at(n, m, guards, faults) for n in range(1, n_max + 1) for m in thresholds(n)]
     return all_of(
         "dv_safety",
-        f"<= F Byzantine, guards {'+'.join(guards) or 'none'}: no two slashable cluster signatures (N=1..{n_max})",
+        f"<= F Byzantine, guards {'+'.join(guards) or 'none'}: no two slashable cluster signatures "
+        f"(N=1..{n_max}, every accepted M)",
         parts,
     )
 
@@ -135,7 +180,7 @@ def dv_safety_each_guard_alone() -> ProofResult:
     return all_of(
         "dv_safety_each_guard_alone",
         "either guard alone keeps the cluster safe",
-        [dv_safety(("ordering_rule",), n_max=7), dv_safety(("store_recheck",), n_max=7)],
+        [dv_safety(("ordering_rule",)), dv_safety(("store_recheck",))],
     )
 
 
@@ -179,7 +224,7 @@ def persist_before_serve(
 THEOREMS = [
     Theorem(
         "dv_safety",
-        "<= F Byzantine co-validators: no two slashable messages signed by the cluster (N=1..10)",
+        "<= F Byzantine co-validators: no two slashable messages signed by the cluster (N=1..16, every accepted M)",
         dv_safety,
     ),
     Theorem(

@@ -45,6 +45,13 @@ class Theorem:
     run: Callable[[], ProofResult]
 
 
+def CARDINALITY_SOLVER() -> z3.Solver:
+    """For problems of Booleans and counts of Booleans only (`Sum(*bools) >= k`): cardinality
+    constraints to bit-vectors, then SAT. Complete for those problems, and orders of magnitude faster
+    than the arithmetic solver once N passes ~12."""
+    return z3.Then("simplify", "lia2card", "card2bv", "bit-blast", "sat").solver()
+
+
 def check_valid(
     name: str,
     statement: str,
@@ -53,10 +60,12 @@ def check_valid(
     *,
     timeout_ms: int = 120_000,
     detail: str = "",
+    make_solver: Callable[[], z3.Solver] = z3.Solver,
 ) -> ProofResult:
-    """Prove `hypotheses -> goal` valid by showing `hypotheses AND NOT goal` unsatisfiable."""
+    """Prove `hypotheses -> goal` valid by showing `hypotheses AND NOT goal` unsatisfiable
+    (`make_solver` makes the solver: the default one, or e.g. CARDINALITY_SOLVER)."""
     start = time.perf_counter()
-    solver = z3.Solver()
+    solver = make_solver()
     solver.set("timeout", timeout_ms)
     solver.add(*hypotheses)
     solver.add(z3.Not(goal))

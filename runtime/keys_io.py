@@ -88,14 +88,15 @@ def load_identity_key(path: Path) -> Ed25519PrivateKey:
 # ---- the cluster lock ----------------------------------------------------------------------------------
 
 
-def load_lock(path: Path) -> ClusterLock:
-    """Read and fully verify a cluster lock; LockError (naming the file) on any fault."""
+def load_lock(path: Path, *, unsafe_threshold_ok: bool = False) -> ClusterLock:
+    """Read and fully verify a cluster lock; LockError (naming the file) on any fault
+    (`unsafe_threshold_ok`: `combine` only, see `parse_lock`)."""
     try:
         document = read_json(path)
     except (OSError, ValueError) as error:
         raise LockError(f"{path}: {error}") from None
     try:
-        return parse_lock(document)
+        return parse_lock(document, unsafe_threshold_ok=unsafe_threshold_ok)
     except LockError as error:
         raise LockError(f"{path}: {error}") from None
 

@@ -127,7 +127,10 @@ def test_split_existing_keys(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--nodes", "2", "--validators", "1"], "a cluster needs at least 3 nodes"),
-        (["--nodes", "4", "--validators", "1", "--threshold", "2"], r"must be in (N/2, N] = (2, 4]"),
+        (["--nodes", "4", "--validators", "1", "--threshold", "2"], "threshold 2 is unsafe for N = 4"),
+        # accepted by the old (N/2, N] rule; the DV-safety theorem refutes both
+        (["--nodes", "7", "--validators", "1", "--threshold", "4"], "use 5..7 (theorem dv_safety)"),
+        (["--nodes", "5", "--validators", "1", "--threshold", "3"], "use 4..5 (theorem dv_safety)"),
         (["--nodes", "4", "--validators", "1", "--threshold", "5"], "refusing --threshold 5"),
         (["--nodes", "4"], "--validators V (>= 1) is required"),
         (["--nodes", "4", "--validators", "1", "--peer-addresses", "a:1,b:2"], "lists 2 addresses for 4 nodes"),

@@ -91,7 +91,7 @@ BAD_LOCKS: list[tuple[str, Callable[[dict[str, Any]], None], bool, str]] = [
     ("two operators", lambda d: (d.update(operators=d["operators"][:2], threshold=2),
                                  [v.update(public_shares=v["public_shares"][:2]) for v in d["distributed_validators"]]),
      True, "at least 3 operators, this lock has 2"),
-    ("threshold too low", _set("threshold", 2), True, r"threshold 2 is outside \(N/2, N\] for N = 4"),
+    ("threshold too low", _set("threshold", 2), True, r"threshold 2 is unsafe for N = 4 operators"),
     ("threshold too high", _set("threshold", 5), True, r"threshold 5 is outside"),
     ("missing share", lambda d: d["distributed_validators"][1]["public_shares"].pop(), True,
      r"distributed_validators\[1\] has 3 public_shares, expected 4"),
@@ -141,3 +141,26 @@ def test_signature_faults() -> None:
     bare["node_signatures"][0] = "0x" + KEYS[0].sign(lock_hash).hex()
     with pytest.raises(LockError, match=r"node_signatures\[0\]"):
         cluster_lock.parse_lock(bare)
+
+
+def test_an_old_lock_below_the_bound_loads_only_for_combine() -> None:
+    """3-of-5 passed the old (N/2, N] rule; the DV-safety theorem refutes it. It is refused, except
+    for `combine` (getting the keys back out), which still checks everything else."""
+    safe = cluster_lock.build_lock(  # (today's tool refuses to make 3-of-5: made as 4-of-5, re-signed)
+        name="old",
+        network="hoodi",
+        fork_version=bytes.fromhex("10000910"),
+        genesis_validators_root=bytes(range(32)),
+        threshold=4,
+        addresses=[f"10.0.0.{i}:3610" for i in range(5)],
+        identity_keys=KEYS[:5],
+        distributed_validators=[distributed(1001, n=5, m=3)],
+    )
+    document = resign({**safe, "threshold": 3})
+    with pytest.raises(LockError, match=r"threshold 3 is unsafe for N = 5 operators"):
+        cluster_lock.parse_lock(document)
+    assert cluster_lock.parse_lock(document, unsafe_threshold_ok=True).threshold == 3
+    with pytest.raises(LockError, match="lock_hash does not match"):  # everything else still checked
+        cluster_lock.parse_lock({**document, "name": "other"}, unsafe_threshold_ok=True)
+    with pytest.raises(LockError, match="threshold 2 is unsafe"):  # never accepted by any rule
+        cluster_lock.parse_lock(resign({**safe, "threshold": 2}), unsafe_threshold_ok=True)

@@ -89,6 +89,27 @@ def test_run_configuration_errors_are_one_line_and_exit_2(cluster: Path, tmp_pat
     assert_one_line(*cli("run", "--lock", lock, "--node-dir", str(mixed), *bn), "identity-key.pem")
 
 
+def test_an_existing_lock_whose_threshold_the_theorem_refutes_is_refused_at_run(tmp_path: Path) -> None:
+    """A lock made under the old (N/2, N] rule, 3-of-5 and signed by every operator, no longer runs."""
+    from covalidator.model import cluster_lock
+
+    old = tmp_path / "old"
+    make_cluster(old, nodes=5, validators=1)
+    document = json.loads((old / "node0" / keys_io.LOCK_FILE).read_text())
+    document["threshold"] = 3
+    content = {k: v for k, v in document.items() if k not in ("lock_hash", "node_signatures")}
+    lock_hash = cluster_lock.compute_lock_hash(content)
+    keys = [keys_io.load_identity_key(old / f"node{i}" / keys_io.IDENTITY_FILE) for i in range(5)]
+    document["lock_hash"] = "0x" + lock_hash.hex()
+    document["node_signatures"] = ["0x" + cluster_lock.sign_lock_hash(k, lock_hash).hex() for k in keys]
+    (old / "node0" / keys_io.LOCK_FILE).write_text(json.dumps(document))
+    assert_one_line(
+        *cli("run", *node_args(old), "--beacon-node", "http://127.0.0.1:1"),
+        "threshold 3 is unsafe for N = 5 operators",
+        "M must exceed (N + F) / 2 = 3: use 4..5",
+    )
+
+
 def test_a_beacon_node_on_another_chain_is_one_line_and_exit_2(cluster: Path) -> None:
     async def scenario() -> None:
         bn = await FakeBN().standard().start()

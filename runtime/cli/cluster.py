@@ -11,7 +11,6 @@ Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 1 anythin
 
 from __future__ import annotations
 
-import math
 import secrets
 import shutil
 import sys
@@ -82,7 +81,7 @@ def with_kdf_options(command: click.Command) -> click.Command:
 @click.command("create-cluster")
 @click.option("--nodes", "n", type=int, required=True, help="Number of co-validators N (>= 3).")
 @click.option("--validators", "v", type=int, default=None, help="Number of validators (with --split-existing-keys: defaults to the keystores found).")
-@click.option("--threshold", "m", type=int, default=None, help="Signing threshold M, in (N/2, N]. Default ceil(2N/3).")
+@click.option("--threshold", "m", type=int, default=None, help="Signing threshold M: more than (N + F) / 2 (the DV-safety theorem's bound), at most N. Default ceil(2N/3), the least safe M.")
 @click.option("--network", type=click.Choice(NETWORK_NAMES), default="mainnet", show_default=True)
 @click.option("--split-existing-keys", "existing", type=click.Path(path_type=Path), default=None,
               help="Split these EIP-2335 keystores (*.json, each with a same-named .txt password or one password.txt) instead of making new keys.")
@@ -111,13 +110,15 @@ def create_cluster(
     """Create an M-of-N cluster: split validator keys and write one folder per node."""
     from covalidator.model import bls, cluster_lock, networks
     from covalidator.model.interop import interop_secret_key
+    from covalidator.model.qbft_rules import smallest_safe_threshold, threshold_refusal
     from covalidator.runtime import keys_io
 
     if n < 3:
         fail(f"refusing --nodes {n}: a cluster needs at least 3 nodes (it tolerates floor((N-1)/3) faults)")
-    m = math.ceil(2 * n / 3) if m is None else m
-    if not n / 2 < m <= n:
-        fail(f"refusing --threshold {m}: it must be in (N/2, N] = ({n / 2:g}, {n}]")
+    m = smallest_safe_threshold(n) if m is None else m
+    refusal = threshold_refusal(n, m)
+    if refusal is not None:
+        fail(f"refusing --threshold {m}: {refusal}")
     if existing is not None and interop_keys:
         fail("choose one of --split-existing-keys and --interop-keys")
     if existing is None and (v is None or v < 1):
@@ -230,7 +231,7 @@ def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None)
     if not node_dirs:
         fail(f"{cluster_dir}: no node folders (*/{keys_io.LOCK_FILE})")
     try:
-        locks = [keys_io.load_lock(d / keys_io.LOCK_FILE) for d in node_dirs]
+        locks = [keys_io.load_lock(d / keys_io.LOCK_FILE, unsafe_threshold_ok=True) for d in node_dirs]
     except LockError as error:
         fail(str(error))
     lock = locks[0]
