@@ -514,10 +514,14 @@ class _Transition:
         for r in range(self.round + 1, self.round + self.cfg.max_future_rounds + 1):
             for sender in self.round_messages(r).round_changes:
                 highest[sender] = r
-        f_plus_1 = self.rules.fault_tolerance(self.cfg.n) + 1
-        if len(highest) < f_plus_1:
+        # the highest round that enough senders (F + 1: one is honest) have reached or passed
+        rounds = sorted(highest.values(), reverse=True)
+        jump = self.rules.is_round_change_jump
+        target = next(
+            (r for k, r in enumerate(rounds) if jump(k + 1, self.cfg.n, self.rules.fault_tolerance)), None
+        )
+        if target is None:
             return False
-        target = sorted(highest.values(), reverse=True)[f_plus_1 - 1]
         self.enter_round(target)
         self.send_round_change()
         self.future_round_change = True  # ROUND-CHANGEs above the new round may justify another jump

@@ -38,6 +38,11 @@ def broken_signing_threshold(n: Any) -> Any:
     return fault_tolerance(n)
 
 
+def broken_round_change_jump(count: Any, n: Any, fault_tolerance: Fn = fault_tolerance) -> Any:
+    """Jump ahead on F ROUND-CHANGEs: the Byzantine nodes alone could drag an honest node ahead."""
+    return count >= fault_tolerance(n)
+
+
 def broken_proposal_ignores_prepared(
     n: Any,
     round: Any,
@@ -96,4 +101,5 @@ PLANTED_BUGS: dict[str, Rules] = {
     "no-j2": RULES._replace(is_justified_proposal=broken_proposal_ignores_prepared),
     "any-prepared": RULES._replace(is_justified_proposal=broken_proposal_any_prepared),
     "decided-f+1": RULES._replace(is_commit_certificate=broken_commit_certificate),
+    "jump-on-f": RULES._replace(is_round_change_jump=broken_round_change_jump),
 }

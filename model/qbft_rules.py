@@ -211,6 +211,7 @@ class Rules(NamedTuple):
 
     quorum_size: QuorumSize = quorum_size
     fault_tolerance: QuorumSize = fault_tolerance
+    is_round_change_jump: Callable[..., Any] = is_round_change_jump
     is_justified_proposal: Callable[..., Any] = is_justified_proposal
     is_justified_round_change: Callable[..., Any] = is_justified_round_change
     is_commit_certificate: Callable[..., Any] = is_commit_certificate

@@ -303,16 +303,20 @@ def minify(attestations: Iterable[SignedAttestation], blocks: Iterable[SignedBlo
 
 
 def check_attestation_minimal(candidate: SignedAttestation, minimal: MinimalRecord) -> Verdict:
+    """The decision is `is_attestation_beyond_minimal` (theorem minification_soundness); the reason is
+    found after."""
     s, t = candidate.source_epoch, candidate.target_epoch
+    if minimal.max_source is None or minimal.max_target is None:
+        accepted = is_attestation_beyond_minimal(s, t, s, -1)  # no watermark: only source <= target
+    else:
+        accepted = is_attestation_beyond_minimal(s, t, minimal.max_source, minimal.max_target)
+    if accepted:
+        return Verdict(True)
     if s > t:
         return Verdict(False, Refusal.SOURCE_EXCEEDS_TARGET)
     if minimal.max_source is not None and s < minimal.max_source:
         return Verdict(False, Refusal.SOURCE_BELOW_MIN, detail=f"watermark source epoch {minimal.max_source}")
-    if minimal.max_target is not None and t <= minimal.max_target:
-        return Verdict(
-            False, Refusal.TARGET_NOT_ABOVE_MIN, detail=f"watermark target epoch {minimal.max_target}"
-        )
-    return Verdict(True)
+    return Verdict(False, Refusal.TARGET_NOT_ABOVE_MIN, detail=f"watermark target epoch {minimal.max_target}")
 
 
 def check_block_minimal(candidate: SignedBlock, minimal: MinimalRecord) -> Verdict:

@@ -58,6 +58,7 @@ from covalidator.model.qbft_mutants import (
     broken_proposal_any_prepared,
     broken_proposal_ignores_prepared,
     broken_quorum_size,
+    broken_round_change_jump,
     broken_signing_threshold,
 )
 from covalidator.model.qbft_rules import (
@@ -67,6 +68,7 @@ from covalidator.model.qbft_rules import (
     is_commit_certificate,
     is_justified_proposal,
     is_quorum,
+    is_round_change_jump,
     is_vote_quorum,
     quorum_size,
     signing_threshold,
@@ -83,7 +85,8 @@ Fn = Callable[..., Any]
 
 QUORUM_STATEMENT = (
     "for all N >= 1: two quorums share >= F+1 nodes (an honest one); an M-of-N signing set holds an honest "
-    "share; N-F honest nodes reach Q and M; Q = ceil(2N/3) = M"
+    "share; a round-change jump's F+1 senders hold an honest one; N-F honest nodes reach Q and M; "
+    "Q = ceil(2N/3) = M"
 )
 
 
@@ -92,6 +95,7 @@ def quorum_intersection(
     quorum_size: Fn = quorum_size,
     fault_tolerance: Fn = fault_tolerance,
     signing_threshold: Fn = signing_threshold,
+    is_round_change_jump: Fn = is_round_change_jump,
     sizes: Sequence[int] = SIZES,
 ) -> ProofResult:
     name = "qbft.quorum_intersection"
@@ -110,6 +114,12 @@ def quorum_intersection(
             "an M-of-N set of shares holds more than F shares, so an honest one",
             [n >= 1, a <= n, a >= m, byz >= 0, byz <= f],
             And(a >= f + 1, a - byz >= 1),
+        ),
+        check_valid(
+            "round_change_jump",
+            "the F+1 ROUND-CHANGEs that let a node jump ahead hold an honest sender's",
+            [n >= 1, a <= n, byz >= 0, byz <= f, is_round_change_jump(a, n, fault_tolerance)],
+            a - byz >= 1,
         ),
         check_valid(
             "availability",
@@ -378,6 +388,9 @@ BROKEN_VARIANTS: dict[str, Callable[[Sequence[int]], ProofResult]] = {
     "quorum of 2F (agreement)": lambda sizes: agreement(quorum_size=broken_quorum_size, sizes=sizes),
     "signing threshold of F": lambda sizes: quorum_intersection(
         signing_threshold=broken_signing_threshold, sizes=sizes
+    ),
+    "round-change jump on F messages": lambda sizes: quorum_intersection(
+        is_round_change_jump=broken_round_change_jump, sizes=sizes
     ),
     "justification ignoring the prepared value": lambda sizes: agreement(
         is_justified_proposal=broken_proposal_ignores_prepared, sizes=sizes

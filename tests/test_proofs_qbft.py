@@ -9,6 +9,7 @@ from covalidator.model.qbft_mutants import (
     broken_proposal_any_prepared,
     broken_proposal_ignores_prepared,
     broken_quorum_size,
+    broken_round_change_jump,
     broken_signing_threshold,
 )
 from covalidator.model.qbft_rules import quorum_size
@@ -47,6 +48,11 @@ def test_a_quorum_of_2f_breaks_intersection_and_agreement() -> None:
 def test_a_signing_threshold_of_f_is_refuted() -> None:
     result = qbft.quorum_intersection(signing_threshold=broken_signing_threshold)
     assert result.status == REFUTED and result.detail.startswith("signing")
+
+
+def test_a_round_change_jump_on_f_messages_is_refuted() -> None:
+    result = qbft.quorum_intersection(is_round_change_jump=broken_round_change_jump)
+    assert result.status == REFUTED and result.detail.startswith("round_change_jump")
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-PLANTED_BUGS = ("none", "quorum-2f", "no-j2", "any-prepared", "decided-f+1")
+PLANTED_BUGS = ("none", "quorum-2f", "no-j2", "any-prepared", "decided-f+1", "jump-on-f")
 
 
 class _LazySubcommands(click.Group):
