@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from .clock import SlotClock
+from .node_guards import GUARDS, Guards
 from .qbft_rules import threshold_refusal
 from .signing import ForkSchedule
 
@@ -88,6 +89,7 @@ class NodeConfig:
     chain: ChainConfig
     round_duration_ms: int = 1_000
     limits: Limits = field(default_factory=Limits)
+    guards: Guards = GUARDS  # the safety guards the node runs (replaced only to plant a bug)
 
     def __post_init__(self) -> None:
         n = self.n

@@ -92,6 +92,7 @@ from .node_events import (
     VCRequest,
     VCRequestKind,
 )
+from .node_guards import GUARDS, Guards
 from .node_state import NodeState
 from .node_vc import REQUEST_DUTY
 from .qbft_messages import Envelope, MsgType, canonical_json, make_value
@@ -129,18 +130,18 @@ class ByzantineBehaviour(StrEnum):
     EQUIVOCATE = "equivocate"  # as leader: different proposals to different peers; votes for others
     INVALID_PARTIALS = "invalid_partials"  # partial signatures that do not verify
     SILENT = "silent"  # sends nothing
-    MIXED = "mixed"  # draws one of the above per duty
+    # as leader: a vote surrounding each validator's latest attestation where this node's own view
+    # cannot see it yet (an earlier duty still undecided here): the attack the ordering rule stops
+    SURROUND_UNSEEN = "surround_unseen"
+    MIXED = "mixed"  # draws one of the first four per duty
 
 
-BYZANTINE_BEHAVIOURS = tuple(b for b in ByzantineBehaviour if b is not ByzantineBehaviour.MIXED)
-
-
-class PlantedBug(StrEnum):
-    """Deliberately broken variants, to show the simulator catches them."""
-
-    NONE = "none"
-    SERVE_BEFORE_PERSIST = "serve-before-persist"  # answer the VC at Decide, not at Persisted
-    NO_SLASHING_CHECKS = "no-slashing-checks"  # validity ignores the slashing DB, the store re-checks nothing
+BYZANTINE_BEHAVIOURS = (
+    ByzantineBehaviour.SLASHABLE,
+    ByzantineBehaviour.EQUIVOCATE,
+    ByzantineBehaviour.INVALID_PARTIALS,
+    ByzantineBehaviour.SILENT,
+)
 
 
 @dataclass(frozen=True)
@@ -165,11 +166,20 @@ class ClusterScenario:
     late_rate: float = 0.1
     max_gst_ms: int = 30_000
     round_duration_ms: int = 1_000
-    planted_bug: PlantedBug = PlantedBug.NONE
+    slot_ms: int = 6_000
+    store_ms: int = STORE_MS  # how long a Persist takes to be durable
+    vc_jitter_ms: int = 0  # each VC request and submission up to this much later (seeded)
+    guards: Guards = GUARDS  # the node's guards (another set only to plant a bug: proofs/mutants.py)
+    store_recheck: bool = True  # False: the durable store records what it is given (a planted bug)
+    planted_bug: str = "none"  # the name of the planted bug, for the report
+    # a scenario written out rather than drawn from the seed (the seed still draws the rest):
+    byzantine_nodes: tuple[int, ...] = ()  # which nodes are the Byzantine ones
+    partitions: tuple[Partition, ...] = ()  # these partitions instead of a drawn one; GST at their end
 
     def __post_init__(self) -> None:
         assert self.nodes >= 1 and self.byzantine >= 0 and self.crash >= 0
         assert self.byzantine + self.crash <= self.nodes
+        assert not self.byzantine_nodes or len(self.byzantine_nodes) == self.byzantine
         assert self.epochs >= 1 and self.validators >= 1
 
     @property
@@ -194,6 +204,7 @@ class ClusterScenario:
             proposer_share=self.proposer_share,
             late_block_rate=self.late_block_rate,
             reorg_rate=self.reorg_rate,
+            slot_ms=self.slot_ms,
             seed=self.seed,
         )
 
@@ -215,6 +226,8 @@ def plan_cluster(scenario: ClusterScenario, chain: SimChain) -> ClusterPlan:
     clock = chain.clock
     end_ms = clock.slot_start_ms(clock.first_slot(scenario.epochs) + 2)
     byzantine = tuple(sorted(rng.sample(ids, scenario.byzantine)))
+    if scenario.byzantine_nodes:
+        byzantine = tuple(sorted(scenario.byzantine_nodes))
     honest = [i for i in ids if i not in byzantine]
     gst = rng.randint(0, scenario.max_gst_ms)
     partitions: tuple[Partition, ...] = ()
@@ -223,6 +236,9 @@ def plan_cluster(scenario: ClusterScenario, chain: SimChain) -> ClusterPlan:
         group = frozenset(rng.sample(ids, rng.randint(1, n // 2)))
         start = rng.randint(0, gst // 2)
         partitions = (Partition(start, gst, group),)
+    if scenario.partitions:
+        partitions = scenario.partitions
+        gst = max(p.end_ms for p in partitions)
     crashes = []
     for node in sorted(rng.sample(honest, scenario.crash)):
         at = rng.randint(
@@ -347,7 +363,7 @@ class NodeRuntime:
         self.index = index
         self.chain = run.chain
         self.vc = vc
-        self.store = DurableStore(recheck=run.scenario.planted_bug is not PlantedBug.NO_SLASHING_CHECKS)
+        self.store = DurableStore(recheck=run.scenario.store_recheck)
         self.config = NodeConfig(
             share_index=index,
             threshold=run.scenario.threshold,
@@ -355,6 +371,7 @@ class NodeRuntime:
             chain=self.chain.config,
             round_duration_ms=run.scenario.round_duration_ms,
             limits=Limits(),
+            guards=run.scenario.guards,
         )
         self.state: NodeState | None = None
         self.now = 0
@@ -526,7 +543,7 @@ class NodeRuntime:
                 self._effects.append(NetTimer(at_ms, ("node", key)))
             case Persist():
                 refused = self.store.persist(action)
-                self._io(STORE_MS, lambda now: Persisted(action.duty, refused))
+                self._io(self.run.scenario.store_ms, lambda now: Persisted(action.duty, refused))
             case ReplyToVC():
                 self._check_served(action)
                 self._requests.pop(action.request_id, None)
@@ -705,6 +722,8 @@ class ByzantineRuntime(NodeRuntime):
             if env.message.sender != self.index:
                 return super()._outgoing(to, payload)
             if env.message.type == MsgType.PRE_PREPARE and env.body is not None:
+                if behaviour is ByzantineBehaviour.SURROUND_UNSEEN:
+                    return [NetSend(t, PeerPayload(qbft=self._surround_unseen(env))) for t in targets]
                 if behaviour is ByzantineBehaviour.SLASHABLE:
                     bad = self._mutated(env, slashable=True)
                     return [NetSend(t, PeerPayload(qbft=bad)) for t in targets]
@@ -735,6 +754,22 @@ class ByzantineRuntime(NodeRuntime):
             )
             return [NetSend(t, PeerPayload(partials=PartialSignatures(batch.duty, forged))) for t in targets]
         return super()._outgoing(to, payload)
+
+    def _surround_unseen(self, env: Envelope) -> Envelope:
+        """Source epoch 0 for every validator whose new vote this node's own slashing view accepts
+        (so an honest node whose view is as old as ours would accept it too); others as proposed."""
+        import json
+
+        assert env.body is not None and self.state is not None
+        if env.message.instance.kind is not DutyKind.ATTESTER:
+            return env
+        value = json.loads(env.body)
+        for key, data in value.items():
+            target = int(data["target"]["epoch"])
+            if self.state.slashing.check_attestation(key, SignedAttestation(0, target)).safe:
+                data["source"] = {"epoch": "0", "root": "0x" + "00" * 32}
+        new = make_value(canonical_json(value))
+        return Envelope(replace(env.message, value_hash=new.hash), new.body, env.justification)
 
     def _mutated(self, env: Envelope, slashable: bool) -> Envelope:
         """The proposal with other data: slashable (a surrounding source) or merely different."""
@@ -827,7 +862,7 @@ class ClusterResult:
             "faulty_vcs": {str(k): v.value for k, v in sorted(self.plan.vcs.items())},
             "gst_ms": self.plan.network.gst_ms,
             "within_tolerance": s.within_tolerance,
-            "planted_bug": s.planted_bug.value,
+            "planted_bug": s.planted_bug,
             "duties": self.duties,
             "succeeded": self.succeeded,
             "success_pct": round(self.success_pct, 3),
@@ -891,12 +926,7 @@ def run_cluster(
     `trace_node` records that node's every step (event, actions) into `ClusterResult.trace` (a life
     begins at its `Started`), as the runtime's trace recorder would."""
     started = time.perf_counter()
-    run = ClusterRun(scenario)
-    planted = _plant(scenario.planted_bug)
-    try:
-        return _run(run, on_slot, max_events, started, trace_node)
-    finally:
-        planted()
+    return _run(ClusterRun(scenario), on_slot, max_events, started, trace_node)
 
 
 def build_nodes(run: ClusterRun) -> dict[int, NodeRuntime]:
@@ -904,7 +934,7 @@ def build_nodes(run: ClusterRun) -> dict[int, NodeRuntime]:
     scenario, plan = run.scenario, run.plan
     runtimes: dict[int, NodeRuntime] = {}
     for i in range(1, scenario.nodes + 1):
-        vc = SimVC(run.chain, i, plan.vcs.get(i, VCBehaviour.HONEST))
+        vc = SimVC(run.chain, i, plan.vcs.get(i, VCBehaviour.HONEST), scenario.vc_jitter_ms)
         if i in plan.byzantine:
             runtimes[i] = ByzantineRuntime(run, i, vc, scenario.byzantine_behaviour)
         else:
@@ -1038,51 +1068,3 @@ def _summarise(
         vc_errors=dict(vc_errors),
         bls_backend=bls.backend_name(),
     )
-
-
-# ---- planted bugs (restored after the run) ---------------------------------------------------------------
-
-
-def _plant(bug: PlantedBug) -> Callable[[], None]:
-    """Patch the node model for a deliberately broken run; return the undo."""
-    from . import duty_state, node, node_vc
-    from .duty_state import Phase
-
-    if bug is PlantedBug.NONE:
-        return lambda: None
-    if bug is PlantedBug.SERVE_BEFORE_PERSIST:
-        original_may_serve = duty_state.may_serve
-        original_decided = node._on_decided
-
-        def may_serve(phase: Phase) -> bool:
-            return phase in (Phase.PERSISTING, Phase.SIGNING)
-
-        def on_decided(state: Any, rec: Any, value: Any, round: int, out: Any) -> None:
-            original_decided(state, rec, value, round, out)
-            node_vc.answer_held(state, rec.id, out)
-
-        setattr(node_vc, "may_serve", may_serve)  # noqa: B010 (node_vc uses its imported name)
-        node._on_decided = on_decided
-
-        def undo() -> None:
-            setattr(node_vc, "may_serve", original_may_serve)  # noqa: B010
-            node._on_decided = original_decided
-
-        return undo
-    assert bug is PlantedBug.NO_SLASHING_CHECKS
-    from .slashing import Verdict
-    from .slashing_view import SlashingView
-
-    original_att, original_block = SlashingView.check_attestation, SlashingView.check_block
-
-    def safe(self: SlashingView, pubkey: str, message: Any) -> Verdict:
-        return Verdict(True)
-
-    SlashingView.check_attestation = safe  # type: ignore[method-assign,assignment]
-    SlashingView.check_block = safe  # type: ignore[method-assign,assignment]
-
-    def undo_checks() -> None:
-        SlashingView.check_attestation = original_att  # type: ignore[method-assign]
-        SlashingView.check_block = original_block  # type: ignore[method-assign]
-
-    return undo_checks

@@ -450,14 +450,8 @@ def _blocking(state: NodeState, rec: DutyRecord) -> list[DutyId]:
     if rec.id.kind not in SLASHABLE_KINDS:
         return []
     keys = set(on_duty(rec))
-    return [
-        other.id
-        for other in state.duties.values()
-        if other.id.kind is rec.id.kind
-        and other.id.slot < rec.id.slot
-        and other.phase in UNDECIDED
-        and not keys.isdisjoint(on_duty(other))
-    ]
+    blocked_by = state.config.guards.is_blocked_by
+    return [other.id for other in state.duties.values() if blocked_by(other, rec, on_duty(other), keys)]
 
 
 def _randao(state: NodeState, slot: int) -> str | None:
@@ -636,11 +630,13 @@ def _value_problem(state: NodeState, rec: DutyRecord, value: Value) -> str | Non
                 check_attestation_data(chain, data, slot, int(info["committee_index"]))
                 root = bytes.fromhex(root_of(chain, Kind.ATTESTATION, data)[2:])
                 att = SignedAttestation(uint(data, "source", "epoch"), uint(data, "target", "epoch"), root)
-                verdict = state.slashing.check_attestation(vd.pubkey, att)
+                verdict = state.config.guards.check_slashing(state.slashing, vd.pubkey, att)
             elif rec.id.kind is DutyKind.PROPOSER:
                 check_block(chain, data, slot, int(info["validator_index"]), str(_randao(state, slot)))
                 root = bytes.fromhex(_block_root(state, data)[2:])
-                verdict = state.slashing.check_block(vd.pubkey, SignedBlock(slot, root))
+                verdict = state.config.guards.check_slashing(
+                    state.slashing, vd.pubkey, SignedBlock(slot, root)
+                )
             elif rec.id.kind is DutyKind.AGGREGATOR:
                 check_aggregate(str(info.get("attestation_data_root")), data, slot)
                 continue
@@ -753,7 +749,11 @@ def _on_decided(state: NodeState, rec: DutyRecord, value: Value, round: int, out
 def prepare_signing(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
     """A duty's validator learned what it lacked to be signed (a restored aggregation duty, its
     combined selection proof): compute its signing root now."""
-    if rec.phase is Phase.SIGNING and key not in rec.roots and rec.validators[key].data is not None:
+    if (
+        state.config.guards.may_serve(rec.phase)
+        and key not in rec.roots
+        and rec.validators[key].data is not None
+    ):
         _prepare_signing(state, rec, key, out)
 
 
@@ -804,7 +804,7 @@ def _on_persisted(state: NodeState, event: Persisted, out: Out) -> None:
     if rec is None or not rec.can(Trigger.PERSISTED):
         return
     rec.advance(Trigger.PERSISTED)
-    refused = dict(event.refused)
+    refused = state.config.guards.refused_by_store(event.refused)
     for key, vd in rec.validators.items():
         if vd.data is None:
             continue

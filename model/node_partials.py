@@ -153,7 +153,7 @@ def _candidates(
         by_root.setdefault(root, {})[sender] = unhex(sig)
         messages.setdefault(root, message)
     if rec.id.kind in CONSENSUS_KINDS:
-        if rec.phase is not Phase.SIGNING or key not in rec.roots:
+        if not state.config.guards.may_serve(rec.phase) or key not in rec.roots:
             return None  # wait until the decided data is persisted
         root = rec.roots[key]
         chosen = by_root.get(root, {})
@@ -161,7 +161,7 @@ def _candidates(
         root, chosen = max(by_root.items(), key=lambda item: (len(item[1]), item[0]))
     else:
         return None
-    if len(chosen) < state.config.threshold:
+    if not state.config.guards.is_threshold_met(len(chosen), state.config.threshold):
         return None
     own_message = vd.own_message if vd.own is not None and vd.own[0] == root else None
     return root, chosen, messages.get(root, own_message)
@@ -308,7 +308,7 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
 
 def _selected(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
     """An aggregation duty restored at a restart learns its selection proof: it can be signed now."""
-    if rec.phase is Phase.SIGNING:
+    if state.config.guards.may_serve(rec.phase):
         from .node import prepare_signing
         from .node_vc import answer_held
 

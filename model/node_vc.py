@@ -16,7 +16,7 @@ from . import bls
 from .beacon_data import DataProblem, bitlist_positions, block_of, fork_at_least, root_of, uint
 from .cluster import unhex
 from .duty import DutyId, DutyKind
-from .duty_state import CONSENSUS_KINDS, DutyRecord, Phase, may_serve
+from .duty_state import CONSENSUS_KINDS, DutyRecord, Phase
 from .node_events import PartialSignature, ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 from .node_partials import broadcast_own, finish, try_combine
 from .node_state import HeldRequest, NodeState, Out, metric, record, schedule, timer, validator
@@ -141,7 +141,7 @@ def answer(state: NodeState, req: HeldRequest, out: Out) -> None:
     if rec.phase is Phase.DONE and not any(vd.data is not None for vd in rec.validators.values()):
         _done(state, req, out, 503, error(503, f"{rec.id} ended without decided data"))
         return
-    if not may_serve(rec.phase):
+    if not state.config.guards.may_serve(rec.phase):
         return
     params = req.params
     fork = state.config.chain.fork_name(req.duty.slot)
@@ -373,7 +373,7 @@ def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str
         raise DataProblem(f"no {duty} duty in this cluster")
     for key, vd in rec.validators.items():
         if find(key, vd):
-            if not may_serve(rec.phase) or vd.data is None:
+            if not state.config.guards.may_serve(rec.phase) or vd.data is None:
                 raise DataProblem(f"{duty} has no persisted decided data (phase {rec.phase.value})")
             return rec, key
     raise DataProblem(f"no validator of this cluster matches in {duty}")
@@ -441,7 +441,7 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
                 "selection_proof is not the cluster's combined proof: run the VC in distributed mode "
                 "(it must call the beacon_committee_selections / sync_committee_selections endpoints)"
             )
-        if not may_serve(rec.phase) or vd.data is None:
+        if not state.config.guards.may_serve(rec.phase) or vd.data is None:
             raise DataProblem(f"{duty} has no persisted decided data")
         if vd.data != inner:
             _refuse_other_data(state, rec, key, out)

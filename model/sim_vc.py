@@ -31,7 +31,7 @@ from .beacon_data import is_aggregator, is_sync_committee_aggregator
 from .cluster import hex0x
 from .node_events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 from .signing import Kind, signing_root
-from .sim_chain import SYNC_SUBCOMMITTEE_SIZE, SimChain, _hash_hex
+from .sim_chain import SYNC_SUBCOMMITTEE_SIZE, SimChain, _hash_hex, draw
 from .vc_flow import AttesterDuty
 
 HTTP_MS = 3  # one request or reply between the VC and its node
@@ -72,10 +72,13 @@ class _Pending:
 
 
 class SimVC:
-    def __init__(self, chain: SimChain, node: int, behaviour: VCBehaviour = VCBehaviour.HONEST) -> None:
+    def __init__(
+        self, chain: SimChain, node: int, behaviour: VCBehaviour = VCBehaviour.HONEST, jitter_ms: int = 0
+    ) -> None:
         self.chain = chain
         self.node = node  # share index
         self.behaviour = behaviour
+        self.jitter_ms = jitter_ms  # each request and submission up to this much later (seeded)
         self.secrets = {chain.pubkeys[v]: chain.shares[v][node] for v in range(chain.params.validators)}
         self.next_id = node * 10_000_000
         self.pending: dict[int, _Pending] = {}
@@ -95,7 +98,10 @@ class SimVC:
         return self._sign(self.chain.pubkeys[index], kind, message)
 
     def _delay(self, base: int) -> int:
-        return base + (SLOW_MS if self.behaviour is VCBehaviour.SLOW else 0)
+        jitter = 0
+        if self.jitter_ms:
+            jitter = int(draw(self.chain.params.seed, "vc-jitter", self.node, self.next_id) * self.jitter_ms)
+        return base + jitter + (SLOW_MS if self.behaviour is VCBehaviour.SLOW else 0)
 
     def _request(self, kind: VCRequestKind, slot: int, params: Any, context: Any = None) -> VCAction:
         self.next_id += 1

@@ -50,7 +50,7 @@ from typing import Any
 
 import z3
 
-from covalidator.model import duty_state, qbft_rules
+from covalidator.model import duty_state, node_guards, qbft_rules
 from covalidator.model import slashing as rules
 from covalidator.model.logic import Sum
 from covalidator.proofs.harness import (
@@ -80,7 +80,12 @@ def _history_holding(name: str, record: tuple[Any, ...]) -> tuple[SymbolicHistor
     return h, facts
 
 
-def signers_share_an_honest_node(n: int, m: int, faults: Callable[[Any], Any]) -> ProofResult:
+def signers_share_an_honest_node(
+    n: int,
+    m: int,
+    faults: Callable[[Any], Any],
+    is_threshold_met: Callable[[Any, Any], Any] = node_guards.is_threshold_met,
+) -> ProofResult:
     """Lemma A (per N and M): two signing sets of at least M nodes, with at most `faults(N)`
     Byzantine nodes, share an honest node. Pure counting (a pseudo-Boolean problem): solved by
     bit-blasting the cardinality constraints, which takes milliseconds where the arithmetic solver
@@ -91,7 +96,7 @@ def signers_share_an_honest_node(n: int, m: int, faults: Callable[[Any], Any]) -
     return check_valid(
         f"dv_safety.signers_share_an_honest_node.N={n}.M={m}",
         "two M-signer sets share an honest node",
-        [Sum(*byz) <= faults(n), Sum(*signed1) >= m, Sum(*signed2) >= m],
+        [Sum(*byz) <= faults(n), is_threshold_met(Sum(*signed1), m), is_threshold_met(Sum(*signed2), m)],
         z3.Or(*[z3.And(z3.Not(byz[i]), signed1[i], signed2[i]) for i in range(n)]),
         timeout_ms=60_000,
         make_solver=CARDINALITY_SOLVER,

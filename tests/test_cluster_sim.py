@@ -11,10 +11,11 @@ from covalidator.model.cluster_sim import (
     ByzantineBehaviour,
     ClusterResult,
     ClusterScenario,
-    PlantedBug,
     run_cluster,
 )
 from covalidator.model.sim_vc import VCBehaviour
+from covalidator.model.simulation import Partition
+from covalidator.proofs.mutants import PLANTED_BUGS
 
 pytestmark = pytest.mark.usefixtures("blst_backend")  # (conftest: CI time)
 
@@ -93,32 +94,71 @@ def test_beyond_the_fault_tolerance_duties_fail_but_nothing_is_slashable() -> No
     assert reasons.get("no_outcome", 0) <= kinds.get("aggregator", 0) + kinds.get("sync_contribution", 0)
 
 
-def test_serving_before_persisting_is_caught() -> None:
-    result = run_cluster(ClusterScenario(validators=4, epochs=1, planted_bug=PlantedBug.SERVE_BEFORE_PERSIST))
+def planted(name: str, **kwargs: object) -> ClusterResult:
+    bug = PLANTED_BUGS[name]
+    return run_cluster(
+        ClusterScenario(guards=bug.guards, store_recheck=bug.store_recheck, planted_bug=name, **kwargs)  # type: ignore[arg-type]
+    )
+
+
+# A slow disk (300 ms to commit) and VCs that ask up to 400 ms late: some requests arrive while a
+# decided value is still being written.
+SLOW_STORE = {"validators": 8, "epochs": 1, "store_ms": 300, "vc_jitter_ms": 400}
+
+
+def test_serving_while_persisting_is_caught() -> None:
+    result = planted("serve-while-persisting", **SLOW_STORE)
     assert result.violation is not None and result.violation.startswith("served_before_persisted")
     assert result.prefix_tail  # the events that led to it
+    assert_safe(planted("none", **SLOW_STORE))
+
+
+# Validator 0 (seed 102) attests at slot 23 (epoch 2) and slot 24 (epoch 3). Nodes 1 and 2 are cut off
+# from 3 (Byzantine) and 4 from slot 23 until 300 ms before the slot-24 duty starts, so the slot-23
+# attestation is decided only as the slot-24 one begins; node 3 leads slot 24's first round and
+# proposes a vote surrounding validator 0's latest one wherever its own view cannot see it yet
+# (`surround_unseen`). The store takes 300 ms to commit and the honest VCs are slow (1.4 s late),
+# so they still ask for slot 23's data after it is decided.
+UNSEEN = {
+    "validators": 1,
+    "epochs": 4,
+    "seed": 102,
+    "sync_members": 0,
+    "reorg_rate": 0.0,
+    "drop_rate": 0.0,
+    "duplicate_rate": 0.0,
+    "late_rate": 0.0,
+    "byzantine": 1,
+    "byzantine_nodes": (3,),
+    "byzantine_behaviour": ByzantineBehaviour.SURROUND_UNSEEN,
+    "partitions": (Partition(144_000, 151_700, frozenset({1, 2})),),
+    "store_ms": 300,
+    "faulty_vcs": ((1, VCBehaviour.SLOW), (2, VCBehaviour.SLOW), (4, VCBehaviour.SLOW)),
+}
+
+
+def test_without_the_ordering_rule_and_the_store_recheck_a_surround_is_signed() -> None:
+    """Removing both guards of the DV-safety theorem gets a slashable pair on chain; either guard alone
+    keeps the cluster safe (theorem dv_safety_each_guard_alone), as do both."""
+    both_removed = planted("no-guards", **UNSEEN)
+    assert both_removed.violation is not None, both_removed.failed_by_reason
+    assert both_removed.violation.startswith("slashable_pair: validator 0: attestation (source 0, target 3")
+    for name in ("none", "no-ordering-rule", "ignore-store-refusals"):
+        result = planted(name, **UNSEEN)
+        assert result.violation is None and result.slashable_pairs == [], (name, result.violation)
 
 
 def test_without_slashing_checks_a_byzantine_leader_gets_a_slashable_pair_signed() -> None:
-    bug = run_cluster(
-        ClusterScenario(
-            validators=4,
-            epochs=5,
-            byzantine=1,
-            byzantine_behaviour=ByzantineBehaviour.SLASHABLE,
-            planted_bug=PlantedBug.NO_SLASHING_CHECKS,
-        )
+    bug = planted(
+        "no-slashing-checks",
+        validators=4,
+        epochs=5,
+        byzantine=1,
+        byzantine_behaviour=ByzantineBehaviour.SLASHABLE,
     )
     assert bug.violation is not None and bug.violation.startswith("slashable_pair"), bug.violation
     fixed = run(validators=4, epochs=5, byzantine=1, byzantine_behaviour=ByzantineBehaviour.SLASHABLE)
     assert_safe(fixed)
-
-
-def test_planted_bugs_are_undone_after_the_run() -> None:
-    run_cluster(ClusterScenario(validators=4, epochs=1, planted_bug=PlantedBug.SERVE_BEFORE_PERSIST))
-    assert_safe(run(validators=8, epochs=2, seed=3))
-    result = run_cluster(ClusterScenario(validators=4, epochs=1, seed=8))
-    assert_safe(result)
 
 
 def test_a_bn_without_data_yet_is_asked_again_while_consensus_runs() -> None:

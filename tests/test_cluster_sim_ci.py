@@ -42,7 +42,11 @@ def test_cli_json_has_the_figures_and_fails_a_planted_bug() -> None:
         assert key in report
     assert report["consensus_ms_p50"] <= report["consensus_ms_p99"]
     assert report["passed"] is True and report["slashable_pairs"] == 0
-    bad = CliRunner().invoke(cluster, ["-v", "4", "-e", "1", "--json", "--plant-bug", "serve-before-persist"])
+    bad = CliRunner().invoke(
+        cluster,
+        ["-v", "8", "-e", "1", "--json", "--plant-bug", "serve-while-persisting", "--store-ms", "300",
+         "--vc-jitter-ms", "400"],
+    )
     assert bad.exit_code == 1
     assert json.loads(bad.output.strip().splitlines()[-1])["violation"].startswith("served_before_persisted")
     usage = CliRunner().invoke(cluster, ["-n", "4", "-b", "3", "-c", "2"])

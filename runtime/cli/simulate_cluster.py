@@ -16,7 +16,10 @@ from typing import Any
 
 import click
 
+from covalidator.proofs.mutants import PLANTED_BUGS
+
 MIN_SUCCESS_PCT = 99.0
+PLANTED_BUG_NAMES = tuple(PLANTED_BUGS)
 
 
 @click.command()
@@ -46,10 +49,23 @@ MIN_SUCCESS_PCT = 99.0
 )
 @click.option(
     "--plant-bug",
-    type=click.Choice(["none", "serve-before-persist", "no-slashing-checks"]),
+    type=click.Choice(PLANTED_BUG_NAMES),
     default="none",
     show_default=True,
-    help="Run a deliberately broken node model.",
+    help="Run a deliberately broken node model (proofs/mutants.py).",
+)
+@click.option(
+    "--store-ms",
+    type=click.IntRange(0),
+    default=None,
+    help="Durable write latency (default: the simulator's, 2 ms).",
+)
+@click.option(
+    "--vc-jitter-ms",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Each VC request up to this much later.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def cluster(
@@ -63,13 +79,15 @@ def cluster(
     behaviour: str,
     faulty_vc: tuple[str, ...],
     plant_bug: str,
+    store_ms: int | None,
+    vc_jitter_ms: int,
     as_json: bool,
 ) -> None:
     """Simulate an N-node cluster serving V validators for E epochs; the chain judges every signature."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from covalidator.model.cluster_sim import ByzantineBehaviour, ClusterScenario, PlantedBug, run_cluster
+    from covalidator.model.cluster_sim import STORE_MS, ByzantineBehaviour, ClusterScenario, run_cluster
     from covalidator.model.sim_vc import VCBehaviour
 
     if byzantine + crash + len(faulty_vc) > nodes:
@@ -87,7 +105,11 @@ def cluster(
         seed=seed,
         byzantine_behaviour=ByzantineBehaviour(behaviour),
         faulty_vcs=tuple((0, VCBehaviour(b)) for b in faulty_vc),
-        planted_bug=PlantedBug(plant_bug),
+        store_ms=STORE_MS if store_ms is None else store_ms,
+        vc_jitter_ms=vc_jitter_ms,
+        guards=PLANTED_BUGS[plant_bug].guards,
+        store_recheck=PLANTED_BUGS[plant_bug].store_recheck,
+        planted_bug=plant_bug,
     )
     slots = epochs * 8 + 2
     with Progress(
