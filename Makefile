@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-faults clean
+.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-faults mutants clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
@@ -43,6 +43,11 @@ e2e: setup
 # the same with node 1 SIGKILLed mid-epoch and restarted a slot later
 e2e-faults: setup
 	$(BIN)/python e2e/lodestar/run.py --faults
+
+# Mutation testing of the safety-critical modules (cosmic-ray; hours; not in CI): README "Mutation testing"
+mutants: setup
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[mutation]'
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python mutation/mutants.py
 
 bench: setup
 	$(BIN)/python bench/slashing.py

@@ -114,7 +114,7 @@ class DutyRecord:
     validators: dict[str, ValidatorDuty] = field(default_factory=dict)
     qbft: InstanceState | None = None
     buffered: list[Any] = field(default_factory=list)  # peer QBFT envelopes before we join
-    input_requested: bool = False
+    input_received: bool = False  # this node's BN gave it data to offer (else a failure is the BN's)
     decided: dict[str, Any] | None = None
     decided_hash: str = ""
     held_requests: list[int] = field(default_factory=list)

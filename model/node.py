@@ -428,7 +428,7 @@ def _failure_reason(state: NodeState, rec: DutyRecord, key: str) -> str:
     if rec.phase is Phase.CONSENSUS:
         return (
             Reason.FETCH_BN_ERROR
-            if "fetch_error" in rec.extra and not rec.input_requested
+            if "fetch_error" in rec.extra and not rec.input_received
             else Reason.NO_CONSENSUS
         )
     if rec.phase is Phase.SIGNING:
@@ -518,7 +518,6 @@ def _maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
     else:
         rec.qbft, actions = qbft.init(instance)
     _qbft_actions(state, rec, actions, out)
-    rec.input_requested = True
     rec.extra["fetch_request"] = request
     out.append(FetchBeaconData(rec.id, request))
     for envelope in rec.buffered:
@@ -593,6 +592,7 @@ def _on_beacon_data(state: NodeState, event: BeaconDataFetched, out: Out) -> Non
         if item is not None:
             value[key] = item
     if value:
+        rec.input_received = True
         _run_qbft(state, rec, InputValue(rec.id, make_value(canonical_json(value))), out)
 
 

@@ -35,9 +35,9 @@ from tests.helpers.one_node import (
 V = 0  # the validator every case is about
 
 
-def attesting_node() -> tuple[OneNode, DutyId, dict[str, object]]:
+def attesting_node(nodes: int = 4) -> tuple[OneNode, DutyId, dict[str, object]]:
     """A node with an attester duty of validator V at slot 9, its consensus begun."""
-    node = OneNode()
+    node = OneNode(nodes=nodes)
     node.start()
     duty = DutyId(9, ATTESTER)
     node.attester_duties(1, node.attester_duty(V, 9))
@@ -83,6 +83,26 @@ def test_a_later_slashable_duty_waits_until_the_earlier_one_is_decided_and_persi
     actions = node.persisted(earlier)
     assert [a.duty for a in of_type(actions, FetchBeaconData)] == [later]
     assert len(persists(actions, later)) == 1  # the buffered decision now runs, in order
+
+
+def test_the_ordering_is_per_kind_an_undecided_duty_of_another_kind_holds_nothing_back() -> None:
+    """A proposal does not wait for an earlier attestation still undecided (the two are never
+    slashable against each other). (The other way round cannot arise: a proposal ends at the end of
+    its slot, before any later attestation starts.)"""
+    node = OneNode()
+    node.start()
+    attestation, proposal = DutyId(8, ATTESTER), DutyId(9, DutyKind.PROPOSER)
+    node.attester_duties(1, node.attester_duty(V, 8))
+    node.proposer_duties(1, {"pubkey": node.pubkey(V), "validator_index": str(V), "slot": "9"})
+    node.advance(node.duty_start(proposal))
+    assert node.state.duties[attestation].phase is Phase.CONSENSUS  # undecided
+    epoch = {"epoch": "1"}
+    reveal = node.partial(1, V, Kind.RANDAO_REVEAL, epoch).signature
+    node.vc_request(VCRequestKind.BLOCK, {"slot": "9", "randao_reveal": reveal})
+    randao = DutyId(9, DutyKind.RANDAO)
+    for sender in (2, 3):
+        node.peer_partials(randao, sender, [node.partial(sender, V, Kind.RANDAO_REVEAL, epoch, carry=True)])
+    assert node.state.duties[proposal].phase is Phase.CONSENSUS
 
 
 def test_a_duty_still_waiting_at_its_deadline_is_skipped_never_signed_out_of_order() -> None:
@@ -181,6 +201,17 @@ def test_m_minus_one_partials_never_combine_and_m_do_into_the_group_signature() 
     other = {**data, "beacon_block_root": ROOT_B}
     assert submissions(peers_partials(node, duty, other, range(3, 4)), duty) == []
     [submission] = submissions(peers_partials(node, duty, data, range(4, 5)), duty)  # 3 of 3
+    root = signing_root(node.chain.schedule, Kind.ATTESTATION, data)
+    assert verifies(node.pubkey(V), root, submission.body[0]["signature"])
+
+
+def test_more_than_m_partials_at_once_combine_too() -> None:
+    """5-of-7: all six peers' partials arrive while the value is being written; at PERSISTED the node
+    holds six, more than M, and combines."""
+    node, duty, data = attesting_node(nodes=7)
+    decided(node, duty, data)
+    assert submissions(peers_partials(node, duty, data, range(2, 8)), duty) == []
+    [submission] = submissions(node.persisted(duty), duty)
     root = signing_root(node.chain.schedule, Kind.ATTESTATION, data)
     assert verifies(node.pubkey(V), root, submission.body[0]["signature"])
 

@@ -77,18 +77,3 @@ def test_serving_while_persisting_is_refuted() -> None:
         may_serve=lambda p: p in (ds.Phase.PERSISTING, ds.Phase.SIGNING),
     )
     assert result.status == REFUTED
-
-
-def test_advance_refuses_transitions_outside_the_kinds_table() -> None:
-    from covalidator.model.duty import DutyId
-
-    rec = ds.DutyRecord(DutyId(1, DutyKind.ATTESTER))
-    try:
-        rec.advance(ds.Trigger.OPEN)
-    except ds.TransitionError:
-        pass
-    else:
-        raise AssertionError("a consensus duty must not open without persisting")
-    randao = ds.DutyRecord(DutyId(1, DutyKind.RANDAO))
-    randao.advance(ds.Trigger.OPEN)
-    assert randao.phase is ds.Phase.SIGNING

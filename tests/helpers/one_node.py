@@ -1,4 +1,5 @@
-"""One co-validator (share index 1 of a 3-of-4 cluster on the simulated chain's keys), driven event
+"""One co-validator (share index 1 of a 3-of-4 cluster, or N nodes with the least safe M, on the
+simulated chain's keys), driven event
 by event: the guard tests hand it exactly the duties, peer messages, store answers and VC calls a
 case needs, with real BLS partials from the other shares, and read what it does.
 
@@ -38,6 +39,7 @@ from covalidator.model.node_events import (
 from covalidator.model.node_guards import GUARDS, Guards
 from covalidator.model.node_state import NodeState
 from covalidator.model.qbft_messages import Envelope, Message, MsgType, canonical_json, make_value
+from covalidator.model.qbft_rules import smallest_safe_threshold
 from covalidator.model.signing import Kind, signing_root
 from covalidator.model.sim_chain import ChainParams, SimChain
 
@@ -49,11 +51,13 @@ ZERO = "0x" + "00" * 32
 
 
 class OneNode:
-    def __init__(self, validators: int = 2, guards: Guards = GUARDS) -> None:
+    def __init__(self, validators: int = 2, guards: Guards = GUARDS, nodes: int = N) -> None:
+        self.n = nodes
+        self.m = smallest_safe_threshold(nodes)
         self.chain = SimChain(
-            ChainParams(validators=validators, nodes=N, threshold=M, sync_members=0, reorg_rate=0.0), 4
+            ChainParams(validators=validators, nodes=nodes, threshold=self.m, sync_members=0, reorg_rate=0.0), 4
         )
-        self.config = NodeConfig(ME, M, self.chain.keys, self.chain.config, guards=guards)
+        self.config = NodeConfig(ME, self.m, self.chain.keys, self.chain.config, guards=guards)
         self.state = NodeState(self.config)
         self.clock = self.chain.clock
         self.now = 0
@@ -132,7 +136,7 @@ class OneNode:
         """Peers 2..4 committed `value` in `round`: a DECIDED with their commit certificate."""
         decided = make_value(canonical_json(value))
         commits = tuple(
-            Message(MsgType.COMMIT, duty, sender, round, decided.hash) for sender in range(2, N + 1)
+            Message(MsgType.COMMIT, duty, sender, round, decided.hash) for sender in range(2, self.n + 1)
         )
         envelope = Envelope(Message(MsgType.DECIDED, duty, 2, round, decided.hash), decided.body, commits)
         return self.feed(PeerMessage(2, PeerPayload(qbft=envelope)))

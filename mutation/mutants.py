@@ -1,0 +1,284 @@
+"""`make mutants`: mutation testing (cosmic-ray) of the safety-critical modules, outside CI.
+
+For each target below, cosmic-ray makes every single-point mutant of the listed functions (all of
+the module when none are listed) in a COPY of the package (the checkout is never touched) and runs
+only that target's tests and theorems against it (`mutation/in_copy.py`): a failing test or a refuted
+theorem kills the mutant. Survivors are compared with `mutation/equivalent.toml`, where each known
+equivalent mutant is written down with the reason it cannot change behaviour; any other survivor
+fails the run and must be killed by a new proof or test (never by an assertion about the mutant).
+
+    python mutation/mutants.py [--target NAME ...] [--keep DIR]
+
+Prints one line per target and a JSON summary (also written to mutation/score.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mutation.planted import copy_tree  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str  # relative to the project root
+    tests: tuple[str, ...]
+    theorems: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()  # only these (empty: every function of the module)
+    timeout_s: float = 300.0
+
+
+SLASHING_TESTS = (
+    "tests/test_slashing_properties.py",
+    "tests/test_eip3076_vectors.py",
+    "tests/test_store_oracle.py",
+    "tests/test_proofs_slashing.py",
+    "tests/test_interchange.py",
+)
+SLASHING_THEOREMS = (
+    "slashing.attestation_inductive_safety",
+    "slashing.block_inductive_safety",
+    "slashing.minification_soundness",
+    "slashing.neighbour_check_sufficiency",
+    "slashing.pruning_soundness",
+    "dv_safety.dv_safety",
+)
+QBFT_THEOREMS = ("qbft.quorum_intersection", "qbft.agreement", "qbft.broken_variants_refuted")
+
+TARGETS = (
+    Target("slashing-rules", "model/slashing.py", SLASHING_TESTS, SLASHING_THEOREMS),
+    Target(
+        "slashing-view",
+        "model/slashing_view.py",
+        ("tests/test_store_oracle.py", "tests/test_node_guards.py"),
+    ),
+    Target(
+        "qbft-rules",
+        "model/qbft_rules.py",
+        ("tests/test_qbft_rules.py", "tests/test_qbft.py", "tests/test_proofs_qbft.py"),
+        (*QBFT_THEOREMS, "dv_safety.dv_safety"),
+    ),
+    Target(
+        "qbft-instance",
+        "model/qbft.py",
+        ("tests/test_qbft.py", "tests/test_qbft_messages.py", "tests/test_qbft_stateful.py"),
+    ),
+    Target(
+        "duty-phases",
+        "model/duty_state.py",
+        ("tests/test_duty_phases.py", "tests/test_node_guards.py"),
+        ("dv_safety.persist_before_serve",),
+    ),
+    Target(
+        "node-guards",
+        "model/node_guards.py",
+        ("tests/test_node_guards.py",),
+        ("dv_safety.dv_safety",),
+    ),
+    Target(
+        "store-selection",
+        "runtime/store.py",
+        (
+            "tests/test_store_oracle.py",
+            "tests/test_slashing_properties.py",
+            "tests/test_eip3076_vectors.py",
+            "tests/test_runtime_store.py",
+        ),
+        functions=("_at_target", "_nearest", "_attestation", "_block", "check_batch", "import_interchange"),
+    ),
+)
+
+
+def function_lines(source: str, functions: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(first, last) line of each named function or method."""
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in functions:
+            spans.append((node.lineno, node.end_lineno or node.lineno))
+    return spans
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's annotations are: with `from __future__ import annotations` (every module
+    here) they are never evaluated, so a mutant inside one is equivalent by construction."""
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = node.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+            every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            annotations = [a.annotation for a in every] + [node.returns]
+        elif isinstance(node, ast.AnnAssign):
+            annotations = [node.annotation]
+        for a in annotations:
+            if a is not None:
+                spans.append(((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)))
+    return spans
+
+
+def enclosing_function(source: str, line: int) -> str:
+    best = ("<module>", 0)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            end = node.end_lineno or node.lineno
+            if node.lineno <= line <= end and node.lineno > best[1]:
+                best = (node.name, node.lineno)
+    return best[0]
+
+
+def load_equivalents() -> list[dict[str, str]]:
+    path = ROOT / "mutation" / "equivalent.toml"
+    return list(tomllib.loads(path.read_text()).get("equivalent", [])) if path.exists() else []
+
+
+def is_listed(equivalents: list[dict[str, str]], survivor: dict[str, str]) -> str | None:
+    for entry in equivalents:
+        if all(entry.get(k) == survivor[k] for k in ("module", "function", "operator", "line")):
+            return entry.get("reason", "")
+    return None
+
+
+def run_target(target: Target, work: Path) -> dict[str, object]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    tree = work / target.name
+    copy_tree(tree, None)
+    top, _, rest = target.path.partition("/")
+    module = tree / "covalidator" / top / rest
+    python = shlex.quote(sys.executable)
+    # one process (cosmic-ray runs the command without a shell): the tests, then the theorems
+    command = f"{python} {shlex.quote(str(ROOT / 'mutation' / 'in_copy.py'))} {shlex.quote(str(tree))}"
+    command += " --pytest " + " ".join(target.tests)
+    if target.theorems:
+        command += " --prove " + " ".join(target.theorems)
+    config = work / f"{target.name}.toml"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{module}"\n'
+        f"timeout = {target.timeout_s}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        '[cosmic-ray.distributor]\nname = "local"\n'
+    )
+    session = work / f"{target.name}.sqlite"
+    subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, check=True)
+    source = module.read_text()
+    spans = function_lines(source, target.functions) if target.functions else []
+    annotations = annotation_spans(source)
+    in_annotations = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            start = tuple(item.mutations[0].start_pos)
+            if spans and not any(a <= start[0] <= b for a, b in spans):
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="outside"))
+            elif any(low <= start <= high for low, high in annotations):
+                in_annotations += 1
+                db.set_result(
+                    item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="annotation")
+                )
+    started = time.monotonic()
+    subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, check=True)
+    lines = source.splitlines()
+    killed = incompetent = 0
+    survivors = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome is WorkerOutcome.SKIPPED:
+                continue
+            if "HARNESS-ERROR" in (result.output or ""):
+                raise SystemExit(f"{target.name}: the test command is wrong: {result.output}")
+            if result.test_outcome is TestOutcome.KILLED:
+                killed += 1
+            elif result.test_outcome is TestOutcome.INCOMPETENT:
+                incompetent += 1
+            else:
+                mutation = item.mutations[0]
+                line = mutation.start_pos[0]
+                survivors.append(
+                    {
+                        "module": target.path,
+                        "function": enclosing_function(source, line),
+                        "operator": mutation.operator_name,
+                        "line": lines[line - 1].strip(),
+                        "line_number": str(line),
+                        "diff": result.diff or "",
+                    }
+                )
+    equivalents = load_equivalents()
+    equivalent, unexplained = [], []
+    for survivor in survivors:
+        reason = is_listed(equivalents, survivor)
+        (equivalent if reason is not None else unexplained).append(survivor)
+    return {
+        "target": target.name,
+        "module": target.path,
+        "mutants": killed + incompetent + len(survivors),
+        "killed": killed,
+        "incompetent": incompetent,  # the mutant does not run at all (a crash at import): killed too
+        "survived_equivalent": len(equivalent),
+        "equivalent_annotations": in_annotations,  # not run: annotations are never evaluated
+        "survived": len(unexplained),
+        "survivors": unexplained,
+        "seconds": round(time.monotonic() - started),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", action="append", choices=[t.name for t in TARGETS])
+    parser.add_argument("--keep", type=Path, help="keep the copies and sessions here")
+    args = parser.parse_args()
+    chosen = [t for t in TARGETS if not args.target or t.name in args.target]
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = []
+        for target in chosen:
+            result = run_target(target, work)
+            results.append(result)
+            print(
+                f"{target.name:16} {result['mutants']:4} mutants: {result['killed']} killed, "
+                f"{result['incompetent']} incompetent, {result['survived_equivalent']} equivalent "
+                f"(+{result['equivalent_annotations']} in annotations), "
+                f"{result['survived']} survived ({result['seconds']} s)",
+                flush=True,
+            )
+            for survivor in result["survivors"]:  # type: ignore[attr-defined]
+                print(
+                    f"  SURVIVED {survivor['module']}:{survivor['line_number']} {survivor['function']} "
+                    f"{survivor['operator']}: {survivor['line']}"
+                )
+    summary = {
+        "mutants": sum(int(r["mutants"]) for r in results),  # type: ignore[call-overload]
+        "killed": sum(int(r["killed"]) + int(r["incompetent"]) for r in results),  # type: ignore[call-overload]
+        "equivalent": sum(int(r["survived_equivalent"]) for r in results),  # type: ignore[call-overload]
+        "equivalent_annotations": sum(int(r["equivalent_annotations"]) for r in results),  # type: ignore[call-overload]
+        "survived": sum(int(r["survived"]) for r in results),  # type: ignore[call-overload]
+        "targets": results,
+    }
+    if not args.target:
+        (ROOT / "mutation" / "score.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "targets"}))
+    return 1 if summary["survived"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
