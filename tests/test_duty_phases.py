@@ -45,7 +45,7 @@ def test_advance_refuses_transitions_outside_the_kinds_table() -> None:
 
 def test_only_the_phase_after_persisted_serves() -> None:
     assert [p for p in ds.Phase if ds.may_serve(p)] == [ds.Phase.SIGNING]
-    assert ds.UNDECIDED == {ds.Phase.SCHEDULED, ds.Phase.WAITING, ds.Phase.CONSENSUS, ds.Phase.PERSISTING}
+    assert {ds.Phase.SCHEDULED, ds.Phase.WAITING, ds.Phase.CONSENSUS, ds.Phase.PERSISTING} == ds.UNDECIDED
 
 
 def test_a_duty_whose_bn_never_answered_ends_with_fetch_bn_error_else_no_consensus() -> None:
