@@ -80,6 +80,14 @@ def bitlist_positions(text: str) -> tuple[int, list[int]]:
     return length, positions
 
 
+def bitvector_positions(text: str) -> tuple[int, list[int]]:
+    """(length in bits, set positions) of an SSZ bitvector in 0x hex (no delimiter bit)."""
+    if not isinstance(text, str) or not re.fullmatch(r"0x([0-9a-fA-F]{2})+", text):
+        raise DataProblem(f"bad bitvector {text!r}")
+    data = bytes.fromhex(text[2:])
+    return len(data) * 8, [i for i in range(len(data) * 8) if data[i // 8] >> (i % 8) & 1]
+
+
 # ---- aggregator selection (consensus specs, validator guide) -----------------------------------------
 
 
@@ -151,17 +159,37 @@ def check_block(
         raise DataProblem(f"block version {proposal.get('version')}, fork {chain.fork_name(slot)}")
 
 
-def check_aggregate(data_root: str, aggregate: Any, slot: int) -> None:
+def check_aggregate(
+    chain: ChainConfig, aggregate: Any, slot: int, data_root: str, committee_index: int, committee_length: int
+) -> None:
+    """An aggregate for the duty: the attestation data the cluster decided for the slot (its
+    `hash_tree_root` is the duty's `attestation_data_root`), bits that fit the duty's committee, at
+    least one attester, and a signature."""
     if not isinstance(aggregate, dict) or not isinstance(aggregate.get("data"), dict):
         raise DataProblem("aggregate without data")
     if uint(aggregate, "data", "slot") != slot:
         raise DataProblem("aggregate for another slot")
-    _, positions = bitlist_positions(aggregate.get("aggregation_bits", ""))
+    from .specs import spec
+    from .ssz_json import hash_tree_root
+
+    try:
+        module = spec(chain.fork_name(slot), chain.schedule.preset)
+        root = "0x" + hash_tree_root(module.AttestationData, aggregate["data"]).hex()
+    except (SszJsonError, KeyError, TypeError, ValueError) as error:
+        raise DataProblem(f"aggregate data does not parse: {error}") from None
+    if root != data_root:
+        raise DataProblem(f"aggregate for attestation data {root}, the cluster decided {data_root}")
+    length, positions = bitlist_positions(aggregate.get("aggregation_bits", ""))
+    if length != committee_length:
+        raise DataProblem(f"aggregation bits for {length} attesters, the committee has {committee_length}")
+    if fork_at_least(chain, slot, "electra"):
+        _, committees = bitvector_positions(aggregate.get("committee_bits", ""))
+        if committees != [committee_index]:
+            raise DataProblem(f"aggregate for committees {committees}, the duty's is {committee_index}")
     if not positions:
         raise DataProblem("aggregate with no attester")
     if not is_signature(aggregate.get("signature")):
         raise DataProblem("aggregate without signature")
-    del data_root  # checked by the caller against the attestation data it signed
 
 
 def check_contribution(contribution: Any, slot: int, subcommittee_index: int, beacon_block_root: str) -> None:

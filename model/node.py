@@ -638,7 +638,14 @@ def _value_problem(state: NodeState, rec: DutyRecord, value: Value) -> str | Non
                     state.slashing, vd.pubkey, SignedBlock(slot, root)
                 )
             elif rec.id.kind is DutyKind.AGGREGATOR:
-                check_aggregate(str(info.get("attestation_data_root")), data, slot)
+                check_aggregate(
+                    chain,
+                    data,
+                    slot,
+                    str(info.get("attestation_data_root")),
+                    int(info["committee_index"]),
+                    int(info["committee_length"]),
+                )
                 continue
             else:
                 check_contribution(data, slot, int(info["subcommittee_index"]), str(_sync_root(state, slot)))
