@@ -22,10 +22,10 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check model proofs
+	$(BIN)/ruff format --check model runtime proofs mutation
 
 typecheck: setup
-	$(BIN)/mypy --strict model
+	$(BIN)/mypy --strict model runtime proofs
 
 prove: setup
 	$(BIN)/covalidator prove

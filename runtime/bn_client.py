@@ -804,7 +804,7 @@ def _is_blinded(block: dict[str, Any]) -> bool:
 
 
 async def _server_sent_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, Json]]:
-    name, data_lines = "message", []
+    name, data_lines = "message", list[str]()
     while True:
         try:
             line = await stream.readline()

@@ -108,10 +108,19 @@ def new_password() -> str:
     return secrets.token_hex(16)
 
 
-def encrypt_keystore(secret: bytes, password: str, kdf: keystore.Scrypt | keystore.Pbkdf2, path: str = "") -> dict[str, Any]:
-    return keystore.encrypt(
-        secret, password, salt=secrets.token_bytes(32), iv=secrets.token_bytes(16), uuid=str(uuid.uuid4()), kdf=kdf, path=path
+def encrypt_keystore(
+    secret: bytes, password: str, kdf: keystore.Scrypt | keystore.Pbkdf2, path: str = ""
+) -> dict[str, Any]:
+    document: dict[str, Any] = keystore.encrypt(
+        secret,
+        password,
+        salt=secrets.token_bytes(32),
+        iv=secrets.token_bytes(16),
+        uuid=str(uuid.uuid4()),
+        kdf=kdf,
+        path=path,
     )
+    return document
 
 
 def encrypt_many(
@@ -163,6 +172,7 @@ def read_keystores(directory: Path) -> list[KeystoreFile]:
 
 def decrypt_keystore_file(entry: KeystoreFile) -> bytes:
     try:
-        return keystore.decrypt(entry.document, entry.password)
+        secret: bytes = keystore.decrypt(entry.document, entry.password)
+        return secret
     except keystore.KeystoreError as error:
         raise keystore.KeystoreError(f"{entry.path}: {error}") from None

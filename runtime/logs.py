@@ -25,7 +25,8 @@ def safe_fields(fields: Any) -> dict[str, Any]:
     if not isinstance(fields, dict):
         return {}
     return {
-        str(k): REDACTED if any(w in str(k).lower() for w in SECRET_FIELD_WORDS) else v for k, v in fields.items()
+        str(k): REDACTED if any(w in str(k).lower() for w in SECRET_FIELD_WORDS) else v
+        for k, v in fields.items()
     }
 
 
@@ -57,7 +58,8 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
         }

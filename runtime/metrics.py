@@ -76,7 +76,10 @@ class NodeMetrics:
             "kind",
         )
         self.decided_round = histogram(
-            "covalidator_consensus_decided_round", "The QBFT round a duty was decided in", ROUND_BUCKETS, "kind"
+            "covalidator_consensus_decided_round",
+            "The QBFT round a duty was decided in",
+            ROUND_BUCKETS,
+            "kind",
         )
         self.leader = Gauge(
             "covalidator_consensus_leader",
@@ -85,7 +88,10 @@ class NodeMetrics:
             registry=r,
         )
         self.partials_received = counter(
-            "covalidator_partial_signatures_received", "Partial-signature batches received, by peer", "peer", "kind"
+            "covalidator_partial_signatures_received",
+            "Partial-signature batches received, by peer",
+            "peer",
+            "kind",
         )
         self.signatures_combined = counter(
             "covalidator_signatures_combined", "Threshold signatures combined", "kind"
@@ -100,10 +106,16 @@ class NodeMetrics:
             "covalidator_slashing_refusals", "Decided data refused as slashable by this node's DB", "kind"
         )
         self.bn_fetch_failures = counter(
-            "covalidator_bn_fetch_failures", "Duties or duty data the model could not get from the BN", "what", "kind"
+            "covalidator_bn_fetch_failures",
+            "Duties or duty data the model could not get from the BN",
+            "what",
+            "kind",
         )
         self.vc_refused = counter(
-            "covalidator_vc_refused", "VC requests and partial signatures refused by the model", "what", "cause"
+            "covalidator_vc_refused",
+            "VC requests and partial signatures refused by the model",
+            "what",
+            "cause",
         )
         self.model_events = counter(
             "covalidator_model_events", "Other counters the model emits, by name", "metric"
@@ -246,7 +258,9 @@ class SnapshotCollector(Collector):
         for url, bn in sorted(s.beacon_nodes.items()):
             up.add_metric([*node, url, str(bn.get("role", ""))], 0.0 if bn.get("down") else 1.0)
             syncing.add_metric([*node, url], 1.0 if bn.get("syncing") else 0.0)
-        fallback = gauge("covalidator_bn_fallback_in_use", "1 when the last good BN answer came from a fallback")
+        fallback = gauge(
+            "covalidator_bn_fallback_in_use", "1 when the last good BN answer came from a fallback"
+        )
         fallback.add_metric(node, 1.0 if s.fallback_in_use else 0.0)
         held = gauge("covalidator_vc_held_requests", "VC requests waiting for the cluster's decision")
         held.add_metric(node, float(s.held_vc_requests))
@@ -290,7 +304,10 @@ class Counters:
         by_result[result] = by_result.get(result, 0) + 1
 
     def as_json(self) -> dict[str, Any]:
-        return {"metrics": {k: dict(v) for k, v in self.sums.items()}, "outcomes": {k: dict(v) for k, v in self.outcomes.items()}}
+        return {
+            "metrics": {k: dict(v) for k, v in self.sums.items()},
+            "outcomes": {k: dict(v) for k, v in self.outcomes.items()},
+        }
 
 
 class Fanout:

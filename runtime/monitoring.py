@@ -63,12 +63,18 @@ def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
         add("bn_syncing", f"syncing: {', '.join(sorted(answered))}")
     quorum = int(quorum_size(h.n))
     if h.peers_connected + 1 < quorum:
-        add("too_few_peers", f"{h.peers_connected + 1} of {h.n} connected (this node included), quorum {quorum}")
+        add(
+            "too_few_peers",
+            f"{h.peers_connected + 1} of {h.n} connected (this node included), quorum {quorum}",
+        )
     far = {p: o for p, o in h.clock_offsets_ms.items() if abs(o) > MAX_CLOCK_OFFSET_MS}
     if far:
         add("clock_offset", ", ".join(f"peer {p}: {o:+.0f} ms" for p, o in sorted(far.items())))
     if h.vc_silent_ms > h.epoch_ms:
-        add("vc_not_seen", f"no VC call for {h.vc_silent_ms / 1000:.0f} s (an epoch is {h.epoch_ms / 1000:.0f} s)")
+        add(
+            "vc_not_seen",
+            f"no VC call for {h.vc_silent_ms / 1000:.0f} s (an epoch is {h.epoch_ms / 1000:.0f} s)",
+        )
     return reasons
 
 
@@ -133,8 +139,11 @@ class Monitoring:
             bn_syncing=dict(self.bn_syncing),
             n=config.n if config is not None else 1,
             peers_connected=len(connected),
-            clock_offsets_ms={i: float(p["clock_offset_ms"]) for i, p in connected.items()
-                              if p.get("clock_offset_ms") is not None},
+            clock_offsets_ms={
+                i: float(p["clock_offset_ms"])
+                for i, p in connected.items()
+                if p.get("clock_offset_ms") is not None
+            },
             vc_silent_ms=max(0, now - seen),
             epoch_ms=clock.slot_ms * clock.slots_per_epoch if clock is not None else 2**62,
         )

@@ -148,7 +148,9 @@ class NodeApp:
             lock=files.lock_json,
         )
         try:
-            self.trace = TraceRecorder(s.data / TRACE_DIR, header, max_bytes=s.trace_max_bytes, keep=s.trace_keep)
+            self.trace = TraceRecorder(
+                s.data / TRACE_DIR, header, max_bytes=s.trace_max_bytes, keep=s.trace_keep
+            )
         except OSError as error:
             raise ConfigError(f"trace folder {s.data / TRACE_DIR}: {error.strerror or error}") from None
         clock = config.chain.clock
@@ -159,25 +161,35 @@ class NodeApp:
         )
         host, port = s.p2p or listen_address(files.lock.operators[files.node_index].address)
         self.tracker = DutyTracker(clock.slots_per_epoch)
-        self.prometheus = NodeMetrics(NodeIdentity(files.lock.name, hex0x(files.lock.lock_hash), files.share_index))
+        self.prometheus = NodeMetrics(
+            NodeIdentity(files.lock.name, hex0x(files.lock.lock_hash), files.share_index)
+        )
         self.prometheus.add_snapshots(self._snapshot)
         self.bn.observer = self.prometheus.bn_call
         sink = Fanout(self.metrics, self.prometheus, self.tracker)
-        self.runner = runner = NodeRunner(config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock)
+        self.runner = runner = NodeRunner(
+            config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock
+        )
         runner.on_commit = self.prometheus.store_committed
-        self.transport = PeerTransport(files.lock, files.node_index, files.identity_key, host, port, runner.on_peer)
+        self.transport = PeerTransport(
+            files.lock, files.node_index, files.identity_key, host, port, runner.on_peer
+        )
         runner.transport = self.transport  # queues frames until the connections are up
         # the loop first, so Started is the model's first event: nothing from the VC or the peers can
         # arrive before it (they would be dropped as "before Started")
         self._spawn(runner.run(started), "runner")
         self.proxy = ReverseProxy(self.bn)
-        self.api = ValidatorAPI(runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status)
+        self.api = ValidatorAPI(
+            runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status
+        )
         self.api.on_request = self.prometheus.vc_request
         await self._serve_api()
         try:
             await self.transport.start()
         except OSError as error:
-            raise ConfigError(f"cannot listen for peers on {host}:{port}: {error.strerror or error}") from None
+            raise ConfigError(
+                f"cannot listen for peers on {host}:{port}: {error.strerror or error}"
+            ) from None
         self._spawn(self._ticks(), "ticks")
         self._spawn(self._heads(), "heads")
         self._spawn(self._housekeeping(), "housekeeping")
@@ -190,7 +202,9 @@ class NodeApp:
                     "validators": len(config.validators),
                     "threshold": f"{config.threshold}/{config.n}",
                     "validator_api": f"{s.validator_api[0]}:{self.api_port}",
-                    "monitoring": f"{self.monitoring.host}:{self.monitoring.port}" if self.monitoring else "off",
+                    "monitoring": f"{self.monitoring.host}:{self.monitoring.port}"
+                    if self.monitoring
+                    else "off",
                     "p2p": f"{host}:{self.transport.port}",
                     "slot": clock.slot_at(self.clock()),
                     "restored_decided": len(started.decided),
@@ -232,7 +246,9 @@ class NodeApp:
         try:
             await site.start()
         except OSError as error:
-            raise ConfigError(f"cannot serve the validator API on {host}:{port}: {error.strerror or error}") from None
+            raise ConfigError(
+                f"cannot serve the validator API on {host}:{port}: {error.strerror or error}"
+            ) from None
         server = getattr(site, "_server", None)
         self.api_port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
 

@@ -53,15 +53,18 @@ from covalidator.model.node_events import (
     Send,
     Started,
     StartTimer,
+    SubmissionKind,
     SubmitToBN,
     Tick,
     TimerFired,
     TimerKey,
+    ValidatorInfo,
     ValidatorsResolved,
     VCRequest,
     VCSubmission,
 )
 from covalidator.model.node_state import NodeState
+from covalidator.runtime.bn_client import BNResponse, Duties, Json
 
 log = logging.getLogger("covalidator.node")
 
@@ -115,14 +118,58 @@ def _runs_of_outcomes(actions: Sequence[NodeAction]) -> list[NodeAction | list[D
     return out
 
 
+class NodeStore(Protocol):
+    """What the runner needs of the durable store (runtime/store.py's `Store`)."""
+
+    def persist(self, action: Persist) -> Persisted: ...
+
+    def record_outcomes(self, outcomes: Sequence[DutyOutcome]) -> None: ...
+
+
+class BeaconNodeClient(Protocol):
+    """What the runner asks of its beacon nodes (runtime/bn_client.py's `BeaconClient`)."""
+
+    async def resolve_validators(self, pubkeys: Sequence[str]) -> tuple[ValidatorInfo, ...]: ...
+
+    async def attester_duties(self, epoch: int, indices: Sequence[int]) -> Duties: ...
+
+    async def proposer_duties(self, epoch: int) -> Duties: ...
+
+    async def sync_duties(self, epoch: int, indices: Sequence[int]) -> Duties: ...
+
+    async def attestation_data(self, slot: int, committee_index: int) -> Json: ...
+
+    async def produce_block(
+        self, slot: int, randao_reveal: str, graffiti: str | None = None
+    ) -> dict[str, Any]: ...
+
+    async def aggregate_attestation(
+        self, slot: int, attestation_data_root: str, committee_index: int
+    ) -> tuple[str, Json]: ...
+
+    async def sync_committee_contribution(
+        self, slot: int, subcommittee_index: int, beacon_block_root: str
+    ) -> Json: ...
+
+    async def submit(self, kind: SubmissionKind, body: Json, version: str = "") -> BNResponse: ...
+
+
+class StepRecorder(Protocol):
+    """The trace recorder (runtime/trace.py's `TraceRecorder`)."""
+
+    def record_event(self, event: Any, *, now_ms: int | None = None) -> int: ...
+
+    def record_actions(self, index: int, actions: Sequence[Any]) -> None: ...
+
+
 class NodeRunner:
     def __init__(
         self,
         config: NodeConfig,
-        store: Any,
-        bn: Any,
+        store: NodeStore,
+        bn: BeaconNodeClient,
         transport: Transport | None = None,
-        trace: Any = None,
+        trace: StepRecorder | None = None,
         metrics: MetricsSink | None = None,
         clock: Callable[[], int] = wall_ms,
     ) -> None:

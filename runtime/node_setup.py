@@ -77,7 +77,10 @@ def check_keystores(lock: ClusterLock, node_index: int, node_dir: Path) -> int:
         return 0
     mine = {v.public_shares[node_index].hex() for v in lock.distributed_validators}
     others = {
-        s.hex(): i for v in lock.distributed_validators for i, s in enumerate(v.public_shares) if i != node_index
+        s.hex(): i
+        for v in lock.distributed_validators
+        for i, s in enumerate(v.public_shares)
+        if i != node_index
     }
     count = 0
     for path in sorted(folder.glob("*.json")):
@@ -91,7 +94,9 @@ def check_keystores(lock: ClusterLock, node_index: int, node_dir: Path) -> int:
         if not pubkey:
             continue  # EIP-2335 makes the field optional: nothing to check without decrypting
         if pubkey in others:
-            raise ConfigError(f"{path} holds node{others[pubkey]}'s share, but the identity key is node{node_index}'s")
+            raise ConfigError(
+                f"{path} holds node{others[pubkey]}'s share, but the identity key is node{node_index}'s"
+            )
         if pubkey not in mine:
             raise ConfigError(f"{path} is not a share of any validator in the cluster lock")
         count += 1

@@ -450,7 +450,7 @@ class PeerTransport:
         return MAGIC + bytes([SIGNATURE_BYTES]) + self._key.sign(FRAME_DOMAIN + body) + body
 
     def _qbft_bytes(self, message: Message) -> bytes:
-        return QBFT_DOMAIN + self._lock_hash_bytes + signing_bytes(message)
+        return bytes(QBFT_DOMAIN + self._lock_hash_bytes + signing_bytes(message))
 
     def sign_message(self, message: Message) -> Message:
         """`message` with this node's identity signature (Ed25519 is deterministic: re-signing is stable)."""
@@ -642,6 +642,8 @@ class PeerTransport:
                 and all(type(v) is int and 0 <= v < _UINT64 for v in (sender, to, start, seq, ts))
             ):
                 raise _Malformed("header fields")
+            assert isinstance(sender, int) and isinstance(to, int) and isinstance(start, int)
+            assert isinstance(seq, int) and isinstance(ts, int)
         except (ValueError, RecursionError, _Malformed) as error:
             self._drop(DropCause.MALFORMED, str(error)[:80])
             return None
@@ -730,7 +732,8 @@ class PeerTransport:
         if not isinstance(data, dict):
             self._drop(DropCause.MALFORMED, "pong")
             return
-        sent = peer.pings.pop(data.get("id"), None) if isinstance(data.get("id"), str) else None
+        ping_id = data.get("id")
+        sent = peer.pings.pop(ping_id, None) if isinstance(ping_id, str) else None
         if sent is None:
             self._drop(DropCause.REPLAYED, "pong for no outstanding ping")
             return

@@ -63,7 +63,9 @@ class Rewrites:
     path: str | None = None  # the path sent to the BN instead of the request's
 
 
-def forward_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
+def forward_headers(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
     """The headers a proxy passes on: without hop-by-hop ones (also those the Connection header names),
     Host and Content-Length (the next hop's own) and any in `drop`."""
     named = {
@@ -199,7 +201,9 @@ class ReverseProxy:
     ) -> web.StreamResponse:
         raw = await read_limited(upstream.content, REWRITE_LIMIT + 1)
         if len(raw) > REWRITE_LIMIT:  # too large to rewrite in memory: passed on unchanged
-            log.warning("%s: answer over %d bytes passed on without the pubkey mapping", request.path, REWRITE_LIMIT)
+            log.warning(
+                "%s: answer over %d bytes passed on without the pubkey mapping", request.path, REWRITE_LIMIT
+            )
             return await self._stream(request, upstream, False, raw)
         try:
             if upstream.headers.get("Content-Encoding", "identity") != "identity":

@@ -94,6 +94,7 @@ class TraceHeader:
         segment, created = obj.get("segment", 1), obj.get("created_ms", 0)
         if not isinstance(segment, int) or not isinstance(created, int):
             raise ValueError("the header's segment and created_ms must be integers")
+        assert isinstance(spec, dict) and isinstance(genesis, dict) and isinstance(config, dict)
         return cls(lock_hash, share_index, spec, genesis, config, lock, segment, created)
 
     def same_node(self, other: TraceHeader) -> bool:

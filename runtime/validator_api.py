@@ -57,7 +57,8 @@ class PubkeyMapper:
         self.group_of_share = {s: g for g, s in self.share_of_group.items()}
 
     def to_group(self, value: str) -> str:
-        return self.group_of_share.get(value.lower(), value)
+        group: str = self.group_of_share.get(value.lower(), value)
+        return group
 
     def to_share(self, obj: Any) -> Any:
         """Every group pubkey of the cluster in a JSON value, replaced by this node's share pubkey."""
@@ -146,7 +147,7 @@ class ValidatorAPI:
 
     def _wait_s(self) -> float:
         """A safety net above the model's own deadlines: it always answers first."""
-        return self.config.chain.clock.slot_ms * 3 / 1000
+        return float(self.config.chain.clock.slot_ms * 3 / 1000)
 
     async def _ask(self, make: Callable[[int], VCRequest | VCSubmission]) -> ReplyToVC | None:
         self.held += 1

@@ -21,13 +21,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "EIP-3076 slashing protection DB: import, export, check.",
     ),
     "prove": ("covalidator.runtime.cli.prove:prove", "Run every Z3 theorem in proofs/ and print a table."),
-    "simulate": ("covalidator.runtime.cli.simulate:simulate", "Seeded fault-injecting simulations with invariant checks."),
-    "create-cluster": ("covalidator.runtime.cli.cluster:create_cluster", "Split validator keys M-of-N into node folders."),
-    "combine": ("covalidator.runtime.cli.cluster:combine", "Recover full validator keys from >= M node folders."),
+    "simulate": (
+        "covalidator.runtime.cli.simulate:simulate",
+        "Seeded fault-injecting simulations with invariant checks.",
+    ),
+    "create-cluster": (
+        "covalidator.runtime.cli.cluster:create_cluster",
+        "Split validator keys M-of-N into node folders.",
+    ),
+    "combine": (
+        "covalidator.runtime.cli.cluster:combine",
+        "Recover full validator keys from >= M node folders.",
+    ),
     "run": ("covalidator.runtime.cli.run:run", "Run one co-validator between its VC and BN (until SIGTERM)."),
-    "demo": ("covalidator.runtime.cli.demo:demo", "Run a local cluster on a devnet for a few epochs and judge it."),
-    "status": ("covalidator.runtime.cli.status:status", "A live view of one node from its monitoring address."),
-    "replay": ("covalidator.runtime.cli.replay:replay", "Replay a node's trace through the model; name the first divergence."),
+    "demo": (
+        "covalidator.runtime.cli.demo:demo",
+        "Run a local cluster on a devnet for a few epochs and judge it.",
+    ),
+    "status": (
+        "covalidator.runtime.cli.status:status",
+        "A live view of one node from its monitoring address.",
+    ),
+    "replay": (
+        "covalidator.runtime.cli.replay:replay",
+        "Replay a node's trace through the model; name the first divergence.",
+    ),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),
 }
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import secrets
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -72,7 +73,7 @@ kdf_options = [
 ]
 
 
-def with_kdf_options(command: click.Command) -> click.Command:
+def with_kdf_options[F: Callable[..., Any]](command: F) -> F:
     for option in reversed(kdf_options):
         command = option(command)
     return command
@@ -80,17 +81,55 @@ def with_kdf_options(command: click.Command) -> click.Command:
 
 @click.command("create-cluster")
 @click.option("--nodes", "n", type=int, required=True, help="Number of co-validators N (>= 3).")
-@click.option("--validators", "v", type=int, default=None, help="Number of validators (with --split-existing-keys: defaults to the keystores found).")
-@click.option("--threshold", "m", type=int, default=None, help="Signing threshold M: more than (N + F) / 2 (the DV-safety theorem's bound), at most N. Default ceil(2N/3), the least safe M.")
+@click.option(
+    "--validators",
+    "v",
+    type=int,
+    default=None,
+    help="Number of validators (with --split-existing-keys: defaults to the keystores found).",
+)
+@click.option(
+    "--threshold",
+    "m",
+    type=int,
+    default=None,
+    help="Signing threshold M: more than (N + F) / 2 (the DV-safety theorem's bound), at most N. Default ceil(2N/3), the least safe M.",
+)
 @click.option("--network", type=click.Choice(NETWORK_NAMES), default="mainnet", show_default=True)
-@click.option("--split-existing-keys", "existing", type=click.Path(path_type=Path), default=None,
-              help="Split these EIP-2335 keystores (*.json, each with a same-named .txt password or one password.txt) instead of making new keys.")
-@click.option("--interop-keys", is_flag=True, help="Split the interop (dev-mode) validator keys 0..V-1 instead of making new keys. Never for value.")
-@click.option("--genesis-validators-root", "gvr", default=None, help="Override the network's genesis validators root (0x-hex, 32 bytes).")
-@click.option("--fork-version", default=None, help="Override the network's genesis fork version (0x-hex, 4 bytes).")
-@click.option("--peer-addresses", default=None, help=f"Comma-separated host:port of each node's peer endpoint, N of them. Default 127.0.0.1:{DEFAULT_PEER_PORT}+i.")
+@click.option(
+    "--split-existing-keys",
+    "existing",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Split these EIP-2335 keystores (*.json, each with a same-named .txt password or one password.txt) instead of making new keys.",
+)
+@click.option(
+    "--interop-keys",
+    is_flag=True,
+    help="Split the interop (dev-mode) validator keys 0..V-1 instead of making new keys. Never for value.",
+)
+@click.option(
+    "--genesis-validators-root",
+    "gvr",
+    default=None,
+    help="Override the network's genesis validators root (0x-hex, 32 bytes).",
+)
+@click.option(
+    "--fork-version", default=None, help="Override the network's genesis fork version (0x-hex, 4 bytes)."
+)
+@click.option(
+    "--peer-addresses",
+    default=None,
+    help=f"Comma-separated host:port of each node's peer endpoint, N of them. Default 127.0.0.1:{DEFAULT_PEER_PORT}+i.",
+)
 @click.option("--name", default="covalidator cluster", show_default=True, help="A name recorded in the lock.")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder to create node0 .. node{N-1} in.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to create node0 .. node{N-1} in.",
+)
 @with_kdf_options
 def create_cluster(
     n: int,
@@ -185,14 +224,16 @@ def create_cluster(
     except cluster_lock.LockError as error:
         fail(str(error))
 
-    passwords = [keys_io.new_password() for _ in range(n)]  # one per node: VCs import a folder with one password
+    passwords = [
+        keys_io.new_password() for _ in range(n)
+    ]  # one per node: VCs import a folder with one password
     jobs = [
         (bls.secret_to_bytes(shares_by_validator[j][i + 1]), passwords[i])
         for i in range(n)
         for j in range(len(validators))
     ]
     click.echo(f"encrypting {len(jobs)} share keystores ({kdf}) ...", err=True)
-    documents = keys_io.encrypt_many(jobs, key_derivation)  # type: ignore[arg-type]
+    documents = keys_io.encrypt_many(jobs, key_derivation)
 
     staging = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
     try:
@@ -201,7 +242,9 @@ def create_cluster(
             keys_io.write_json(node / keys_io.LOCK_FILE, lock)
             keys_io.save_identity_key(node / keys_io.IDENTITY_FILE, identity_keys[i])
             for j in range(len(validators)):
-                keys_io.write_keystore(node / keys_io.KEYS_DIR, j, documents[i * len(validators) + j], passwords[i])
+                keys_io.write_keystore(
+                    node / keys_io.KEYS_DIR, j, documents[i * len(validators) + j], passwords[i]
+                )
         if out.exists():
             out.rmdir()  # empty, checked above
         staging.rename(out)
@@ -216,10 +259,18 @@ def create_cluster(
 
 
 @click.command("combine")
-@click.option("--cluster-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder holding the node folders (node0, node1, ...); at least M of them with their keys.")
-@click.option("--output-dir", type=click.Path(path_type=Path), required=True,
-              help="Folder to write keystore-{j}.json + keystore-{j}.txt for each validator j.")
+@click.option(
+    "--cluster-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder holding the node folders (node0, node1, ...); at least M of them with their keys.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to write keystore-{j}.json + keystore-{j}.txt for each validator j.",
+)
 @with_kdf_options
 def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None) -> None:
     """Recover the full validator keys from >= M node folders (each share checked against the lock)."""
@@ -237,7 +288,9 @@ def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None)
     lock = locks[0]
     for d, other in zip(node_dirs, locks, strict=True):
         if other.lock_hash != lock.lock_hash:
-            fail(f"{d / keys_io.LOCK_FILE} is a different cluster's lock than {node_dirs[0] / keys_io.LOCK_FILE}")
+            fail(
+                f"{d / keys_io.LOCK_FILE} is a different cluster's lock than {node_dirs[0] / keys_io.LOCK_FILE}"
+            )
 
     shares: dict[int, dict[int, int]] = {}  # share index -> validator j -> share secret
     for d in node_dirs:
@@ -283,7 +336,7 @@ def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None)
     passwords = [keys_io.new_password() for _ in recovered]
     documents = keys_io.encrypt_many(
         [(bls.secret_to_bytes(s), p) for s, p in zip(recovered, passwords, strict=True)],
-        key_derivation,  # type: ignore[arg-type]
+        key_derivation,
     )
     for j, (document, password) in enumerate(zip(documents, passwords, strict=True)):
         keys_io.write_keystore(output_dir, j, document, password)

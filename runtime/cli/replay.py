@@ -33,8 +33,13 @@ def fail(message: str) -> NoReturn:
 
 @click.command("replay")
 @click.argument("trace_path", metavar="TRACE_DIR_OR_FILE", type=click.Path(path_type=Path))
-@click.option("--lock", "lock_path", type=click.Path(path_type=Path), default=None,
-              help="The cluster lock, when the trace does not hold it (its lock hash must match).")
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The cluster lock, when the trace does not hold it (its lock hash must match).",
+)
 def replay(trace_path: Path, lock_path: Path | None) -> None:
     """Replay a node's trace through the model: every action compared, invariants checked."""
     from covalidator.model.cluster_lock import LockError, parse_lock

@@ -49,31 +49,94 @@ def _env(name: str) -> str:
 
 
 @click.command("run", cls=OneLineErrors)
-@click.option("--lock", "lock", type=click.Path(path_type=Path), required=True, envvar=_env("LOCK"),
-              help="The cluster lock (cluster-lock.json).")
-@click.option("--node-dir", type=click.Path(path_type=Path), required=True, envvar=_env("NODE_DIR"),
-              help="This node's folder as create-cluster wrote it (identity-key.pem, validator_keys/).")
-@click.option("--beacon-node", "beacon_nodes", multiple=True, required=True, envvar=_env("BEACON_NODE"),
-              help="Beacon node URL(s), comma-separated or repeated; raced, the first good answer wins.")
-@click.option("--fallback-beacon-node", "fallbacks", multiple=True, envvar=_env("FALLBACK_BEACON_NODE"),
-              help="Beacon node URL(s) asked when no primary answers (timeout, syncing, 5xx).")
-@click.option("--validator-api", default="127.0.0.1:3600", show_default=True, envvar=_env("VALIDATOR_API"),
-              help="HOST:PORT the validator client connects to (as if it were its beacon node).")
-@click.option("--p2p", default=None, envvar=_env("P2P"),
-              help="HOST:PORT to listen on for peers. Default: the port of this node's address in the lock, on "
-              "0.0.0.0 (on the lock's host when that is a loopback address).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, envvar=_env("DATA_DIR"),
-              help="Folder for the store (slashing DB, decided values) and the trace. Default: NODE_DIR/data.")
-@click.option("--round-ms", type=click.IntRange(min=50), default=1000, show_default=True, envvar=_env("ROUND_MS"),
-              help="QBFT round timeout (the first round; later rounds grow). Every node of a cluster must use the same.")
-@click.option("--bn-wait", type=click.FloatRange(min=0), default=None, envvar=_env("BN_WAIT"),
-              help="Seconds to wait for a beacon node at start before giving up (default: wait until one answers).")
-@click.option("--monitoring", default="127.0.0.1:3620", show_default=True, envvar=_env("MONITORING"),
-              help="HOST:PORT for /metrics (Prometheus), /livez, /readyz and the status; 'off' serves none.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True, envvar=_env("LOG_LEVEL"))
-@click.option("--log-format", type=click.Choice(["keyvalue", "json"]), default="keyvalue", show_default=True,
-              envvar=_env("LOG_FORMAT"), help="One line per record: `message key=value ...`, or one JSON object.")
+@click.option(
+    "--lock",
+    "lock",
+    type=click.Path(path_type=Path),
+    required=True,
+    envvar=_env("LOCK"),
+    help="The cluster lock (cluster-lock.json).",
+)
+@click.option(
+    "--node-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    envvar=_env("NODE_DIR"),
+    help="This node's folder as create-cluster wrote it (identity-key.pem, validator_keys/).",
+)
+@click.option(
+    "--beacon-node",
+    "beacon_nodes",
+    multiple=True,
+    required=True,
+    envvar=_env("BEACON_NODE"),
+    help="Beacon node URL(s), comma-separated or repeated; raced, the first good answer wins.",
+)
+@click.option(
+    "--fallback-beacon-node",
+    "fallbacks",
+    multiple=True,
+    envvar=_env("FALLBACK_BEACON_NODE"),
+    help="Beacon node URL(s) asked when no primary answers (timeout, syncing, 5xx).",
+)
+@click.option(
+    "--validator-api",
+    default="127.0.0.1:3600",
+    show_default=True,
+    envvar=_env("VALIDATOR_API"),
+    help="HOST:PORT the validator client connects to (as if it were its beacon node).",
+)
+@click.option(
+    "--p2p",
+    default=None,
+    envvar=_env("P2P"),
+    help="HOST:PORT to listen on for peers. Default: the port of this node's address in the lock, on "
+    "0.0.0.0 (on the lock's host when that is a loopback address).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar=_env("DATA_DIR"),
+    help="Folder for the store (slashing DB, decided values) and the trace. Default: NODE_DIR/data.",
+)
+@click.option(
+    "--round-ms",
+    type=click.IntRange(min=50),
+    default=1000,
+    show_default=True,
+    envvar=_env("ROUND_MS"),
+    help="QBFT round timeout (the first round; later rounds grow). Every node of a cluster must use the same.",
+)
+@click.option(
+    "--bn-wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    envvar=_env("BN_WAIT"),
+    help="Seconds to wait for a beacon node at start before giving up (default: wait until one answers).",
+)
+@click.option(
+    "--monitoring",
+    default="127.0.0.1:3620",
+    show_default=True,
+    envvar=_env("MONITORING"),
+    help="HOST:PORT for /metrics (Prometheus), /livez, /readyz and the status; 'off' serves none.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar=_env("LOG_LEVEL"),
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["keyvalue", "json"]),
+    default="keyvalue",
+    show_default=True,
+    envvar=_env("LOG_FORMAT"),
+    help="One line per record: `message key=value ...`, or one JSON object.",
+)
 def run(
     lock: Path,
     node_dir: Path,
@@ -109,7 +172,9 @@ def run(
             data_dir=data_dir,
             round_ms=round_ms,
             bn_wait_s=bn_wait,
-            monitoring=None if monitoring.strip().lower() == "off" else parse_host_port(monitoring, "--monitoring"),
+            monitoring=None
+            if monitoring.strip().lower() == "off"
+            else parse_host_port(monitoring, "--monitoring"),
         )
     except ConfigError as error:
         fail(str(error))

@@ -29,7 +29,8 @@ def parse_root(value: str | None, what: str) -> bytes | None:
     if value is None:
         return None
     try:
-        return parse_hex(value, 32, what)
+        root: bytes = parse_hex(value, 32, what)
+        return root
     except InterchangeError as e:
         fail(str(e))
 
@@ -38,7 +39,8 @@ def parse_u64(value: str, what: str) -> int:
     from covalidator.model.interchange import InterchangeError, parse_uint64
 
     try:
-        return parse_uint64(value, what)
+        number: int = parse_uint64(value, what)
+        return number
     except InterchangeError as e:
         fail(str(e))
 

@@ -115,7 +115,9 @@ def render(status: dict[str, Any]) -> Any:
     cluster = status.get("cluster", {})
     ready = status.get("ready", {})
     head = Text()
-    head.append(f"{cluster.get('name', '?')} node {cluster.get('share_index', '?')} of {cluster.get('nodes', '?')}")
+    head.append(
+        f"{cluster.get('name', '?')} node {cluster.get('share_index', '?')} of {cluster.get('nodes', '?')}"
+    )
     head.append(f"  threshold {cluster.get('threshold', '?')}  validators {cluster.get('validators', '?')}")
     head.append(f"  slot {status.get('slot', '?')}  ")
     if ready.get("ready"):
@@ -128,7 +130,9 @@ def render(status: dict[str, Any]) -> Any:
     peers = Table(title="peers", title_justify="left")
     for column in ("peer", "connected", "rtt", "clock offset", "sent", "received"):
         peers.add_column(column)
-    for index, peer in sorted((status.get("peers") or {}).get("peers", {}).items(), key=lambda kv: int(kv[0])):
+    for index, peer in sorted(
+        (status.get("peers") or {}).get("peers", {}).items(), key=lambda kv: int(kv[0])
+    ):
         up = peer.get("connected")
         peers.add_row(
             str(index), Text("yes" if up else "no", style="green" if up else "red"), _ms(peer.get("rtt_ms")),
@@ -142,7 +146,13 @@ def render(status: dict[str, Any]) -> Any:
         state = _bn_state(bn)
         errors = sum(int(v) for v in (bn.get("errors") or {}).values())
         style = "green" if state == "up" else "red"
-        bns.add_row(url, str(bn.get("role", "")), Text(state, style=style), str(errors), str(bn.get("last_error", ""))[:60])
+        bns.add_row(
+            url,
+            str(bn.get("role", "")),
+            Text(state, style=style),
+            str(errors),
+            str(bn.get("last_error", ""))[:60],
+        )
 
     duties = status.get("duties") or {}
     totals = Table(title="duties since start", title_justify="left")
@@ -166,10 +176,24 @@ def render(status: dict[str, Any]) -> Any:
 
 
 @click.command("status")
-@click.option("--monitoring", "url", default="http://127.0.0.1:3620", show_default=True,
-              envvar="COVALIDATOR_STATUS_URL", help="The node's monitoring address (covalidator run --monitoring).")
-@click.option("--once", is_flag=True, help="Print the view once and exit (0 ready, 1 not ready, 2 unreachable).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option(
+    "--monitoring",
+    "url",
+    default="http://127.0.0.1:3620",
+    show_default=True,
+    envvar="COVALIDATOR_STATUS_URL",
+    help="The node's monitoring address (covalidator run --monitoring).",
+)
+@click.option(
+    "--once", is_flag=True, help="Print the view once and exit (0 ready, 1 not ready, 2 unreachable)."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
 def status(url: str, once: bool, interval: float) -> None:
     """A compact live view of one node: readiness, peers, beacon nodes, duties and failure reasons."""
     from rich.console import Console
