@@ -1,7 +1,7 @@
 """The one BLS interface covalidator uses: Ethereum signatures and M-of-N threshold signatures.
 
-Decides: which backend runs (chosen once at start-up: `use_backend(name)`, else the environment
-variable COVALIDATOR_BLS_BACKEND, else arkworks); the threshold scheme (share i = f(i), i = 1..N;
+Decides: which backend runs (chosen once at start-up: `use_backend(name)`, which the runtime calls
+from COVALIDATOR_BLS_BACKEND; else arkworks); the threshold scheme (share i = f(i), i = 1..N;
 combination by Lagrange interpolation at 0 in G2 with coefficients cached per signer set; share
 pubkeys checked to interpolate to the group pubkey in G1); how partial signatures are verified in a
 batch (a random linear combination whose weights are hashed from the inputs, plus a secret the
@@ -17,7 +17,6 @@ Secret keys are ints in [1, r); public keys are 48-byte and signatures 96-byte c
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -58,7 +57,6 @@ __all__ = [
     "verify_partial",
 ]
 
-ENV_VAR: Final = "COVALIDATOR_BLS_BACKEND"
 DEFAULT_BACKEND: Final = "arkworks"
 BACKENDS: Final = ("arkworks", "blst", "pyecc")
 _ALIASES: Final = {
@@ -102,13 +100,11 @@ def use_backend(name: str) -> Backend[Any, Any]:
 
 
 def backend() -> Backend[Any, Any]:
-    """The backend in use; on first use, the one COVALIDATOR_BLS_BACKEND names, else arkworks.
-
-    The environment is read once, at that first use: it is start-up configuration, like a flag.
-    """
+    """The backend in use: the one `use_backend` chose (the runtime, from COVALIDATOR_BLS_BACKEND,
+    at start-up), else arkworks. The model reads no environment."""
     global _current
     if _current is None:
-        _current = load_backend(os.environ.get(ENV_VAR) or DEFAULT_BACKEND)
+        _current = load_backend(DEFAULT_BACKEND)
     return _current
 
 

@@ -11,10 +11,10 @@ no phase that serves data to the VC is reachable without passing PERSISTED).
     WAITING      READY                 CONSENSUS   join QBFT; ask the BN for this node's proposal
     CONSENSUS    DECIDED               PERSISTING  emit Persist(decided value + slashing records)
     PERSISTING   PERSISTED             SIGNING     the store committed: serve the VC, exchange partials
-    SIGNING      ALL_DONE              DONE        every validator submitted (or failed)
     any          DEADLINE              DONE        every open validator gets its named reason
     (start)      RESTORED              SIGNING     a decided value read back from the store at restart
 
+A duty stays in SIGNING until its deadline (a late VC request is still served from it).
 Per validator (inside a duty): own partial from the VC, partials from peers (one per sender),
 submitted flag, outcome. Serving data to the VC happens only in SIGNING (`may_serve`).
 """
@@ -45,7 +45,6 @@ class Trigger(StrEnum):
     READY = "ready"
     DECIDED = "decided"
     PERSISTED = "persisted"
-    ALL_DONE = "all_done"
     DEADLINE = "deadline"
     RESTORED = "restored"
 
@@ -61,7 +60,6 @@ TRANSITIONS: dict[tuple[Phase, Trigger], Phase] = {
     (Phase.WAITING, Trigger.READY): Phase.CONSENSUS,
     (Phase.CONSENSUS, Trigger.DECIDED): Phase.PERSISTING,
     (Phase.PERSISTING, Trigger.PERSISTED): Phase.SIGNING,
-    (Phase.SIGNING, Trigger.ALL_DONE): Phase.DONE,
     (Phase.SCHEDULED, Trigger.RESTORED): RESTORED_PHASE,
     **{(p, Trigger.DEADLINE): Phase.DONE for p in Phase if p is not Phase.DONE},
 }

@@ -201,7 +201,7 @@ def start_block_request(state: NodeState, req: HeldRequest, out: Out) -> None:
         return
     rec = state.duties.get(DutyId(req.duty.slot, DutyKind.PROPOSER))
     if rec is None or not rec.validators:
-        return  # duties not known yet: node.on_duties_fetched calls us again
+        return  # duties not known yet: node._on_duties calls us again when they arrive
     (pubkey,) = list(rec.validators)[:1]
     epoch = state.config.chain.clock.epoch_of(req.duty.slot)
     message = {"epoch": str(epoch)}

@@ -21,4 +21,3 @@ class Reason(StrEnum):
     NO_RANDAO = "no_randao"  # a proposal whose RANDAO reveal never reached the threshold
     SELECTION_PROOF_NOT_COMBINED = "selection_proof_not_combined"  # the VC is not DV-aware (see README)
     VC_SIGNED_OTHER_DATA = "vc_signed_other_data"  # the VC signed data that was not decided
-    NOT_AGGREGATOR = "not_aggregator"  # the combined selection proof did not select the validator

@@ -158,12 +158,16 @@ def test_check_encoding_reports_infinity() -> None:
 
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from covalidator.runtime.bls_choice import ENV_VAR, choose_from_environment
+
     monkeypatch.setattr(bls, "_current", None)
-    monkeypatch.setenv(bls.ENV_VAR, "pyblst")
+    monkeypatch.setenv(ENV_VAR, "pyblst")
+    choose_from_environment()
     assert bls.backend_name() == "blst"
     monkeypatch.setattr(bls, "_current", None)
-    monkeypatch.delenv(bls.ENV_VAR)
-    assert bls.backend_name() == "arkworks"
+    monkeypatch.delenv(ENV_VAR)
+    choose_from_environment()
+    assert bls.backend_name() == "arkworks"  # the model's default: it reads no environment
     assert bls.use_backend("py_ecc").name == "pyecc"
     with pytest.raises(ValueError, match="unknown BLS backend"):
         bls.use_backend("openssl")

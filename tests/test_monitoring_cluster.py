@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.aio import run
-from tests.helpers.node_proc import chain_bn, free_port, group_pubkeys, make_cluster, start_node, stop_node
+from tests.helpers.node_proc import chain_bn, free_ports, group_pubkeys, make_cluster, start_node, stop_node
 
 NODES = 4
 SYNCING = {"data": {"is_syncing": True, "head_slot": "1", "sync_distance": "90"}}
@@ -48,8 +48,8 @@ def test_readyz_names_bn_down_bn_syncing_and_too_few_peers_and_recovers(tmp_path
 
     async def scenario() -> None:
         bn = await chain_bn(group_pubkeys(cluster), genesis_time=genesis, slot_s=1, slots_per_epoch=8).start()
-        api = [free_port() for _ in range(NODES)]
-        mon = [free_port() for _ in range(NODES)]
+        api = free_ports(NODES)
+        mon = free_ports(NODES)
 
         async def node(i: int) -> asyncio.subprocess.Process:
             return await start_node(cluster, i, bn.url, api[i], "--monitoring", f"127.0.0.1:{mon[i]}")

@@ -19,7 +19,7 @@ from tests.helpers.aio import run
 from tests.helpers.node_proc import (
     COVALIDATOR,
     chain_bn,
-    free_port,
+    free_ports,
     group_pubkeys,
     make_cluster,
     next_duty_slot,
@@ -56,7 +56,7 @@ def test_four_nodes_decide_with_one_killed_the_restarted_node_catches_up_and_eve
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         bn = await chain_bn(group_pubkeys(cluster), genesis_time=genesis, stride=4).start()
-        ports = [free_port() for _ in range(NODES)]
+        ports = free_ports(NODES)
         processes = [
             await start_node(cluster, i, bn.url, ports[i], "--round-ms", "300") for i in range(NODES)
         ]

@@ -23,7 +23,7 @@ from tests.helpers.aio import run
 from tests.helpers.devnet_cluster import NO_MONITORING, make_devnet_cluster, wait_connected
 from tests.helpers.node_proc import (
     chain_bn,
-    free_port,
+    free_ports,
     group_pubkeys,
     make_cluster,
     next_duty_slot,
@@ -53,7 +53,7 @@ def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp
         pubkeys = group_pubkeys(cluster)
         primary = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
         fallback = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
-        ports = [free_port() for _ in range(NODES)]
+        ports = free_ports(NODES)
         extra = ("--round-ms", "300", "--fallback-beacon-node", fallback.url)
         processes = [
             await start_node(cluster, i, primary.url, ports[i], *extra, env=NO_MONITORING)
@@ -113,7 +113,7 @@ def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continu
 
     async def scenario() -> tuple[Any, int, int]:
         bn = await DevnetBN(config).start()
-        ports = [free_port() for _ in range(NODES)]
+        ports = free_ports(NODES)
         processes = [
             await start_node(cluster, i, bn.url, ports[i], "--round-ms", "500", env=NO_MONITORING)
             for i in range(NODES)

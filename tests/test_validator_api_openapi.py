@@ -29,7 +29,7 @@ from covalidator.runtime.devnet.vc import DevnetVC, load_secrets
 from tests.helpers.aio import run
 from tests.helpers.beacon_api import BeaconAPISpec
 from tests.helpers.devnet_cluster import NO_MONITORING, make_devnet_cluster, wait_connected
-from tests.helpers.node_proc import free_port, start_node, stop_node
+from tests.helpers.node_proc import free_ports, start_node, stop_node
 from tests.helpers.recorder import Exchange, Recorder
 
 NODES, VALIDATORS, SLOTS = 4, 4, 9
@@ -170,7 +170,7 @@ def test_every_intercepted_exchange_matches_the_beacon_api_spec(cluster: Path) -
 
     async def scenario() -> tuple[list[Exchange], Any, dict[str, Any], dict[str, Any]]:
         bn = await DevnetBN(config).start()
-        ports = [free_port() for _ in range(NODES)]
+        ports = free_ports(NODES)
         processes = [
             await start_node(cluster, i, bn.url, ports[i], "--round-ms", "500", env=NO_MONITORING)
             for i in range(NODES)

@@ -75,3 +75,10 @@ def main() -> None:
 
     Sits between each operator's validator client and beacon node as Beacon-API middleware.
     """
+    from covalidator.runtime.bls_choice import ENV_VAR, choose_from_environment
+
+    try:
+        choose_from_environment()
+    except (ValueError, ImportError) as error:
+        click.echo(f"error: {ENV_VAR}: {error}", err=True)
+        raise SystemExit(2) from None

@@ -9,9 +9,7 @@ itself for a 1-of-1 run). Both also run as processes: `python -m covalidator.run
 `python -m covalidator.runtime.devnet.vc`.
 """
 
-import os
-
-from covalidator.model import bls
+from covalidator.runtime.bls_choice import choose_from_environment
 
 # The fixtures sign (VC) and verify (BN) for every validator of the cluster, as real clients do with
 # blst: here blst signs ~3x and verifies ~1.7x faster than arkworks (0.16 vs 0.52 ms, 0.75 vs 1.29 ms
@@ -21,4 +19,4 @@ FIXTURE_BLS_BACKEND = "blst"
 
 def use_fixture_bls_backend() -> None:
     """As a process: blst, unless COVALIDATOR_BLS_BACKEND names another backend."""
-    bls.use_backend(os.environ.get(bls.ENV_VAR) or FIXTURE_BLS_BACKEND)
+    choose_from_environment(FIXTURE_BLS_BACKEND)

@@ -11,13 +11,13 @@ import aiohttp
 from click.testing import CliRunner
 
 from covalidator.runtime.cli import main
-from tests.helpers.node_proc import free_port
+from tests.helpers.node_proc import free_ports
 
 NO_MONITORING = {"COVALIDATOR_MONITORING": "off"}  # several nodes on one host: no shared metrics port
 
 
 def make_devnet_cluster(folder: Path, nodes: int, validators: int) -> None:
-    peers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(nodes))
+    peers = ",".join(f"127.0.0.1:{port}" for port in free_ports(nodes))
     args = [
         "create-cluster", "--nodes", str(nodes), "--validators", str(validators), "--network", "devnet",
         "--interop-keys", "--peer-addresses", peers, "--kdf", "pbkdf2", "--kdf-cost", "1", "--out", str(folder),

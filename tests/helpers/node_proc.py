@@ -30,16 +30,34 @@ FIRST_INDEX = 10
 COVALIDATOR = (sys.executable, "-c", "from covalidator.runtime.cli import main; main()")
 
 
+_handed_out: set[int] = set()  # every port this test process gave out: never given out twice
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` ports free right now, distinct from each other (held together while chosen) and from
+    every port handed out before in this process (a cluster's lock never names one port twice, and
+    a later test never gets a port an earlier one may still hold)."""
+    held, ports = [], []
+    try:
+        while len(ports) < count:
+            sock = listening_socket()
+            held.append(sock)
+            if port_of(sock) not in _handed_out:
+                ports.append(port_of(sock))
+    finally:
+        for sock in held:
+            sock.close()
+    _handed_out.update(ports)
+    return ports
+
+
 def free_port() -> int:
-    sock = listening_socket()
-    port = port_of(sock)
-    sock.close()
-    return port
+    return free_ports(1)[0]
 
 
 def make_cluster(folder: Path, nodes: int = 4, validators: int = 2) -> list[int]:
     """A cluster on the fake chain in `folder`/node0.. ; returns the peer ports written in the lock."""
-    ports = [free_port() for _ in range(nodes)]
+    ports = free_ports(nodes)
     result = CliRunner().invoke(
         main,
         [
