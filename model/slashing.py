@@ -29,7 +29,7 @@ proves that checking them gives the same verdict as checking the whole history.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -253,17 +253,6 @@ def check_block(candidate: SignedBlock, records: Iterable[SignedBlock], min_slot
         if is_slashable_block_pair(candidate.slot, candidate.signing_root, r.slot, r.signing_root):
             return Verdict(False, Refusal.DOUBLE_PROPOSAL, r)
     return Verdict(False, Refusal.SLOT_NOT_ABOVE_MIN, detail=f"min slot {min_slot}")
-
-
-def relevant_attestations(
-    candidate: SignedAttestation, sorted_history: Sequence[SignedAttestation]
-) -> list[SignedAttestation]:
-    """The records a staircase history needs checked: same target, nearest target below and above."""
-    same = [r for r in sorted_history if r.target_epoch == candidate.target_epoch]
-    below = [r for r in sorted_history if r.target_epoch < candidate.target_epoch]
-    above = [r for r in sorted_history if r.target_epoch > candidate.target_epoch]
-    picked = same + ([max(below, key=lambda r: r.target_epoch)] if below else [])
-    return picked + ([min(above, key=lambda r: r.target_epoch)] if above else [])
 
 
 def is_staircase(history: Iterable[SignedAttestation]) -> bool:

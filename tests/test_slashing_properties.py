@@ -4,6 +4,7 @@ and the store (neighbour queries on staircase histories) agrees with the model's
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,6 @@ from covalidator.model.slashing import (
     check_attestation,
     check_block,
     is_staircase,
-    relevant_attestations,
 )
 from covalidator.runtime.store import Store
 
@@ -35,6 +35,18 @@ def attestation_data(source: int, target: int, seed: int) -> object:
         source=spec.Checkpoint(epoch=source, root=b"\x00" * 32),
         target=spec.Checkpoint(epoch=target, root=b"\x00" * 32),
     )
+
+
+def relevant_attestations(
+    candidate: SignedAttestation, sorted_history: Sequence[SignedAttestation]
+) -> list[SignedAttestation]:
+    """What the store hands the check (same target, nearest target below and above), written here from
+    the theorem's definition, not taken from the store's SQL."""
+    same = [r for r in sorted_history if r.target_epoch == candidate.target_epoch]
+    below = [r for r in sorted_history if r.target_epoch < candidate.target_epoch]
+    above = [r for r in sorted_history if r.target_epoch > candidate.target_epoch]
+    picked = same + ([max(below, key=lambda r: r.target_epoch)] if below else [])
+    return picked + ([min(above, key=lambda r: r.target_epoch)] if above else [])
 
 
 candidates = st.lists(
@@ -131,3 +143,130 @@ def test_store_agrees_with_model_full_scan(sequence: list[tuple[bytes, object, b
             assert sorted(history.signed_attestations, key=repr) == sorted(atts[pk], key=repr)
             assert sorted(history.signed_blocks, key=repr) == sorted(blocks[pk], key=repr)
         store.close()
+
+
+# ---- why a message is refused: the reason, the conflicting record, the words -----------------------------
+
+REASON_ORDER = ("double_vote", "surrounding_vote", "surrounded_vote")
+
+
+def expected_refusal(
+    candidate: SignedAttestation, history: list[SignedAttestation]
+) -> tuple[str, SignedAttestation | None, str] | None:
+    """The reason in the documented priority, written out apart from the model: source after target;
+    then, record by record in history order, a double vote, a surrounding, a surrounded vote; then the
+    low watermarks (source first). None when safe."""
+    s, t, root = candidate.source_epoch, candidate.target_epoch, candidate.signing_root
+    if s > t:
+        return ("source_exceeds_target", None, "")
+
+    def same(r: SignedAttestation) -> bool:
+        return (r.source_epoch, r.target_epoch) == (s, t) and root is not None and r.signing_root == root
+
+    rules = {
+        "double_vote": lambda r: r.target_epoch == t and not same(r),
+        "surrounding_vote": lambda r: s < r.source_epoch and r.target_epoch < t,
+        "surrounded_vote": lambda r: r.source_epoch < s and t < r.target_epoch,
+    }
+    for name in REASON_ORDER:
+        for r in history:
+            if rules[name](r):
+                return (name, r, "")
+    if history and not any(same(r) for r in history):
+        min_source = min(r.source_epoch for r in history)
+        min_target = min(r.target_epoch for r in history)
+        if s < min_source:
+            return ("source_below_low_watermark", None, f"min source epoch {min_source}")
+        if t <= min_target:
+            return ("target_not_above_low_watermark", None, f"min target epoch {min_target}")
+    return None
+
+
+def words(reason: str, record: SignedAttestation | None, detail: str) -> str:
+    if record is not None:
+        root = "none" if record.signing_root is None else "0x" + record.signing_root.hex()
+        return (
+            f"{reason} with recorded attestation source={record.source_epoch} "
+            f"target={record.target_epoch} signing_root={root}"
+        )
+    return f"{reason} ({detail})" if detail else reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(EPOCH, EPOCH, st.sampled_from([None, b"\x01" * 32])), max_size=8),
+    st.tuples(EPOCH, EPOCH, st.sampled_from([None, b"\x01" * 32, b"\x02" * 32])),
+)
+def test_the_refusal_names_its_rule_record_and_watermark(
+    raw: list[tuple[int, int, bytes | None]], candidate_raw: tuple[int, int, bytes | None]
+) -> None:
+    history: list[SignedAttestation] = []
+    for source, target, root in raw:  # a history the check built
+        record = SignedAttestation(source, target, root)
+        verdict = check_attestation(record, history, attestation_watermark(history))
+        if verdict.safe and not verdict.repeat:
+            history.append(record)
+    candidate = SignedAttestation(*candidate_raw)
+    verdict = check_attestation(candidate, history, attestation_watermark(history))
+    expected = expected_refusal(candidate, history)
+    if expected is None:
+        assert verdict.safe and verdict.refusal is None, verdict.describe()
+        repeat = any(r == candidate and candidate.signing_root is not None for r in history)
+        assert verdict.repeat == repeat
+        assert verdict.describe() == ("safe (repeat of a recorded message)" if repeat else "safe")
+        return
+    reason, record, detail = expected
+    assert not verdict.safe and not verdict.repeat
+    assert (verdict.refusal, verdict.conflict, verdict.detail) == (reason, record, detail)
+    assert verdict.describe() == words(reason, record, detail)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 12), st.sampled_from([None, b"\x01" * 32])), max_size=6),
+    st.tuples(st.integers(0, 12), st.sampled_from([None, b"\x01" * 32, b"\x02" * 32])),
+)
+def test_a_block_refusal_names_the_double_proposal_or_the_watermark(
+    raw: list[tuple[int, bytes | None]], candidate_raw: tuple[int, bytes | None]
+) -> None:
+    history: list[SignedBlock] = []
+    for slot, root in raw:
+        block = SignedBlock(slot, root)
+        low = min((b.slot for b in history), default=None)
+        if check_block(block, history, low).safe and block not in history:
+            history.append(block)
+    candidate = SignedBlock(*candidate_raw)
+    low = min((b.slot for b in history), default=None)
+    verdict = check_block(candidate, history, low)
+    same = [b for b in history if b == candidate and candidate.signing_root is not None]
+    double = [b for b in history if b.slot == candidate.slot and b not in same]
+    if double:
+        assert (verdict.refusal, verdict.conflict) == ("double_proposal", double[0])
+        root = "none" if double[0].signing_root is None else "0x" + double[0].signing_root.hex()
+        assert verdict.describe() == f"double_proposal with recorded block slot={double[0].slot} signing_root={root}"
+    elif not same and low is not None and candidate.slot <= low:
+        assert (verdict.refusal, verdict.detail) == ("slot_not_above_low_watermark", f"min slot {low}")
+        assert verdict.describe() == f"slot_not_above_low_watermark (min slot {low})"
+    else:
+        assert verdict.safe and verdict.repeat == bool(same)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EPOCH, EPOCH, st.one_of(st.none(), st.tuples(EPOCH, EPOCH)))
+def test_a_minimal_db_refusal_names_its_watermark(source: int, target: int, top: tuple[int, int] | None) -> None:
+    """After minification only (max source, max target) remain: refuse source > target, a source below
+    the max source, a target not above the max target, in that order."""
+    from covalidator.model.slashing import MinimalRecord, check_attestation_minimal
+
+    minimal = MinimalRecord() if top is None else MinimalRecord(top[0], top[1])
+    verdict = check_attestation_minimal(SignedAttestation(source, target), minimal)
+    if source > target:
+        expected: tuple[str | None, str] = ("source_exceeds_target", "")
+    elif top is not None and source < top[0]:
+        expected = ("source_below_low_watermark", f"watermark source epoch {top[0]}")
+    elif top is not None and target <= top[1]:
+        expected = ("target_not_above_low_watermark", f"watermark target epoch {top[1]}")
+    else:
+        expected = (None, "")
+    assert (verdict.refusal, verdict.detail) == expected
+    assert verdict.safe == (expected[0] is None)
