@@ -2,7 +2,8 @@
 
     python mutation/in_copy.py TREE [--pytest NODE_ID ...] [--prove THEOREM ...]
 
-imports `covalidator` from TREE (a folder holding covalidator/{model,runtime,proofs}), never from the
+imports `covalidator` from TREE (a copy made by `planted.copy_tree`: covalidator/{model,runtime,
+proofs}, tests/, pyproject.toml), runs the copy's tests, never the checkout's; never imports from the
 installed (editable) package, and checks that the copy is what it imported. Theorems run first (they
 take a second or two and kill most mutants of a rule), then the tests. Exit code: 0 when every
 test passes and every theorem is proved; 1 when a test fails or a theorem is not proved; 2 when the
@@ -65,8 +66,11 @@ def main(argv: list[str]) -> int:
             if not result.ok:
                 return 1
     if tests:
+        import os
+
         import pytest
 
+        os.chdir(tree)  # the copy's own tests, with the copy's pytest settings
         code = int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", *tests]))
         if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
             return harness_error(f"pytest exit code {code} for {tests}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mutation.planted import copy_tree  # noqa: E402
+
+# CI=true: a conformance folder missing from the copy fails the baseline instead of skipping tests
+ENV = {**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)
@@ -162,11 +166,14 @@ def run_target(target: Target, work: Path) -> dict[str, object]:
     top, _, rest = target.path.partition("/")
     module = tree / "covalidator" / top / rest
     python = shlex.quote(sys.executable)
-    # one process (cosmic-ray runs the command without a shell): the tests, then the theorems
-    command = f"{python} {shlex.quote(str(ROOT / 'mutation' / 'in_copy.py'))} {shlex.quote(str(tree))}"
+    # one process (cosmic-ray runs the command without a shell): the theorems, then the tests
+    command = f"{python} {shlex.quote(str(tree / 'mutation' / 'in_copy.py'))} {shlex.quote(str(tree))}"
     command += " --pytest " + " ".join(target.tests)
     if target.theorems:
         command += " --prove " + " ".join(target.theorems)
+    baseline = subprocess.run(shlex.split(command), cwd=tree, env=ENV, capture_output=True, text=True)
+    if baseline.returncode != 0:  # the unmutated copy must pass, or every "kill" would mean nothing
+        raise SystemExit(f"{target.name}: the tests fail without a mutant:\n{baseline.stdout[-3000:]}")
     config = work / f"{target.name}.toml"
     config.write_text(
         "[cosmic-ray]\n"
@@ -177,7 +184,7 @@ def run_target(target: Target, work: Path) -> dict[str, object]:
         '[cosmic-ray.distributor]\nname = "local"\n'
     )
     session = work / f"{target.name}.sqlite"
-    subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=ROOT, check=True)
+    subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=tree, check=True)
     source = module.read_text()
     spans = function_lines(source, target.functions) if target.functions else []
     annotations = annotation_spans(source)
@@ -193,7 +200,7 @@ def run_target(target: Target, work: Path) -> dict[str, object]:
                     item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="annotation")
                 )
     started = time.monotonic()
-    subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=ROOT, check=True)
+    subprocess.run(["cosmic-ray", "exec", str(config), str(session)], cwd=tree, env=ENV, check=True)
     lines = source.splitlines()
     killed = incompetent = 0
     survivors = []

@@ -176,11 +176,21 @@ PLANTED: tuple[Planted, ...] = (
 
 
 def copy_tree(into: Path, bug: Planted | None) -> None:
-    """The package as installed (covalidator/{model,runtime,proofs}) under `into`, `bug` applied."""
+    """A self-contained copy under `into`: the package as installed (covalidator/{model,runtime,
+    proofs}, `bug` applied), the tests, the mutation tools and pyproject.toml (pytest's settings),
+    with `../shared` (the conformance vectors) linked beside it as the tests expect. Runs against it
+    see neither later edits of the checkout nor each other."""
+    ignore = shutil.ignore_patterns("__pycache__")
     package = into / "covalidator"
-    shutil.copytree(ROOT / "covalidator", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "covalidator", package, ignore=ignore)
     for name, folder in PACKAGES.items():
-        shutil.copytree(ROOT / folder, package / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / folder, package / name, ignore=ignore)
+    shutil.copytree(ROOT / "tests", into / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "mutation", into / "mutation", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
+    shared = into.parent / "shared"
+    if (ROOT.parent / "shared").exists() and not shared.exists():
+        shared.symlink_to(ROOT.parent / "shared")
     if bug is not None:
         top, _, rest = bug.path.partition("/")
         target = package / top / rest
@@ -202,13 +212,14 @@ def run_catchers(bug: Planted | None, catchers: list[tuple[str, str]]) -> list[O
     """Run each (kind, what) catcher ("pytest", node id) or ("prove", theorem) against a copy with
     `bug` planted, one process each; the exit code of each (mutation/in_copy.py)."""
     with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
-        copy_tree(Path(tmp), bug)
+        tree = Path(tmp) / "tree"
+        copy_tree(tree, bug)
         outcomes = []
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         for kind, what in catchers:
             done = subprocess.run(
-                [sys.executable, str(ROOT / "mutation" / "in_copy.py"), tmp, f"--{kind}", what],
-                cwd=ROOT,
+                [sys.executable, str(tree / "mutation" / "in_copy.py"), str(tree), f"--{kind}", what],
+                cwd=tree,
                 env=env,
                 capture_output=True,
                 text=True,
