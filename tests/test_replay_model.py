@@ -12,11 +12,12 @@ from covalidator.model.node_events import Persisted, ReplyToVC, Started, decode,
 from covalidator.model.replay import replay
 
 TRACED = 2
+SCENARIO_OF_THE_FIXTURE = ClusterScenario(validators=4, epochs=2, seed=9, crash=1)  # tests/fixtures/traces
 
 
 @cache
 def traced_run() -> ClusterResult:
-    return run_cluster(ClusterScenario(validators=4, epochs=2, seed=9, crash=1), trace_node=TRACED)
+    return run_cluster(SCENARIO_OF_THE_FIXTURE, trace_node=TRACED)
 
 
 def lives(trace: list[tuple[Any, list[Any]]]) -> list[list[tuple[Any, list[Any]]]]:
@@ -34,12 +35,17 @@ def through_json(trace: list[tuple[Any, list[Any]]]) -> list[tuple[Any, list[Any
     return [(decode(r["event"]), [decode(a) for a in r["actions"]]) for r in back]
 
 
-def config_of(result: ClusterResult) -> Any:
+def node_config(scenario: ClusterScenario, node: int) -> Any:
+    """The NodeConfig the simulator gives `node` in `scenario` (what replaying its trace needs)."""
     from covalidator.model.cluster_sim import ClusterRun
     from covalidator.model.sim_vc import SimVC
 
-    run = ClusterRun(result.scenario)
-    return NodeRuntime(run, TRACED, SimVC(run.chain, TRACED)).config
+    run = ClusterRun(scenario)
+    return NodeRuntime(run, node, SimVC(run.chain, node)).config
+
+
+def config_of(result: ClusterResult) -> Any:
+    return node_config(result.scenario, TRACED)
 
 
 def test_every_step_round_trips_and_replays_exactly() -> None:
