@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import count
 
-from covalidator.model import bls, shamir
+from covalidator.model.crypto import bls, shamir
 
 SECRET = 0x2A2A2A2A2A2A2A2A2A2A2A2A2A2A
 SIZES = (4, 7, 10)

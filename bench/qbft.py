@@ -20,10 +20,10 @@ import statistics
 import time
 from collections import deque
 
-from covalidator.model import qbft
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.qbft_events import Broadcast, Decide, InputValue, Received, Send
-from covalidator.model.qbft_messages import Envelope, Value, canonical_json, make_value
+from covalidator.model.qbft import instance as qbft
+from covalidator.model.qbft.events import Broadcast, Decide, InputValue, Received, Send
+from covalidator.model.qbft.messages import Envelope, Value, canonical_json, make_value
 
 TARGET_MS = 5.0
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from covalidator.model.slashing import SignedAttestation
+from covalidator.model.slashing.rules import SignedAttestation
 from covalidator.runtime.store import Store, _enc
 
 

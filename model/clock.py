@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .duty import DutyId, DutyKind
+from covalidator.model.duty import DutyId, DutyKind
 
 # Fraction of the slot at which a duty starts, as (numerator, denominator).
 START_FRACTION: dict[DutyKind, tuple[int, int]] = {

@@ -64,32 +64,32 @@ SLASHING_THEOREMS = (
 QBFT_THEOREMS = ("qbft.quorum_intersection", "qbft.agreement", "qbft.broken_variants_refuted")
 
 TARGETS = (
-    Target("slashing-rules", "model/slashing.py", SLASHING_TESTS, SLASHING_THEOREMS),
+    Target("slashing-rules", "model/slashing/rules.py", SLASHING_TESTS, SLASHING_THEOREMS),
     Target(
         "slashing-view",
-        "model/slashing_view.py",
+        "model/slashing/view.py",
         ("tests/test_store_oracle.py", "tests/test_node_guards.py"),
     ),
     Target(
         "qbft-rules",
-        "model/qbft_rules.py",
+        "model/qbft/rules.py",
         ("tests/test_qbft_rules.py", "tests/test_qbft.py", "tests/test_proofs_qbft.py"),
         (*QBFT_THEOREMS, "dv_safety.dv_safety"),
     ),
     Target(
         "qbft-instance",
-        "model/qbft.py",
+        "model/qbft/instance.py",
         ("tests/test_qbft.py", "tests/test_qbft_messages.py", "tests/test_qbft_stateful.py"),
     ),
     Target(
         "duty-phases",
-        "model/duty_state.py",
+        "model/node/phases.py",
         ("tests/test_duty_phases.py", "tests/test_node_guards.py"),
         ("dv_safety.persist_before_serve",),
     ),
     Target(
         "node-guards",
-        "model/node_guards.py",
+        "model/node/guards.py",
         ("tests/test_node_guards.py",),
         ("dv_safety.dv_safety",),
     ),

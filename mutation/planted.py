@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"model": "model", "runtime": "runtime", "proofs": "proofs"}
+PACKAGES = {"model": "model", "sim": "sim", "runtime": "runtime", "proofs": "proofs"}
 
 GUARDS = "tests/test_node_guards.py"
 ORACLE = "tests/test_store_oracle.py"
@@ -39,7 +39,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "ordering-rule",
         "dv_safety G1: a later slashable duty waits for the earlier one",
-        "model/node.py",
+        "model/node/step.py",
         "    return [other.id for other in state.duties.values() if blocked_by(other, rec, on_duty(other), keys)]",
         "    return []",
         tests=(
@@ -49,7 +49,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "view-check",
         "dv_safety G1: consensus validity checks the value against the node's slashing view",
-        "model/node_guards.py",
+        "model/node/guards.py",
         "    if isinstance(message, SignedAttestation):\n        return view.check_attestation(pubkey, message)\n"
         "    return view.check_block(pubkey, message)",
         "    return Verdict(True)",
@@ -58,7 +58,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "store-refusals",
         "dv_safety G2: what the store refused at Persist is never served nor signed",
-        "model/node.py",
+        "model/node/step.py",
         "    refused = state.config.guards.refused_by_store(event.refused)",
         "    refused: dict[str, str] = {}",
         tests=(f"{GUARDS}::test_what_the_store_refused_is_never_served_nor_signed",),
@@ -66,7 +66,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "may-serve",
         "persist_before_serve: only the phase after PERSISTED serves",
-        "model/duty_state.py",
+        "model/node/phases.py",
         "    return phase is Phase.SIGNING",
         "    return phase in (Phase.PERSISTING, Phase.SIGNING)",
         tests=(
@@ -77,7 +77,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "serve-data-request",
         "persist_before_serve: the VC's data request is answered only where may_serve holds",
-        "model/node_vc.py",
+        "model/node/vc.py",
         "    if not state.config.guards.may_serve(rec.phase):\n        return\n",
         "",
         tests=(f"{GUARDS}::test_a_block_is_not_served_while_its_proposal_is_persisting",),
@@ -85,7 +85,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "accept-vc-partial",
         "persist_before_serve: the VC's partial counts only where may_serve holds",
-        "model/node_vc.py",
+        "model/node/vc.py",
         "            if not state.config.guards.may_serve(rec.phase) or vd.data is None:",
         "            if vd.data is None:",
         tests=(
@@ -95,7 +95,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "combine-peers",
         "persist_before_serve: peers' partials combine only where may_serve holds",
-        "model/node_partials.py",
+        "model/node/parsig.py",
         "        if not state.config.guards.may_serve(rec.phase) or key not in rec.roots:",
         "        if key not in rec.roots:",
         tests=(
@@ -105,7 +105,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "threshold",
         "dv_safety lemma A: a signature needs M partials",
-        "model/node_guards.py",
+        "model/node/guards.py",
         "    return count >= threshold",
         "    return count >= threshold - 1",
         theorems=("dv_safety.dv_safety",),
@@ -113,7 +113,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "safe-threshold",
         "dv_safety: the lock accepts only M > (N + F) / 2",
-        "model/qbft_rules.py",
+        "model/qbft/rules.py",
         "    return And(m >= 1, m <= n, 2 * m - n >= fault_tolerance(n) + 1)",
         "    return And(m >= 1, m <= n, 2 * m - n >= 1)",
         tests=(
@@ -124,7 +124,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "surround-rule",
         "attestation_inductive_safety: a recorded vote surrounding the new one is refused",
-        "model/slashing.py",
+        "model/slashing/rules.py",
         "        is_surround_vote(s2, t2, s1, t1),\n",
         "",
         theorems=("slashing.attestation_inductive_safety",),
@@ -132,7 +132,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "minimal-watermark",
         "minification_soundness: a minified DB refuses a source below its watermark",
-        "model/slashing.py",
+        "model/slashing/rules.py",
         "    return And(s <= t, s >= max_source, t > max_target)",
         "    return And(s <= t, s >= max_source - 1, t > max_target)",
         theorems=("slashing.minification_soundness",),
@@ -148,7 +148,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "import-staircase",
         "neighbour_check_sufficiency: imports keep whole only histories without slashable pairs",
-        "model/slashing.py",
+        "model/slashing/rules.py",
         "        seen = by_target.get(r.target_epoch)\n        if seen is not None and seen != r:\n"
         "            return False\n        by_target[r.target_epoch] = r",
         "        by_target.setdefault(r.target_epoch, r)",
@@ -157,7 +157,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "qbft-quorum",
         "agreement and quorum_intersection: a quorum is ceil((N + F + 1) / 2)",
-        "model/qbft_rules.py",
+        "model/qbft/rules.py",
         "    return CeilDiv(n + fault_tolerance(n) + 1, 2)",
         "    return CeilDiv(n + fault_tolerance(n), 2)",
         theorems=("qbft.quorum_intersection",),

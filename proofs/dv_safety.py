@@ -50,9 +50,11 @@ from typing import Any
 
 import z3
 
-from covalidator.model import duty_state, node_guards, qbft_rules
-from covalidator.model import slashing as rules
 from covalidator.model.logic import Sum
+from covalidator.model.node import guards as node_guards
+from covalidator.model.node import phases as duty_state
+from covalidator.model.qbft import rules as qbft_rules
+from covalidator.model.slashing import rules
 from covalidator.proofs.harness import (
     CARDINALITY_SOLVER,
     PROVED,
@@ -116,8 +118,10 @@ def honest_node_refuses_the_second(kind: str, guards: tuple[str, ...]) -> ProofR
 
     def accepted(later: tuple[Any, ...], history: Any, wm: tuple[Any, ...]) -> Any:
         if kind == "attestation":
-            return rules.is_attestation_acceptable(*later, history, True, *wm)
-        return rules.is_block_acceptable(*later, history, True, *wm)
+            (s, t, root), (min_source, min_target) = later, wm
+            return rules.is_attestation_acceptable(s, t, root, history, True, min_source, min_target)
+        (slot, block_root), (min_slot,) = later, wm
+        return rules.is_block_acceptable(slot, block_root, history, True, min_slot)
 
     conditions = []
     for order, (earlier, later) in ((True, (m1, m2)), (False, (m2, m1))):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from covalidator.model.duty_state import DutyRecord, Phase
-from covalidator.model.node_guards import GUARDS, Guards
-from covalidator.model.slashing import SignedAttestation, SignedBlock, Verdict
-from covalidator.model.slashing_view import SlashingView
+from covalidator.model.node.guards import GUARDS, Guards
+from covalidator.model.node.phases import DutyRecord, Phase
+from covalidator.model.slashing.rules import SignedAttestation, SignedBlock, Verdict
+from covalidator.model.slashing.view import SlashingView
 
 
 def serve_while_persisting(phase: Phase) -> bool:

@@ -53,15 +53,7 @@ from typing import Any
 import z3
 
 from covalidator.model.logic import And, CeilDiv, Implies, Not, Or, Sum
-from covalidator.model.qbft_mutants import (
-    broken_commit_certificate,
-    broken_proposal_any_prepared,
-    broken_proposal_ignores_prepared,
-    broken_quorum_size,
-    broken_round_change_jump,
-    broken_signing_threshold,
-)
-from covalidator.model.qbft_rules import (
+from covalidator.model.qbft.rules import (
     RoundChangeSlot,
     VoteSlot,
     fault_tolerance,
@@ -74,6 +66,14 @@ from covalidator.model.qbft_rules import (
     signing_threshold,
 )
 from covalidator.proofs.harness import PROVED, REFUTED, UNKNOWN, ProofResult, Theorem, all_of, check_valid
+from covalidator.proofs.qbft_mutants import (
+    broken_commit_certificate,
+    broken_proposal_any_prepared,
+    broken_proposal_ignores_prepared,
+    broken_quorum_size,
+    broken_round_change_jump,
+    broken_signing_threshold,
+)
 
 MAX_N = 13
 SIZES = tuple(range(1, MAX_N + 1))

@@ -32,7 +32,7 @@ from typing import Any
 
 import z3
 
-from covalidator.model import slashing as rules
+from covalidator.model.slashing import rules
 from covalidator.proofs.harness import ProofResult, Theorem, all_of, check_valid
 
 _fresh = itertools.count()

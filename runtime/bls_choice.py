@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from covalidator.model import bls
+from covalidator.model.crypto import bls
 
 ENV_VAR: Final = "COVALIDATOR_BLS_BACKEND"
 

@@ -39,8 +39,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from covalidator.model.node_events import SubmissionKind, ValidatorInfo
-from covalidator.model.specs import FORKS
+from covalidator.model.eth.specs import FORKS
+from covalidator.model.node.events import SubmissionKind, ValidatorInfo
 
 log = logging.getLogger("covalidator.bn")
 

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from covalidator.model.node_events import DutyOutcome, Metric
+from covalidator.model.node.events import DutyOutcome, Metric
 
 log = logging.getLogger("covalidator.duties")
 

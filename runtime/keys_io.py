@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from covalidator.model import keystore
-from covalidator.model.cluster_lock import ClusterLock, LockError, parse_lock
+from covalidator.model.cluster.lock import ClusterLock, LockError, parse_lock
+from covalidator.model.crypto import keystore
 
 LOCK_FILE = "cluster-lock.json"
 IDENTITY_FILE = "identity-key.pem"

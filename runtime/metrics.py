@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from covalidator.model.node_events import DutyOutcome
-from covalidator.model.node_events import Metric as ModelMetric
+from covalidator.model.node.events import DutyOutcome
+from covalidator.model.node.events import Metric as ModelMetric
 
 NODE_LABELS = ("cluster_name", "cluster_hash", "peer_index")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

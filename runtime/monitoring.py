@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from covalidator.model.qbft_rules import quorum_size
+from covalidator.model.qbft.rules import quorum_size
 
 log = logging.getLogger("covalidator.monitoring")
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from aiohttp import web
 
-from covalidator.model import bls
-from covalidator.model.cluster import NodeConfig, hex0x
-from covalidator.model.node_events import HeadChanged, Tick
+from covalidator.model.cluster.config import NodeConfig, hex0x
+from covalidator.model.crypto import bls
+from covalidator.model.node.events import HeadChanged, Tick
 from covalidator.runtime.bn_client import BeaconNodeClient, BNUnavailable, ChainInfo, ChainMismatch
 from covalidator.runtime.duty_tracker import DutyTracker
 from covalidator.runtime.metrics import Counters, Fanout, NodeIdentity, NodeMetrics, Snapshot

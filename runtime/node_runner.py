@@ -26,10 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from covalidator.model.cluster import NodeConfig
+from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.duty import DutyKind
-from covalidator.model.node import step
-from covalidator.model.node_events import (
+from covalidator.model.node.events import (
     BeaconDataFailed,
     BeaconDataFetched,
     BNSubmitted,
@@ -63,7 +62,8 @@ from covalidator.model.node_events import (
     VCRequest,
     VCSubmission,
 )
-from covalidator.model.node_state import NodeState
+from covalidator.model.node.state import NodeState
+from covalidator.model.node.step import step
 from covalidator.runtime.bn_client import BNResponse, Duties, Json
 
 log = logging.getLogger("covalidator.node")

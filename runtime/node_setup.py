@@ -18,8 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from covalidator.model.cluster import ChainConfig, Limits, NodeConfig, ValidatorKeys, hex0x
-from covalidator.model.cluster_lock import ClusterLock, LockError, identity_public_key
+from covalidator.model.cluster.config import ChainConfig, Limits, NodeConfig, ValidatorKeys, hex0x
+from covalidator.model.cluster.lock import ClusterLock, LockError, identity_public_key
 from covalidator.runtime import keys_io
 
 DEFAULT_ROUND_MS = 1_000
@@ -140,7 +140,7 @@ def warm_up(chain: ChainConfig) -> None:
     not inside the first duty's step (about a second on a loaded machine: enough to miss slot 0)."""
     import time
 
-    from covalidator.model.signing import Kind, signing_root
+    from covalidator.model.eth.signing import Kind, signing_root
 
     slot = chain.clock.slot_at(int(time.time() * 1000))
     signing_root(chain.schedule, Kind.AGGREGATION_SLOT, {"slot": str(slot)})

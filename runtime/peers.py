@@ -65,11 +65,11 @@ from aiohttp import WSMsgType, web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from covalidator.model.cluster_lock import ClusterLock, identity_public_key
+from covalidator.model.cluster.lock import ClusterLock, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.json_encode import to_json
-from covalidator.model.node_events import PartialSignature, PartialSignatures, PeerPayload
-from covalidator.model.qbft_messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
+from covalidator.model.node.codec import to_json
+from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload
+from covalidator.model.qbft.messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
 
 log = logging.getLogger("covalidator.peers")
 

@@ -51,8 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.interchange import Interchange, ValidatorHistory, merge
-from covalidator.model.node_events import (
+from covalidator.model.node.events import (
     DecidedRecord,
     DutyOutcome,
     Persist,
@@ -60,7 +59,8 @@ from covalidator.model.node_events import (
     SlashingRecord,
     Started,
 )
-from covalidator.model.slashing import (
+from covalidator.model.slashing.interchange import Interchange, ValidatorHistory, merge
+from covalidator.model.slashing.rules import (
     AttestationWatermark,
     SignedAttestation,
     SignedBlock,

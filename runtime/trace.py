@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
-from covalidator.model.node_events import ACTION_TYPES, EVENT_TYPES, decode, encode
+from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, decode, encode
 
 TRACE_VERSION: Final = "covalidator/trace/v1"
 SEGMENT_PATTERN: Final = re.compile(r"trace-(\d{6,})\.jsonl")

@@ -18,8 +18,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from covalidator import __version__
-from covalidator.model.cluster import NodeConfig
-from covalidator.model.node_events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
+from covalidator.model.cluster.config import NodeConfig
+from covalidator.model.node.events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
 
 
 class Forward(Protocol):

@@ -32,7 +32,7 @@ def blst_backend() -> Iterator[None]:
     """Run a module's simulations on the blst backend: byte-identical to the default arkworks (the
     backends are cross-checked in test_bls_backends.py) and ~1.6x faster on the pairings that dominate
     a cluster simulation. CI time; the runtime tests and the shorter model tests keep arkworks."""
-    from covalidator.model import bls
+    from covalidator.model.crypto import bls
 
     previous = bls.backend_name()
     bls.use_backend("blst")

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from py_ecc.bls import G2ProofOfPossession as reference
 
-from covalidator.model import bls
-from covalidator.model.bls_backend import CURVE_ORDER, FIELD_MODULUS, BlsError, check_encoding
+from covalidator.model.crypto import bls
+from covalidator.model.crypto.backends.base import CURVE_ORDER, FIELD_MODULUS, BlsError, check_encoding
 
 from .bls_points import NON_SUBGROUP_G1, non_subgroup_g2
 

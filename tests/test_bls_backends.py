@@ -10,8 +10,8 @@ import pytest
 from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from covalidator.model import bls, shamir
-from covalidator.model.bls_backend import CURVE_ORDER, FIELD_MODULUS, Backend, BlsError
+from covalidator.model.crypto import bls, shamir
+from covalidator.model.crypto.backends.base import CURVE_ORDER, FIELD_MODULUS, Backend, BlsError
 
 from .bls_points import NON_SUBGROUP_G1, non_subgroup_g2
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covalidator.model import bls, shamir
-from covalidator.model.bls_backend import CURVE_ORDER
+from covalidator.model.crypto import bls, shamir
+from covalidator.model.crypto.backends.base import CURVE_ORDER
 
 
 def cluster(secret: int, threshold: int, n: int, seed: bytes = b"t") -> tuple[dict[int, int], dict[int, bytes]]:

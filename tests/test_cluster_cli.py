@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from covalidator.model import bls, cluster_lock, keystore
-from covalidator.model.interop import interop_secret_key
+from covalidator.model.cluster import lock as cluster_lock
+from covalidator.model.crypto import bls, keystore
+from covalidator.model.eth.interop import interop_secret_key
 from covalidator.runtime import keys_io
 from covalidator.runtime.cli import main
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from covalidator.model import bls, cluster_lock, shamir
-from covalidator.model.cluster_lock import DistributedValidator, LockError
+from covalidator.model.cluster import lock as cluster_lock
+from covalidator.model.cluster.lock import DistributedValidator, LockError
+from covalidator.model.crypto import bls, shamir
 
 from .bls_points import NON_SUBGROUP_G1
 

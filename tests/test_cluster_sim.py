@@ -7,15 +7,15 @@ from functools import cache
 
 import pytest
 
-from covalidator.model.cluster_sim import (
+from covalidator.proofs.mutants import PLANTED_BUGS
+from covalidator.sim.cluster import (
     ByzantineBehaviour,
     ClusterResult,
     ClusterScenario,
     run_cluster,
 )
-from covalidator.model.sim_vc import VCBehaviour
-from covalidator.model.simulation import Partition
-from covalidator.proofs.mutants import PLANTED_BUGS
+from covalidator.sim.network import Partition
+from covalidator.sim.vc import VCBehaviour
 
 pytestmark = pytest.mark.usefixtures("blst_backend")  # (conftest: CI time)
 
@@ -162,7 +162,7 @@ def test_without_slashing_checks_a_byzantine_leader_gets_a_slashable_pair_signed
 
 
 def test_a_bn_without_data_yet_is_asked_again_while_consensus_runs() -> None:
-    from covalidator.model.node_events import BeaconDataFailed, FetchBeaconData, StartTimer, TimerFired
+    from covalidator.model.node.events import BeaconDataFailed, FetchBeaconData, StartTimer, TimerFired
 
     result = run_cluster(ClusterScenario(validators=4, epochs=2, seed=12, bn_error_rate=0.2), trace_node=1)
     assert_safe(result)

@@ -10,8 +10,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from covalidator.model.cluster_sim import ClusterScenario, run_cluster
 from covalidator.runtime.cli.simulate_cluster import MIN_SUCCESS_PCT, cluster
+from covalidator.sim.cluster import ClusterScenario, run_cluster
 
 RUNS = [(4, 1, 1), (4, 1, 2), (4, 1, 3), (7, 2, 1), (7, 2, 2)]  # (nodes, byzantine, seed)
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from covalidator.model.cluster_sim import ClusterRun, ClusterScenario, build_nodes
-from covalidator.model.simulation import NetworkConfig, Simulator
+from covalidator.sim.cluster import ClusterRun, ClusterScenario, build_nodes
+from covalidator.sim.network import NetworkConfig, Simulator
 
 NODES = 4
 SCENARIO = ClusterScenario(

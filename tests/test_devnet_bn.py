@@ -12,10 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from covalidator.model import bls, ssz_json, vc_flow
-from covalidator.model.cluster import ChainConfig, hex0x
-from covalidator.model.interop import interop_secret_key
-from covalidator.model.signing import Kind, signing_root
+from covalidator.model.cluster.config import ChainConfig, hex0x
+from covalidator.model.crypto import bls
+from covalidator.model.eth import ssz_json, vc_flow
+from covalidator.model.eth.interop import interop_secret_key
+from covalidator.model.eth.signing import Kind, signing_root
 from covalidator.runtime.bn_client import BeaconNodeClient
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.helpers.aio import run

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from covalidator.model import bls, keystore
-from covalidator.model.interop import interop_secret_key
+from covalidator.model.crypto import bls, keystore
+from covalidator.model.eth.interop import interop_secret_key
 from covalidator.runtime import keys_io
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from covalidator.runtime.devnet.vc import DevnetVC, load_secrets

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from covalidator.model import duty_state as ds
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import BeaconDataFailed, DutyOutcome
+from covalidator.model.node import phases as ds
+from covalidator.model.node.events import BeaconDataFailed, DutyOutcome
 from tests.helpers.one_node import OneNode, of_type
 
 CONSENSUS_PATH = (ds.Trigger.START, ds.Trigger.READY, ds.Trigger.DECIDED, ds.Trigger.PERSISTED)
@@ -57,7 +57,7 @@ def test_a_duty_whose_bn_never_answered_ends_with_fetch_bn_error_else_no_consens
         node.advance(node.duty_start(duty))
         node.feed(BeaconDataFailed(duty, "503 from the BN"))
         if bn_answers:
-            from covalidator.model.node_events import BeaconDataFetched
+            from covalidator.model.node.events import BeaconDataFetched
 
             node.feed(BeaconDataFetched(duty, {"0": node.attestation_data(9, source=0)}))
         node.advance(node.clock.duty_deadline_ms(duty))

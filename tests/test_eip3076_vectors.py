@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from covalidator.model.interchange import InterchangeError, merge, parse_interchange
-from covalidator.model.slashing import (
+from covalidator.model.slashing.interchange import InterchangeError, merge, parse_interchange
+from covalidator.model.slashing.rules import (
     MinimalRecord,
     SignedAttestation,
     SignedBlock,

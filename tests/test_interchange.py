@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from covalidator.model.interchange import (
+from covalidator.model.slashing.interchange import (
     Interchange,
     InterchangeError,
     ValidatorHistory,
@@ -15,7 +15,7 @@ from covalidator.model.interchange import (
     parse_interchange,
     to_json,
 )
-from covalidator.model.slashing import SignedAttestation, SignedBlock
+from covalidator.model.slashing.rules import SignedAttestation, SignedBlock
 
 GVR = "0x" + "00" * 32
 

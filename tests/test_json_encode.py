@@ -11,9 +11,9 @@ from typing import Any
 
 from dataclasses_json import DataClassJsonMixin, config
 
-from covalidator.model.cluster_sim import ClusterResult, ClusterScenario, run_cluster
-from covalidator.model.json_encode import to_json
-from covalidator.model.node_events import ACTION_TYPES, EVENT_TYPES
+from covalidator.model.node.codec import to_json
+from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES
+from covalidator.sim.cluster import ClusterResult, ClusterScenario, run_cluster
 
 
 @cache
@@ -72,7 +72,7 @@ def test_the_corner_cases_encode_as_dataclasses_json_does() -> None:
 
 
 def test_peer_payloads_decode_as_dataclasses_json_decodes() -> None:
-    from covalidator.model.node_events import PeerMessage, PeerPayload
+    from covalidator.model.node.events import PeerMessage, PeerPayload
     from covalidator.runtime.peers import decode_payload
 
     payloads = [e.payload for e, _ in traced_run().trace if isinstance(e, PeerMessage)]

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covalidator.model import bls, keystore
-from covalidator.model.keystore import (
+from covalidator.model.crypto import bls, keystore
+from covalidator.model.crypto.keystore import (
     CorruptChecksum,
     KeystoreError,
     Pbkdf2,

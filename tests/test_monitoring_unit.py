@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node import step
-from covalidator.model.node_events import DutiesFetched, DutiesKind, DutyOutcome, Metric, TimerFired, TimerKey
+from covalidator.model.node.events import DutiesFetched, DutiesKind, DutyOutcome, Metric, TimerFired, TimerKey
+from covalidator.model.node.step import step
 from covalidator.runtime.cli.status import health_line, node_health, poll, reasons_text
 from covalidator.runtime.devnet.view import live_view
 from covalidator.runtime.duty_tracker import DutyTracker

@@ -11,8 +11,8 @@ safe, so a slashing would not reveal one missing).
 from __future__ import annotations
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.duty_state import Phase
-from covalidator.model.node_events import (
+from covalidator.model.eth.signing import Kind, signing_root
+from covalidator.model.node.events import (
     DutyOutcome,
     FetchBeaconData,
     PeerMessage,
@@ -20,7 +20,7 @@ from covalidator.model.node_events import (
     ReplyToVC,
     VCRequestKind,
 )
-from covalidator.model.signing import Kind, signing_root
+from covalidator.model.node.phases import Phase
 from tests.helpers.one_node import (
     ATTESTER,
     ROOT_B,
@@ -232,8 +232,8 @@ def test_a_peer_cannot_count_twice() -> None:
 
 
 def test_a_leader_proposing_data_slashable_against_the_view_gets_no_prepare() -> None:
-    from covalidator.model.node_events import Broadcast
-    from covalidator.model.qbft_messages import Envelope, Message, MsgType, canonical_json, make_value
+    from covalidator.model.node.events import Broadcast
+    from covalidator.model.qbft.messages import Envelope, Message, MsgType, canonical_json, make_value
 
     def prepares_for(source: int) -> list[object]:
         """V attested (1, 1) at slot 9; at slot 17 the round's leader proposes (source, 2)."""

@@ -6,10 +6,10 @@ instead of being held until the VC's next slot is lost."""
 from __future__ import annotations
 
 from covalidator.model.clock import SlotClock
-from covalidator.model.cluster import ChainConfig, NodeConfig, ValidatorKeys
+from covalidator.model.cluster.config import ChainConfig, NodeConfig, ValidatorKeys
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node import step
-from covalidator.model.node_events import (
+from covalidator.model.eth.signing import ForkSchedule
+from covalidator.model.node.events import (
     DutiesFailed,
     DutiesFetched,
     DutiesKind,
@@ -26,8 +26,8 @@ from covalidator.model.node_events import (
     VCRequest,
     VCRequestKind,
 )
-from covalidator.model.node_state import NodeState
-from covalidator.model.signing import ForkSchedule
+from covalidator.model.node.state import NodeState
+from covalidator.model.node.step import step
 from tests.helpers.fake_bn import SPEC
 
 GENESIS_MS = 60_000

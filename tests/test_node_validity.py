@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from covalidator.model import ssz_json
-from covalidator.model.beacon_data import bitlist_single
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import Broadcast, PeerMessage, PeerPayload, VCRequestKind
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, canonical_json, make_value
-from covalidator.model.qbft_rules import leader
-from covalidator.model.signing import Kind
+from covalidator.model.eth import ssz_json
+from covalidator.model.eth.beacon_data import bitlist_single
+from covalidator.model.eth.signing import Kind
+from covalidator.model.node.events import Broadcast, PeerMessage, PeerPayload, VCRequestKind
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, canonical_json, make_value
+from covalidator.model.qbft.rules import leader
 from tests.helpers.one_node import OneNode
 
 V = 0

@@ -82,7 +82,7 @@ def test_wheel_installs_into_fresh_venv(tmp_path: Path) -> None:
     )
     assert result.returncode == 0 and "slashing" in result.stdout
     where = subprocess.run(
-        [str(python), "-c", "import covalidator.model.slashing as m; print(m.__file__)"],
+        [str(python), "-c", "import covalidator.model.slashing.rules as m; print(m.__file__)"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from covalidator.model import duty_state as ds
-from covalidator.model import qbft_rules
 from covalidator.model.duty import DutyKind
+from covalidator.model.node import phases as ds
+from covalidator.model.qbft import rules as qbft_rules
 from covalidator.proofs import dv_safety
 from covalidator.proofs.harness import PROVED, REFUTED
 

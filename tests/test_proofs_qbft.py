@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from covalidator.model.qbft_mutants import (
+from covalidator.model.qbft.rules import quorum_size
+from covalidator.proofs import qbft
+from covalidator.proofs.harness import PROVED, REFUTED
+from covalidator.proofs.qbft_mutants import (
     broken_commit_certificate,
     broken_proposal_any_prepared,
     broken_proposal_ignores_prepared,
@@ -12,9 +15,6 @@ from covalidator.model.qbft_mutants import (
     broken_round_change_jump,
     broken_signing_threshold,
 )
-from covalidator.model.qbft_rules import quorum_size
-from covalidator.proofs import qbft
-from covalidator.proofs.harness import PROVED, REFUTED
 from covalidator.proofs.registry import all_theorems
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from covalidator.model import slashing as rules
 from covalidator.model.logic import And, Or
+from covalidator.model.slashing import rules
 from covalidator.proofs import slashing as proofs
 from covalidator.proofs.harness import PROVED, REFUTED
 

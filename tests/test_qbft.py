@@ -13,10 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covalidator.model import qbft
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.qbft import InstanceConfig, InstanceState, memory_bound, stored_message_count
-from covalidator.model.qbft_events import (
+from covalidator.model.qbft import instance as qbft
+from covalidator.model.qbft.events import (
     Broadcast,
     Decide,
     Expired,
@@ -29,7 +28,8 @@ from covalidator.model.qbft_events import (
     TimerFired,
     TimerKind,
 )
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, Value, make_value
+from covalidator.model.qbft.instance import InstanceConfig, InstanceState, memory_bound, stored_message_count
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, Value, make_value
 
 DUTY = DutyId(100, DutyKind.ATTESTER)
 N = 4

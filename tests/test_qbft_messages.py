@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.qbft import Decision, InstanceConfig
-from covalidator.model.qbft_events import (
+from covalidator.model.qbft.events import (
     Broadcast,
     Decide,
     Expired,
@@ -22,7 +21,8 @@ from covalidator.model.qbft_events import (
     TimerFired,
     TimerKind,
 )
-from covalidator.model.qbft_messages import (
+from covalidator.model.qbft.instance import Decision, InstanceConfig
+from covalidator.model.qbft.messages import (
     Envelope,
     Message,
     MsgType,

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.qbft_messages import Message, MsgType
-from covalidator.model.qbft_rules import (
+from covalidator.model.qbft.messages import Message, MsgType
+from covalidator.model.qbft.rules import (
     RoundChangeSlot,
     VoteSlot,
     fault_tolerance,
@@ -28,7 +28,7 @@ from covalidator.model.qbft_rules import (
     signing_threshold,
     vote_slots,
 )
-from covalidator.model.qbft_timers import round_at, round_deadline
+from covalidator.model.qbft.timers import round_at, round_deadline
 
 DUTY = DutyId(100, DutyKind.ATTESTER)
 

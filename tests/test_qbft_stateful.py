@@ -15,10 +15,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from covalidator.model import qbft
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.qbft_checker import ConsensusChecker
-from covalidator.model.qbft_events import (
+from covalidator.model.qbft import instance as qbft
+from covalidator.model.qbft.events import (
     Broadcast,
     Decide,
     InputValue,
@@ -29,9 +28,10 @@ from covalidator.model.qbft_events import (
     TimerFired,
     TimerKind,
 )
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, Value, make_value
-from covalidator.model.qbft_mutants import PLANTED_BUGS
-from covalidator.model.qbft_rules import RULES, Rules
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, Value, make_value
+from covalidator.model.qbft.rules import RULES, Rules
+from covalidator.proofs.qbft_mutants import PLANTED_BUGS
+from covalidator.sim.checker import ConsensusChecker
 
 N = 5
 BYZANTINE = 5

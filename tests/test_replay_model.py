@@ -7,9 +7,9 @@ import json
 from functools import cache
 from typing import Any
 
-from covalidator.model.cluster_sim import ClusterResult, ClusterScenario, NodeRuntime, run_cluster
-from covalidator.model.node_events import Persisted, ReplyToVC, Started, decode, encode
-from covalidator.model.replay import replay
+from covalidator.model.node.events import Persisted, ReplyToVC, Started, decode, encode
+from covalidator.model.node.replay import replay
+from covalidator.sim.cluster import ClusterResult, ClusterScenario, NodeRuntime, run_cluster
 
 TRACED = 2
 SCENARIO_OF_THE_FIXTURE = ClusterScenario(validators=4, epochs=2, seed=9, crash=1)  # tests/fixtures/traces
@@ -37,8 +37,8 @@ def through_json(trace: list[tuple[Any, list[Any]]]) -> list[tuple[Any, list[Any
 
 def node_config(scenario: ClusterScenario, node: int) -> Any:
     """The NodeConfig the simulator gives `node` in `scenario` (what replaying its trace needs)."""
-    from covalidator.model.cluster_sim import ClusterRun
-    from covalidator.model.sim_vc import SimVC
+    from covalidator.sim.cluster import ClusterRun
+    from covalidator.sim.vc import SimVC
 
     run = ClusterRun(scenario)
     return NodeRuntime(run, node, SimVC(run.chain, node)).config

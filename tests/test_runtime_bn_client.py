@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from covalidator.model.node_events import SubmissionKind
+from covalidator.model.node.events import SubmissionKind
 from covalidator.runtime.bn_client import (
     BeaconNodeClient,
     BNResponseError,

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from covalidator.model.node import step
-from covalidator.model.node_events import Started, Tick
-from covalidator.model.node_state import NodeState
+from covalidator.model.node.events import Started, Tick
+from covalidator.model.node.state import NodeState
+from covalidator.model.node.step import step
 from covalidator.runtime import keys_io
 from covalidator.runtime.cli import main
 from covalidator.runtime.node_setup import node_config
@@ -91,7 +91,7 @@ def test_run_configuration_errors_are_one_line_and_exit_2(cluster: Path, tmp_pat
 
 def test_an_existing_lock_whose_threshold_the_theorem_refutes_is_refused_at_run(tmp_path: Path) -> None:
     """A lock made under the old (N/2, N] rule, 3-of-5 and signed by every operator, no longer runs."""
-    from covalidator.model import cluster_lock
+    from covalidator.model.cluster import lock as cluster_lock
 
     old = tmp_path / "old"
     make_cluster(old, nodes=5, validators=1)

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from covalidator.model.cluster_lock import ClusterLock, Operator, identity_public_key
+from covalidator.model.cluster.lock import ClusterLock, Operator, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import PartialSignature, PartialSignatures, PeerPayload
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, make_value
+from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, make_value
 from covalidator.runtime.peers import FRAME_DOMAIN, MAGIC, PEER_PATH, PeerTransport
 from tests.helpers.aio import listening_socket, port_of, run, until
 

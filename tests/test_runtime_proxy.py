@@ -17,8 +17,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from covalidator.model.clock import SlotClock
-from covalidator.model.cluster import ChainConfig, NodeConfig, ValidatorKeys
-from covalidator.model.signing import ForkSchedule
+from covalidator.model.cluster.config import ChainConfig, NodeConfig, ValidatorKeys
+from covalidator.model.eth.signing import ForkSchedule
 from covalidator.runtime import proxy
 from covalidator.runtime.bn_client import BeaconNodeClient
 from covalidator.runtime.proxy import ReverseProxy, forward_headers

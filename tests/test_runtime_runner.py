@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from covalidator.model.clock import SlotClock
-from covalidator.model.cluster import ChainConfig, NodeConfig, ValidatorKeys
+from covalidator.model.cluster.config import ChainConfig, NodeConfig, ValidatorKeys
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import (
+from covalidator.model.eth.signing import ForkSchedule
+from covalidator.model.node.events import (
     HeadChanged,
     NodeAction,
     Persist,
@@ -24,7 +25,6 @@ from covalidator.model.node_events import (
     VCRequest,
     VCRequestKind,
 )
-from covalidator.model.signing import ForkSchedule
 from covalidator.runtime import node_runner
 from covalidator.runtime.node_app import head_changed
 from covalidator.runtime.node_runner import NodeRunner
@@ -116,7 +116,7 @@ def test_head_events_become_head_changed_and_garbage_is_ignored() -> None:
 
 
 def test_a_steps_consecutive_outcomes_are_recorded_in_one_transaction() -> None:
-    from covalidator.model.node_events import DutyOutcome, Log
+    from covalidator.model.node.events import DutyOutcome, Log
 
     ends = [DutyOutcome(DUTY, f"0x{i:096x}", True) for i in range(3)]
     late = DutyOutcome(DUTY, "0x" + "ff" * 48, False, "no_consensus")
@@ -129,7 +129,7 @@ def test_a_steps_consecutive_outcomes_are_recorded_in_one_transaction() -> None:
 def test_consensus_inputs_are_stepped_before_queued_partials_and_timers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from covalidator.model.node_events import (
+    from covalidator.model.node.events import (
         BeaconDataFetched,
         PartialSignatures,
         PeerMessage,

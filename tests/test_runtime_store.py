@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import DutyOutcome, Persist, SlashingRecord
-from covalidator.model.slashing import SignedAttestation
+from covalidator.model.node.events import DutyOutcome, Persist, SlashingRecord
+from covalidator.model.slashing.rules import SignedAttestation
 from covalidator.runtime import store as store_module
 from covalidator.runtime.store import DecidedConflict, Store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import (
+from covalidator.model.node.events import (
     Broadcast,
     DutiesFetched,
     DutiesKind,
@@ -25,7 +25,7 @@ from covalidator.model.node_events import (
     TimerKey,
     encode,
 )
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, make_value
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, make_value
 from covalidator.runtime.trace import TraceError, TraceHeader, TraceRecorder, read_trace, segments
 
 HEADER = TraceHeader(

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from covalidator.model.node_events import ReplyToVC, VCRequest, VCRequestKind
+from covalidator.model.node.events import ReplyToVC, VCRequest, VCRequestKind
 from covalidator.runtime.validator_api import ValidatorAPI
 from tests.helpers.aio import listening_socket, port_of, run
 from tests.test_runtime_proxy import config

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from eth_consensus_specs.debug.random_value import RandomizationMode, get_random_ssz_object
 
-from covalidator.model import bls, networks, signing
-from covalidator.model.signing import ForkSchedule, Kind, SigningError
-from covalidator.model.specs import FAR_FUTURE_EPOCH, FORKS, spec
-from covalidator.model.ssz_json import SszJsonError, from_json, to_json
+from covalidator.model.crypto import bls
+from covalidator.model.eth import networks, signing
+from covalidator.model.eth.signing import ForkSchedule, Kind, SigningError
+from covalidator.model.eth.specs import FAR_FUTURE_EPOCH, FORKS, spec
+from covalidator.model.eth.ssz_json import SszJsonError, from_json, to_json
 
 SK = 0x5EED
 GVR = bytes(range(32))

@@ -12,8 +12,8 @@ from eth_consensus_specs.debug.random_value import RandomizationMode, get_random
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from covalidator.model.specs import FORKS, spec
-from covalidator.model.ssz_json import SszJsonError, from_json, hash_tree_root, to_json
+from covalidator.model.eth.specs import FORKS, spec
+from covalidator.model.eth.ssz_json import SszJsonError, from_json, hash_tree_root, to_json
 
 TYPES = ["AttestationData", "Attestation", "AggregateAndProof", "BeaconBlock", "SignedVoluntaryExit",
          "SyncAggregatorSelectionData", "ContributionAndProof", "ExecutionPayload", "ExecutionPayloadHeader"]

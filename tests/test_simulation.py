@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Iterable
 
-from covalidator.model.simulation import (
+from covalidator.sim.network import (
     Crash,
     Effect,
     EventRecord,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from covalidator.model.qbft_byzantine import BEHAVIOURS
-from covalidator.model.qbft_mutants import PLANTED_BUGS
-from covalidator.model.qbft_rules import fault_tolerance
-from covalidator.model.qbft_simulation import ConsensusScenario, ConsensusSummary, run_consensus, run_instance
+from covalidator.model.qbft.rules import fault_tolerance
+from covalidator.proofs.qbft_mutants import PLANTED_BUGS
+from covalidator.sim.byzantine import BEHAVIOURS
+from covalidator.sim.qbft import ConsensusScenario, ConsensusSummary, run_consensus, run_instance
 
 # (scenario, instances, seed): 7,000 instances at N = 4 (F = 1), 3,000 at N = 7 (F = 2)
 CI_RUNS = [

@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from covalidator.model.slashing import (
+from covalidator.model.slashing.rules import (
     SignedAttestation,
     SignedBlock,
     attestation_watermark,
@@ -256,7 +256,7 @@ def test_a_block_refusal_names_the_double_proposal_or_the_watermark(
 def test_a_minimal_db_refusal_names_its_watermark(source: int, target: int, top: tuple[int, int] | None) -> None:
     """After minification only (max source, max target) remain: refuse source > target, a source below
     the max source, a target not above the max target, in that order."""
-    from covalidator.model.slashing import MinimalRecord, check_attestation_minimal
+    from covalidator.model.slashing.rules import MinimalRecord, check_attestation_minimal
 
     minimal = MinimalRecord() if top is None else MinimalRecord(top[0], top[1])
     verdict = check_attestation_minimal(SignedAttestation(source, target), minimal)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from covalidator.model.interchange import InterchangeError, parse_interchange, to_json
-from covalidator.model.slashing import SignedAttestation, SignedBlock, is_staircase
+from covalidator.model.slashing.interchange import InterchangeError, parse_interchange, to_json
+from covalidator.model.slashing.rules import SignedAttestation, SignedBlock, is_staircase
 from covalidator.runtime import store as store_module
 from covalidator.runtime.store import GenesisMismatch, Store, StoreError
 

@@ -22,9 +22,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from covalidator.model.interchange import Interchange, ValidatorHistory
-from covalidator.model.slashing import SignedAttestation
-from covalidator.model.slashing_view import SlashingView
+from covalidator.model.slashing.interchange import Interchange, ValidatorHistory
+from covalidator.model.slashing.rules import SignedAttestation
+from covalidator.model.slashing.view import SlashingView
 from covalidator.runtime.store import NEIGHBOUR_STEPS, Store
 
 spec: Any = __import__("eth_consensus_specs.phase0.minimal", fromlist=["spec"])

@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from covalidator.model import ssz_json, vc_flow
-from covalidator.model.cluster import hex0x
-from covalidator.model.signing import Kind
-from covalidator.model.specs import spec
+from covalidator.model.cluster.config import hex0x
+from covalidator.model.eth import ssz_json, vc_flow
+from covalidator.model.eth.signing import Kind
+from covalidator.model.eth.specs import spec
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from covalidator.runtime.devnet.vc import DevnetVC, load_secrets
 from tests.helpers.aio import run

@@ -16,9 +16,12 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from covalidator.model.crypto.keystore import Pbkdf2, Scrypt
 
 EXIT_BAD_INPUT = 2
 NETWORK_NAMES = ("mainnet", "holesky", "hoodi", "sepolia", "devnet")
@@ -43,8 +46,8 @@ def _hex_option(value: str | None, length: int, name: str) -> bytes | None:
     return data
 
 
-def _kdf(name: str, cost: int | None) -> object:
-    from covalidator.model import keystore
+def _kdf(name: str, cost: int | None) -> Scrypt | Pbkdf2:
+    from covalidator.model.crypto import keystore
 
     if name == "scrypt":
         n = cost or keystore.SCRYPT.n
@@ -147,9 +150,11 @@ def create_cluster(
     kdf_cost: int | None,
 ) -> None:
     """Create an M-of-N cluster: split validator keys and write one folder per node."""
-    from covalidator.model import bls, cluster_lock, networks
-    from covalidator.model.interop import interop_secret_key
-    from covalidator.model.qbft_rules import smallest_safe_threshold, threshold_refusal
+    from covalidator.model.cluster import lock as cluster_lock
+    from covalidator.model.crypto import bls
+    from covalidator.model.eth import networks
+    from covalidator.model.eth.interop import interop_secret_key
+    from covalidator.model.qbft.rules import smallest_safe_threshold, threshold_refusal
     from covalidator.runtime import keys_io
 
     if n < 3:
@@ -274,8 +279,8 @@ def create_cluster(
 @with_kdf_options
 def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None) -> None:
     """Recover the full validator keys from >= M node folders (each share checked against the lock)."""
-    from covalidator.model import bls, keystore, shamir
-    from covalidator.model.cluster_lock import LockError
+    from covalidator.model.cluster.lock import LockError
+    from covalidator.model.crypto import bls, keystore, shamir
     from covalidator.runtime import keys_io
 
     node_dirs = sorted(p.parent for p in cluster_dir.glob(f"*/{keys_io.LOCK_FILE}"))
@@ -304,10 +309,10 @@ def combine(cluster_dir: Path, output_dir: Path, kdf: str, kdf_cost: int | None)
         except (ValueError, keystore.KeystoreError) as error:
             fail(str(error))
         indices = set()
-        for j, secret in found.items():
+        for j, share_bytes in found.items():
             if not 0 <= j < len(lock.distributed_validators):
                 fail(f"{keys}/keystore-{j}.json: the lock has no validator {j}")
-            public = bls.sk_to_pk(bls.secret_from_bytes(secret))
+            public = bls.sk_to_pk(bls.secret_from_bytes(share_bytes))
             try:
                 indices.add(lock.distributed_validators[j].public_shares.index(public) + 1)
             except ValueError:

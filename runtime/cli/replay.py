@@ -42,9 +42,9 @@ def fail(message: str) -> NoReturn:
 )
 def replay(trace_path: Path, lock_path: Path | None) -> None:
     """Replay a node's trace through the model: every action compared, invariants checked."""
-    from covalidator.model.cluster_lock import LockError, parse_lock
-    from covalidator.model.node_events import Started
-    from covalidator.model.replay import replay as replay_records
+    from covalidator.model.cluster.lock import LockError, parse_lock
+    from covalidator.model.node.events import Started
+    from covalidator.model.node.replay import replay as replay_records
     from covalidator.runtime.node_setup import ConfigError, load_lock, node_config
     from covalidator.runtime.trace import TraceError, read_trace
 

@@ -55,8 +55,8 @@ def simulate() -> None:
 
 def _planted_rules(bug: str) -> Any:
     """Deliberately broken rules, to watch the simulator catch them (and replay them from the seed)."""
-    from covalidator.model.qbft_mutants import PLANTED_BUGS
-    from covalidator.model.qbft_rules import RULES
+    from covalidator.model.qbft.rules import RULES
+    from covalidator.proofs.qbft_mutants import PLANTED_BUGS
 
     return PLANTED_BUGS[bug] if bug != "none" else RULES
 
@@ -124,7 +124,7 @@ def consensus(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from covalidator.model.qbft_simulation import ConsensusScenario, InstanceResult, run_consensus
+    from covalidator.sim.qbft import ConsensusScenario, InstanceResult, run_consensus
 
     if byzantine + crash > nodes:
         click.echo(f"error: --byzantine {byzantine} + --crash {crash} exceeds --nodes {nodes}", err=True)

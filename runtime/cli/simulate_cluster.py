@@ -87,8 +87,8 @@ def cluster(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from covalidator.model.cluster_sim import STORE_MS, ByzantineBehaviour, ClusterScenario, run_cluster
-    from covalidator.model.sim_vc import VCBehaviour
+    from covalidator.sim.cluster import STORE_MS, ByzantineBehaviour, ClusterScenario, run_cluster
+    from covalidator.sim.vc import VCBehaviour
 
     if byzantine + crash + len(faulty_vc) > nodes:
         click.echo(

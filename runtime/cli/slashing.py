@@ -24,7 +24,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def parse_root(value: str | None, what: str) -> bytes | None:
-    from covalidator.model.interchange import InterchangeError, parse_hex
+    from covalidator.model.slashing.interchange import InterchangeError, parse_hex
 
     if value is None:
         return None
@@ -36,7 +36,7 @@ def parse_root(value: str | None, what: str) -> bytes | None:
 
 
 def parse_u64(value: str, what: str) -> int:
-    from covalidator.model.interchange import InterchangeError, parse_uint64
+    from covalidator.model.slashing.interchange import InterchangeError, parse_uint64
 
     try:
         number: int = parse_uint64(value, what)
@@ -66,7 +66,7 @@ def slashing() -> None:
 )
 def import_(file: str, db: str) -> None:
     """Merge an EIP-3076 interchange file (v5) into the DB, all or nothing."""
-    from covalidator.model.interchange import InterchangeError, parse_interchange
+    from covalidator.model.slashing.interchange import InterchangeError, parse_interchange
     from covalidator.runtime.store import Store, StoreError
 
     try:
@@ -100,7 +100,7 @@ def import_(file: str, db: str) -> None:
 @click.option("--minify", is_flag=True, help="EIP-3076 minification: only the watermarks per validator.")
 def export(db: str, out: str | None, minify: bool) -> None:
     """Write the DB as an EIP-3076 interchange (v5) document."""
-    from covalidator.model.interchange import minify_interchange, to_json
+    from covalidator.model.slashing.interchange import minify_interchange, to_json
     from covalidator.runtime.store import Store, StoreError
 
     if not Path(db).exists():
@@ -139,8 +139,8 @@ def check(
     genesis_validators_root: str | None,
 ) -> None:
     """May this validator sign this attestation or block? Exit 0 safe, 3 slashable."""
-    from covalidator.model.interchange import InterchangeError, parse_hex
-    from covalidator.model.slashing import SignedAttestation, SignedBlock
+    from covalidator.model.slashing.interchange import InterchangeError, parse_hex
+    from covalidator.model.slashing.rules import SignedAttestation, SignedBlock
     from covalidator.runtime.store import Store
 
     if (attestation is None) == (block is None):

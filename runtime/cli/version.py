@@ -10,7 +10,7 @@ import click
 @click.command()
 def version() -> None:
     """Print covalidator's version and the BLS backend in use (COVALIDATOR_BLS_BACKEND chooses it)."""
-    from covalidator.model import bls
+    from covalidator.model.crypto import bls
     from covalidator.runtime.bls_choice import ENV_VAR
 
     backend = bls.backend()

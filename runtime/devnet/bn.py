@@ -32,9 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from covalidator.model.networks import network
-from covalidator.model.node_events import SubmissionKind
-from covalidator.model.sim_chain import (
+from covalidator.model.eth.networks import network
+from covalidator.model.eth.specs import FAR_FUTURE_EPOCH
+from covalidator.model.node.events import SubmissionKind
+from covalidator.sim.chain import (
     EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
     FORK,
     PRESET,
@@ -47,7 +48,6 @@ from covalidator.model.sim_chain import (
     SimChain,
     _hash_hex,
 )
-from covalidator.model.specs import FAR_FUTURE_EPOCH
 
 from . import use_fixture_bls_backend
 from .report import Report

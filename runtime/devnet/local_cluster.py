@@ -11,6 +11,7 @@ Must not: judge the run (that is the BN's report and `summary`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from covalidator.model.sim_chain import SLOTS_PER_EPOCH
 from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, free_ports, get_json
+from covalidator.sim.chain import SLOTS_PER_EPOCH
 
 HOST = "127.0.0.1"
 STATUS_PATH = "/covalidator/v1/status"
@@ -120,7 +121,9 @@ class LocalCluster:
         self.monitoring = [None] * self.spec.nodes
         needed = [*self.nodes, *([self.bn] if self.bn else [])]
         for i in range(self.spec.nodes):
-            self.children.wait_until(f"node{i}", lambda i=i: self.node_ready(i), START_TIMEOUT_S, needed)
+            self.children.wait_until(
+                f"node{i}", functools.partial(self.node_ready, i), START_TIMEOUT_S, needed
+            )
 
     def start_vcs(self) -> None:
         for i in range(self.spec.nodes):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from covalidator.model.duty import DutyId
-from covalidator.model.sim_chain import SimChain
+from covalidator.sim.chain import SimChain
 
 LISTED = 20  # how many missed duties / invalid submissions / pairs the report names
 

@@ -35,11 +35,12 @@ from typing import Any
 
 import aiohttp
 
-from covalidator.model import bls, ssz_json, vc_flow
-from covalidator.model.beacon_data import is_aggregator, is_sync_committee_aggregator
-from covalidator.model.cluster import ChainConfig, hex0x
-from covalidator.model.signing import Kind, signing_root
-from covalidator.model.specs import spec
+from covalidator.model.cluster.config import ChainConfig, hex0x
+from covalidator.model.crypto import bls
+from covalidator.model.eth import ssz_json, vc_flow
+from covalidator.model.eth.beacon_data import is_aggregator, is_sync_committee_aggregator
+from covalidator.model.eth.signing import Kind, signing_root
+from covalidator.model.eth.specs import spec
 from covalidator.runtime.devnet import use_fixture_bls_backend
 
 log = logging.getLogger("covalidator.devnet.vc")
@@ -503,7 +504,7 @@ def load_secrets(directory: str) -> dict[str, int]:
 
 
 def interop_secrets(validators: int) -> dict[str, int]:
-    from covalidator.model.interop import interop_secret_key
+    from covalidator.model.eth.interop import interop_secret_key
 
     secrets = [interop_secret_key(i) for i in range(validators)]
     return {hex0x(bls.sk_to_pk(s)): s for s in secrets}

@@ -11,11 +11,11 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from covalidator.model import bls
-from covalidator.model.cluster import NodeConfig, hex0x, unhex
+from covalidator.model.cluster.config import NodeConfig, hex0x, unhex
+from covalidator.model.crypto import bls
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node import step
-from covalidator.model.node_events import (
+from covalidator.model.eth.signing import Kind, signing_root
+from covalidator.model.node.events import (
     DutiesFetched,
     DutiesKind,
     NodeAction,
@@ -36,12 +36,12 @@ from covalidator.model.node_events import (
     VCRequestKind,
     VCSubmission,
 )
-from covalidator.model.node_guards import GUARDS, Guards
-from covalidator.model.node_state import NodeState
-from covalidator.model.qbft_messages import Envelope, Message, MsgType, canonical_json, make_value
-from covalidator.model.qbft_rules import smallest_safe_threshold
-from covalidator.model.signing import Kind, signing_root
-from covalidator.model.sim_chain import ChainParams, SimChain
+from covalidator.model.node.guards import GUARDS, Guards
+from covalidator.model.node.state import NodeState
+from covalidator.model.node.step import step
+from covalidator.model.qbft.messages import Envelope, Message, MsgType, canonical_json, make_value
+from covalidator.model.qbft.rules import smallest_safe_threshold
+from covalidator.sim.chain import ChainParams, SimChain
 
 ME = 1
 N, M = 4, 3
@@ -91,7 +91,7 @@ class OneNode:
         """Started a slot before genesis, validators resolved (index i = validator i)."""
         self.now = self.clock.genesis_time_ms - self.clock.slot_ms
         self.feed(Started(self.now))
-        from covalidator.model.node_events import ValidatorsResolved
+        from covalidator.model.node.events import ValidatorsResolved
 
         self.feed(ValidatorsResolved(self.chain.validators_info(tuple(self.chain.pubkeys))))
 
@@ -166,8 +166,8 @@ class OneNode:
 
     def vc_attestation(self, validator: int, data: dict[str, Any]) -> list[NodeAction]:
         """The VC posts its partial (share 1) over `data` as a single-bit attestation."""
-        from covalidator.model.beacon_data import bitlist_single
-        from covalidator.model.node_events import SubmissionKind
+        from covalidator.model.eth.beacon_data import bitlist_single
+        from covalidator.model.node.events import SubmissionKind
 
         signature = self.partial(ME, validator, Kind.ATTESTATION, data).signature
         attestation = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node_events import Persist, SlashingRecord
+from covalidator.model.node.events import Persist, SlashingRecord
 from covalidator.runtime.store import Store
 
 PUBKEY = "0x" + "a1" * 48

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import sys
 
-from covalidator.model.slashing import SignedAttestation
+from covalidator.model.slashing.rules import SignedAttestation
 from covalidator.runtime.store import Store
 
 

@@ -1,0 +1,354 @@
+"""The cluster lock: the one document every co-validator of a cluster holds, identical on every node.
+
+Decides: the lock's JSON format, its canonical content and `lock_hash`, the operators' identity
+signatures over that hash, and what loading a lock checks (each fault with its own message): the
+structure and encodings; the counts (N >= 3 operators, a threshold M the DV-safety theorem proves safe
+for N: `qbft_rules.threshold_refusal`, M > (N + F) / 2; one public share
+per operator for every validator, one signature per operator); that `lock_hash` is the hash of the
+content (else the file was modified after signing); that every operator signed it; that no identity
+key, address, group key or share key appears twice; that every BLS key is a valid G1 point; and that
+every validator's public shares interpolate (degree M-1) to its `distributed_public_key`.
+
+Format (field names as existing DV tooling, e.g. Charon's cluster-lock.json, uses where they overlap):
+
+    {"version": "covalidator/lock/v1", "name": str, "network": str,
+     "fork_version": "0x<4 bytes: the genesis fork version>",
+     "genesis_validators_root": "0x<32 bytes>"   (all zero: not pinned, devnet only),
+     "threshold": M,
+     "operators": [{"identity_public_key": "0x<32-byte Ed25519 key>", "address": "host:port"}, ...],
+     "distributed_validators": [{"distributed_public_key": "0x<48>",
+                                 "public_shares": ["0x<48>", ...]}, ...],   # position i = node i
+     "lock_hash": "0x<32>", "node_signatures": ["0x<64-byte Ed25519 signature>", ...]}
+
+Node i (0-based) holds share index i + 1 of every validator. `lock_hash` is
+sha256(b"covalidator/lock/v1\\n" + canonical JSON of everything but lock_hash and node_signatures),
+canonical meaning sorted keys, no whitespace, ASCII. Each operator signs
+b"covalidator/lock-hash\\n" + lock_hash with its identity key: the prefix keeps that signature
+distinct from any peer message signed with the same key.
+
+Must not: read or write files, or generate keys (the runtime does both and passes them in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from covalidator.model.crypto import bls
+from covalidator.model.qbft.rules import threshold_refusal
+
+LOCK_VERSION: Final = "covalidator/lock/v1"
+_HASH_PREFIX: Final = b"covalidator/lock/v1\n"
+_SIGNATURE_PREFIX: Final = b"covalidator/lock-hash\n"
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
+
+
+class LockError(ValueError):
+    """A cluster lock that must not be used (the message names the fault)."""
+
+
+@dataclass(frozen=True)
+class Operator:
+    identity_public_key: bytes  # raw 32-byte Ed25519 public key
+    address: str  # host:port where its peers reach it
+
+
+@dataclass(frozen=True)
+class DistributedValidator:
+    distributed_public_key: bytes
+    public_shares: tuple[bytes, ...]  # position i: node i's share pubkey (share index i + 1)
+
+
+@dataclass(frozen=True)
+class ClusterLock:
+    name: str
+    network: str
+    fork_version: bytes
+    genesis_validators_root: bytes
+    threshold: int
+    operators: tuple[Operator, ...]
+    distributed_validators: tuple[DistributedValidator, ...]
+    lock_hash: bytes
+    node_signatures: tuple[bytes, ...]
+
+    @property
+    def nodes(self) -> int:
+        return len(self.operators)
+
+    def share_pubkeys(self, node_index: int) -> dict[bytes, bytes]:
+        """{group pubkey: node `node_index`'s share pubkey} for every validator."""
+        return {v.distributed_public_key: v.public_shares[node_index] for v in self.distributed_validators}
+
+    def validator(self, group_pubkey: bytes) -> DistributedValidator:
+        for v in self.distributed_validators:
+            if v.distributed_public_key == group_pubkey:
+                return v
+        raise KeyError(f"0x{group_pubkey.hex()} is not a validator of this cluster")
+
+    def node_index_of(self, identity_public_key: bytes) -> int:
+        for i, op in enumerate(self.operators):
+            if op.identity_public_key == identity_public_key:
+                return i
+        raise KeyError("not an operator of this cluster")
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def content_json(
+    *,
+    name: str,
+    network: str,
+    fork_version: bytes,
+    genesis_validators_root: bytes,
+    threshold: int,
+    operators: Sequence[Operator],
+    distributed_validators: Sequence[DistributedValidator],
+) -> dict[str, Any]:
+    """The signed part of a lock, as JSON."""
+    return {
+        "version": LOCK_VERSION,
+        "name": name,
+        "network": network,
+        "fork_version": _hex(fork_version),
+        "genesis_validators_root": _hex(genesis_validators_root),
+        "threshold": threshold,
+        "operators": [
+            {"identity_public_key": _hex(o.identity_public_key), "address": o.address} for o in operators
+        ],
+        "distributed_validators": [
+            {
+                "distributed_public_key": _hex(v.distributed_public_key),
+                "public_shares": [_hex(p) for p in v.public_shares],
+            }
+            for v in distributed_validators
+        ],
+    }
+
+
+def compute_lock_hash(content: Mapping[str, Any]) -> bytes:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(_HASH_PREFIX + canonical.encode("ascii")).digest()
+
+
+def identity_public_key(private_key: Ed25519PrivateKey) -> bytes:
+    return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def sign_lock_hash(private_key: Ed25519PrivateKey, lock_hash: bytes) -> bytes:
+    return private_key.sign(_SIGNATURE_PREFIX + lock_hash)
+
+
+def verify_lock_signature(public_key: bytes, lock_hash: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, _SIGNATURE_PREFIX + lock_hash)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def build_lock(
+    *,
+    name: str,
+    network: str,
+    fork_version: bytes,
+    genesis_validators_root: bytes,
+    threshold: int,
+    addresses: Sequence[str],
+    identity_keys: Sequence[Ed25519PrivateKey],
+    distributed_validators: Sequence[DistributedValidator],
+) -> dict[str, Any]:
+    """A complete lock (JSON) signed by every operator; checked by `parse_lock` before it is returned."""
+    operators = [Operator(identity_public_key(k), a) for k, a in zip(identity_keys, addresses, strict=True)]
+    content = content_json(
+        name=name,
+        network=network,
+        fork_version=fork_version,
+        genesis_validators_root=genesis_validators_root,
+        threshold=threshold,
+        operators=operators,
+        distributed_validators=distributed_validators,
+    )
+    lock_hash = compute_lock_hash(content)
+    lock = {
+        **content,
+        "lock_hash": _hex(lock_hash),
+        "node_signatures": [_hex(sign_lock_hash(k, lock_hash)) for k in identity_keys],
+    }
+    parse_lock(lock)
+    return lock
+
+
+def lock_to_json(lock: ClusterLock) -> dict[str, Any]:
+    content = content_json(
+        name=lock.name,
+        network=lock.network,
+        fork_version=lock.fork_version,
+        genesis_validators_root=lock.genesis_validators_root,
+        threshold=lock.threshold,
+        operators=lock.operators,
+        distributed_validators=lock.distributed_validators,
+    )
+    return {
+        **content,
+        "lock_hash": _hex(lock.lock_hash),
+        "node_signatures": [_hex(s) for s in lock.node_signatures],
+    }
+
+
+# ---- loading: every check, each with its own message -------------------------------------------------
+
+
+def _get(obj: Any, key: str, kind: type, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise LockError(f"cluster lock: {where or 'the document'} is not a JSON object")
+    if key not in obj:
+        raise LockError(f"cluster lock: {where + '.' if where else ''}{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise LockError(f"cluster lock: {where + '.' if where else ''}{key} must be a {kind.__name__}")
+    return value
+
+
+def _bytes(value: Any, length: int, where: str) -> bytes:
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"0x[0-9a-fA-F]*", value)
+        or len(value) != 2 + 2 * length
+    ):
+        raise LockError(f"cluster lock: {where} must be 0x-hex of {length} bytes, got {str(value)[:20]!r}")
+    return bytes.fromhex(value[2:])
+
+
+def _duplicates(values: Sequence[Any]) -> tuple[int, int] | None:
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        if v in seen:
+            return seen[v], i
+        seen[v] = i
+    return None
+
+
+def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> ClusterLock:
+    """The lock a JSON document describes, after every check in the module docstring; LockError otherwise.
+    `unsafe_threshold_ok` only for `combine` (getting keys back out of an old cluster whose threshold
+    the DV-safety theorem refutes), never to run one."""
+    version = _get(document, "version", str, "")
+    if version != LOCK_VERSION:
+        raise LockError(f"cluster lock: unsupported version {version!r} (expected {LOCK_VERSION})")
+    name = _get(document, "name", str, "")
+    network = _get(document, "network", str, "")
+    fork_version = _bytes(_get(document, "fork_version", str, ""), 4, "fork_version")
+    gvr = _bytes(_get(document, "genesis_validators_root", str, ""), 32, "genesis_validators_root")
+    threshold = _get(document, "threshold", int, "")
+    operators = []
+    for i, op in enumerate(_get(document, "operators", list, "")):
+        where = f"operators[{i}]"
+        key = _bytes(_get(op, "identity_public_key", str, where), 32, f"{where}.identity_public_key")
+        address = _get(op, "address", str, where)
+        if not _ADDRESS.fullmatch(address):
+            raise LockError(f"cluster lock: {where}.address must be host:port, got {address!r}")
+        operators.append(Operator(key, address))
+    validators = []
+    for j, v in enumerate(_get(document, "distributed_validators", list, "")):
+        where = f"distributed_validators[{j}]"
+        group = _bytes(_get(v, "distributed_public_key", str, where), 48, f"{where}.distributed_public_key")
+        shares = tuple(
+            _bytes(s, 48, f"{where}.public_shares[{i}]")
+            for i, s in enumerate(_get(v, "public_shares", list, where))
+        )
+        validators.append(DistributedValidator(group, shares))
+    lock_hash = _bytes(_get(document, "lock_hash", str, ""), 32, "lock_hash")
+    signatures = tuple(
+        _bytes(s, 64, f"node_signatures[{i}]")
+        for i, s in enumerate(_get(document, "node_signatures", list, ""))
+    )
+
+    n = len(operators)
+    if n < 3:
+        raise LockError(f"cluster lock: a cluster needs at least 3 operators, this lock has {n}")
+    refusal = threshold_refusal(n, threshold)
+    if refusal is not None and not (unsafe_threshold_ok and n / 2 < threshold <= n):
+        raise LockError(f"cluster lock: {refusal}")
+    if not validators:
+        raise LockError("cluster lock: no distributed_validators")
+    for j, v in enumerate(validators):
+        if len(v.public_shares) != n:
+            raise LockError(
+                f"cluster lock: distributed_validators[{j}] has {len(v.public_shares)} public_shares, "
+                f"expected {n} (one per operator)"
+            )
+    if len(signatures) != n:
+        raise LockError(f"cluster lock: {len(signatures)} node_signatures for {n} operators")
+
+    content = content_json(
+        name=name,
+        network=network,
+        fork_version=fork_version,
+        genesis_validators_root=gvr,
+        threshold=threshold,
+        operators=operators,
+        distributed_validators=validators,
+    )
+    if compute_lock_hash(content) != lock_hash:
+        raise LockError(
+            "cluster lock: lock_hash does not match the content: the lock was modified after it was signed"
+        )
+    for i, (op, signature) in enumerate(zip(operators, signatures, strict=True)):
+        if not verify_lock_signature(op.identity_public_key, lock_hash, signature):
+            raise LockError(
+                f"cluster lock: node_signatures[{i}] is not operator {i}'s signature over lock_hash"
+            )
+
+    for what, values in (
+        ("identity_public_key", [o.identity_public_key for o in operators]),
+        ("address", [o.address for o in operators]),
+    ):
+        if pair := _duplicates(values):
+            raise LockError(
+                f"cluster lock: operators[{pair[0]}] and operators[{pair[1]}] have the same {what}"
+            )
+    if pair := _duplicates([v.distributed_public_key for v in validators]):
+        raise LockError(
+            f"cluster lock: distributed_validators[{pair[0]}] and [{pair[1]}] have the same distributed_public_key"
+        )
+    every_key = [
+        (v.distributed_public_key, f"distributed_validators[{j}].distributed_public_key")
+        for j, v in enumerate(validators)
+    ]
+    every_key += [
+        (share, f"distributed_validators[{j}].public_shares[{i}]")
+        for j, v in enumerate(validators)
+        for i, share in enumerate(v.public_shares)
+    ]
+    if pair := _duplicates([key for key, _ in every_key]):
+        raise LockError(f"cluster lock: {every_key[pair[1]][1]} repeats the key of {every_key[pair[0]][1]}")
+    for key, where in every_key:
+        if not bls.key_validate(key):
+            raise LockError(f"cluster lock: {where} is not a valid BLS12-381 public key")
+    for j, v in enumerate(validators):
+        if not bls.public_shares_consistent(v.distributed_public_key, v.public_shares, threshold):
+            raise LockError(
+                f"cluster lock: distributed_validators[{j}].public_shares do not interpolate to its "
+                f"distributed_public_key (threshold {threshold})"
+            )
+    return ClusterLock(
+        name,
+        network,
+        fork_version,
+        gvr,
+        threshold,
+        tuple(operators),
+        tuple(validators),
+        lock_hash,
+        signatures,
+    )

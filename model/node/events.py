@@ -1,0 +1,409 @@
+"""The vocabulary between the node model and its drivers (runtime, simulator, tests, replay).
+
+Decides what can happen to a co-validator (events, in) and what it can ask for (actions, out); holds
+no logic. Every type is a frozen dataclass that round-trips through dataclasses-json, so a trace of
+events replays into the same actions. Beacon-API objects travel as their JSON (`Json`), exactly as the
+Beacon API spells them; pubkeys as "0x" hex (group pubkeys unless a field says share).
+
+Events (what the world tells the node):
+  Started        the node (re)started: time, and what its durable store holds (slashing records,
+                 decided values, finished duties). Everything else was lost.
+  Tick           time passed (the runtime also fires StartTimer deadlines as TimerFired).
+  ValidatorsResolved  the BN's indices and statuses for the cluster's validators.
+  DutiesFetched / DutiesFailed        the BN's duties for an epoch (or sync period).
+  BeaconDataFetched / BeaconDataFailed  what this node's BN proposes for a duty.
+  PeerMessage    an authenticated message from co-validator `sender` (QBFT or partial signatures).
+  VCRequest      the VC asks for data to sign (attestation data, a block, an aggregate, a contribution)
+                 or for combined selection proofs; it waits for a ReplyToVC with the same request id.
+  VCSubmission   the VC posts signed objects (its partial signatures).
+  Persisted      the store committed (fsync'ed) a Persist; `refused` lists validators whose messages the
+                 store's slashing check refused (they are never served).
+  BNSubmitted    the BN's answer to a SubmitToBN.
+  HeadChanged    a new head, with the dependent roots that say whether duties must be fetched again.
+  TimerFired     a StartTimer deadline passed.
+
+Actions (what the node asks the runtime to do, in order):
+  FetchValidators, FetchDuties, FetchBeaconData, Broadcast, Send, StartTimer, Persist, ReplyToVC,
+  SubmitToBN, DutyOutcome (a duty ended for a validator: success or a named reason), Log, Metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from dataclasses_json import DataClassJsonMixin
+
+from covalidator.model.duty import DutyId
+from covalidator.model.node.codec import to_json
+from covalidator.model.qbft.messages import Envelope
+
+Json = Any  # a JSON value: dict / list / str / int / bool / None
+
+
+class DutiesKind(StrEnum):
+    ATTESTER = "attester"
+    PROPOSER = "proposer"
+    SYNC = "sync"
+
+
+class VCRequestKind(StrEnum):
+    ATTESTATION_DATA = "attestation_data"  # params: slot, committee_index
+    BLOCK = "block"  # params: slot, randao_reveal (this VC's partial), graffiti?, blinded?
+    AGGREGATE_ATTESTATION = "aggregate_attestation"  # params: slot, attestation_data_root, committee_index?
+    SYNC_CONTRIBUTION = "sync_contribution"  # params: slot, subcommittee_index, beacon_block_root
+    BEACON_COMMITTEE_SELECTIONS = (
+        "beacon_committee_selections"  # params: selections [{validator_index, slot, selection_proof}]
+    )
+    SYNC_COMMITTEE_SELECTIONS = "sync_committee_selections"  # params: selections [{validator_index, slot, subcommittee_index, selection_proof}]
+
+
+class SubmissionKind(StrEnum):
+    ATTESTATIONS = "attestations"  # Attestation (phase0..deneb) or SingleAttestation (electra+) objects
+    BLOCK = "block"  # one SignedBeaconBlock (or blinded, or block contents)
+    AGGREGATE_AND_PROOFS = "aggregate_and_proofs"
+    SYNC_COMMITTEE_MESSAGES = "sync_committee_messages"
+    CONTRIBUTION_AND_PROOFS = "contribution_and_proofs"
+
+
+# --------------------------------------------------------------------------------------------------
+# Peer payloads.
+
+
+@dataclass(frozen=True)
+class PartialSignature(DataClassJsonMixin):
+    pubkey: str  # the group pubkey of the validator
+    signing_root: str  # 0x hex of the root the partial signs
+    signature: str  # 0x hex of the partial signature
+    message: Json = None  # the signed object for duties without consensus (RANDAO epoch, selection, root)
+
+
+@dataclass(frozen=True)
+class PartialSignatures(DataClassJsonMixin):
+    duty: DutyId
+    partials: tuple[PartialSignature, ...]
+
+
+@dataclass(frozen=True)
+class PeerPayload(DataClassJsonMixin):
+    """Exactly one of the two is set."""
+
+    qbft: Envelope | None = None
+    partials: PartialSignatures | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Events.
+
+
+@dataclass(frozen=True)
+class SlashingRecord(DataClassJsonMixin):
+    """One message of a validator's slashing history (what the store holds)."""
+
+    pubkey: str
+    slot: int | None = None  # a block
+    source_epoch: int | None = None  # an attestation
+    target_epoch: int | None = None
+    signing_root: str | None = None
+
+
+@dataclass(frozen=True)
+class DecidedRecord(DataClassJsonMixin):
+    duty: DutyId
+    value: Json  # the decided map pubkey -> data
+    value_hash: str
+
+
+@dataclass(frozen=True)
+class Started(DataClassJsonMixin):
+    now_ms: int
+    slashing: tuple[
+        SlashingRecord, ...
+    ] = ()  # recent records of the cluster's validators (at least the latest)
+    decided: tuple[DecidedRecord, ...] = ()
+    finished: tuple[tuple[DutyId, str], ...] = ()  # (duty, pubkey) whose outcome is already recorded
+
+
+@dataclass(frozen=True)
+class Tick(DataClassJsonMixin):
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class ValidatorInfo(DataClassJsonMixin):
+    pubkey: str
+    index: int
+    status: str = "active_ongoing"
+
+
+@dataclass(frozen=True)
+class ValidatorsResolved(DataClassJsonMixin):
+    validators: tuple[ValidatorInfo, ...]
+
+
+@dataclass(frozen=True)
+class DutiesFetched(DataClassJsonMixin):
+    kind: DutiesKind
+    epoch: int
+    duties: tuple[Json, ...]  # Beacon-API AttesterDuty / ProposerDuty / SyncDuty objects
+    dependent_root: str = ""
+
+
+@dataclass(frozen=True)
+class DutiesFailed(DataClassJsonMixin):
+    kind: DutiesKind
+    epoch: int
+    error: str
+
+
+@dataclass(frozen=True)
+class BeaconDataFetched(DataClassJsonMixin):
+    duty: DutyId
+    data: Json  # per kind: see FetchBeaconData
+
+
+@dataclass(frozen=True)
+class BeaconDataFailed(DataClassJsonMixin):
+    duty: DutyId
+    error: str
+
+
+@dataclass(frozen=True)
+class PeerMessage(DataClassJsonMixin):
+    sender: int  # share index 1..N, authenticated by the transport
+    payload: PeerPayload
+
+
+@dataclass(frozen=True)
+class VCRequest(DataClassJsonMixin):
+    request_id: int
+    kind: VCRequestKind
+    params: Json
+
+
+@dataclass(frozen=True)
+class VCSubmission(DataClassJsonMixin):
+    request_id: int
+    kind: SubmissionKind
+    objects: tuple[Json, ...]
+    version: str = ""  # the Eth-Consensus-Version header, when the VC sent one
+
+
+@dataclass(frozen=True)
+class Persisted(DataClassJsonMixin):
+    duty: DutyId
+    refused: tuple[tuple[str, str], ...] = ()  # (pubkey, the store's refusal)
+
+
+@dataclass(frozen=True)
+class BNSubmitted(DataClassJsonMixin):
+    duty: DutyId
+    pubkeys: tuple[str, ...]
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class HeadChanged(DataClassJsonMixin):
+    slot: int
+    block_root: str
+    previous_duty_dependent_root: str = ""
+    current_duty_dependent_root: str = ""
+
+
+@dataclass(frozen=True)
+class TimerKey(DataClassJsonMixin):
+    purpose: str  # "epoch" | "start" | "deadline" | "refetch" | "qbft_round" | "qbft_expiry" | "request"
+    duty: DutyId | None = None
+    round: int = 0
+    request_id: int = 0
+
+
+@dataclass(frozen=True)
+class TimerFired(DataClassJsonMixin):
+    key: TimerKey
+    now_ms: int
+
+
+NodeEvent = (
+    Started
+    | Tick
+    | ValidatorsResolved
+    | DutiesFetched
+    | DutiesFailed
+    | BeaconDataFetched
+    | BeaconDataFailed
+    | PeerMessage
+    | VCRequest
+    | VCSubmission
+    | Persisted
+    | BNSubmitted
+    | HeadChanged
+    | TimerFired
+)
+
+# --------------------------------------------------------------------------------------------------
+# Actions.
+
+
+@dataclass(frozen=True)
+class FetchValidators(DataClassJsonMixin):
+    pubkeys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchDuties(DataClassJsonMixin):
+    kind: DutiesKind
+    epoch: int
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FetchBeaconData(DataClassJsonMixin):
+    """Ask this node's BN for the data of a duty. `request` per kind:
+    ATTESTER: {"slot", "committee_indices": [..]} -> data {committee_index: AttestationData}
+    PROPOSER: {"slot", "randao_reveal", "graffiti"?}  -> data {"version", "blinded", "block"}
+    AGGREGATOR: {"slot", "aggregates": [{"committee_index", "attestation_data_root"}]}
+                -> data {attestation_data_root: Attestation}
+    SYNC_CONTRIBUTION: {"slot", "beacon_block_root", "subcommittee_indices": [..]}
+                -> data {subcommittee_index: SyncCommitteeContribution}
+    """
+
+    duty: DutyId
+    request: Json
+
+
+@dataclass(frozen=True)
+class Broadcast(DataClassJsonMixin):
+    payload: PeerPayload
+
+
+@dataclass(frozen=True)
+class Send(DataClassJsonMixin):
+    to: int  # share index
+    payload: PeerPayload
+
+
+@dataclass(frozen=True)
+class StartTimer(DataClassJsonMixin):
+    key: TimerKey
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class Persist(DataClassJsonMixin):
+    """Record durably BEFORE anything later in the same step runs: the decided value, and the
+    slashing records (check-and-record in one transaction; the store answers with Persisted)."""
+
+    duty: DutyId
+    value: Json
+    value_hash: str
+    records: tuple[SlashingRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplyToVC(DataClassJsonMixin):
+    request_id: int
+    status: int  # HTTP status
+    body: Json
+    version: str = ""  # Eth-Consensus-Version, where the endpoint has one
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmitToBN(DataClassJsonMixin):
+    duty: DutyId
+    kind: SubmissionKind
+    body: Json  # the JSON list (or object, for blocks) to post
+    version: str = ""
+    pubkeys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DutyOutcome(DataClassJsonMixin):
+    duty: DutyId
+    pubkey: str
+    ok: bool
+    reason: str = ""  # a named reason when not ok (see model/outcomes.py)
+    missing_peers: tuple[int, ...] = ()  # share indices whose partials never arrived
+
+
+@dataclass(frozen=True)
+class Log(DataClassJsonMixin):
+    level: str
+    message: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Metric(DataClassJsonMixin):
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    value: float = 1.0  # counters: increment; histograms: observation
+
+
+NodeAction = (
+    FetchValidators
+    | FetchDuties
+    | FetchBeaconData
+    | Broadcast
+    | Send
+    | StartTimer
+    | Persist
+    | ReplyToVC
+    | SubmitToBN
+    | DutyOutcome
+    | Log
+    | Metric
+)
+
+EVENT_TYPES: dict[str, type[DataClassJsonMixin]] = {
+    cls.__name__: cls
+    for cls in (
+        Started,
+        Tick,
+        ValidatorsResolved,
+        DutiesFetched,
+        DutiesFailed,
+        BeaconDataFetched,
+        BeaconDataFailed,
+        PeerMessage,
+        VCRequest,
+        VCSubmission,
+        Persisted,
+        BNSubmitted,
+        HeadChanged,
+        TimerFired,
+    )
+}
+ACTION_TYPES: dict[str, type[DataClassJsonMixin]] = {
+    cls.__name__: cls
+    for cls in (
+        FetchValidators,
+        FetchDuties,
+        FetchBeaconData,
+        Broadcast,
+        Send,
+        StartTimer,
+        Persist,
+        ReplyToVC,
+        SubmitToBN,
+        DutyOutcome,
+        Log,
+        Metric,
+    )
+}
+
+
+def encode(item: DataClassJsonMixin) -> dict[str, Any]:
+    """{"type": class name, **fields}: one line of a trace."""
+    encoded: dict[str, Any] = to_json(item)  # = item.to_dict(encode_json=True), planned once per class
+    return {"type": type(item).__name__, **encoded}
+
+
+def decode(obj: dict[str, Any]) -> Any:
+    obj = dict(obj)
+    name = obj.pop("type")
+    cls = EVENT_TYPES.get(name) or ACTION_TYPES[name]
+    return cls.from_dict(obj)

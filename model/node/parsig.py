@@ -1,0 +1,336 @@
+"""Partial signatures: from this node's VC and from peers, to one combined signature per validator.
+
+Decides which partials count (one per sender per validator; for consensus duties only partials over
+the signing root of the DECIDED data, and only once it is persisted), when to combine (M partials
+over one root), what is submitted (the Beacon-API body for the duty kind), and what a combined
+RANDAO or selection proof unlocks. Verification: this node's own partial is verified when its VC
+hands it over; peers' partials are verified together with the combined signature in one
+random-linear-combination check (`bls.verify_and_combine`), whose slow path names the invalid ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covalidator.model.cluster.config import unhex
+from covalidator.model.crypto import bls
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.eth.beacon_data import (
+    bitlist_single,
+    fork_at_least,
+    is_aggregator,
+    is_sync_committee_aggregator,
+)
+from covalidator.model.node.events import (
+    Broadcast,
+    DutyOutcome,
+    PartialSignature,
+    PartialSignatures,
+    PeerPayload,
+    SubmissionKind,
+    SubmitToBN,
+)
+from covalidator.model.node.phases import CONSENSUS_KINDS, DutyRecord, Phase, ValidatorDuty
+from covalidator.model.node.state import NodeState, Out, log, metric, pubkey_of, record, schedule, validator
+from covalidator.model.outcomes import Reason
+
+SUBMISSION_KIND = {
+    DutyKind.ATTESTER: SubmissionKind.ATTESTATIONS,
+    DutyKind.PROPOSER: SubmissionKind.BLOCK,
+    DutyKind.AGGREGATOR: SubmissionKind.AGGREGATE_AND_PROOFS,
+    DutyKind.SYNC_MESSAGE: SubmissionKind.SYNC_COMMITTEE_MESSAGES,
+    DutyKind.SYNC_CONTRIBUTION: SubmissionKind.CONTRIBUTION_AND_PROOFS,
+}
+
+
+def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature], out: Out) -> None:
+    if items:
+        out.append(Broadcast(PeerPayload(partials=PartialSignatures(duty, tuple(items)))))
+
+
+def finish(state: NodeState, rec: DutyRecord, key: str, ok: bool, out: Out, reason: str = "") -> None:
+    """Record the validator's outcome for this duty, exactly once."""
+    vd = rec.validators[key]
+    if vd.outcome is not None:
+        return
+    vd.outcome = "" if ok else reason
+    if (rec.id, key) in state.finished:
+        return
+    state.finished.add((rec.id, key))
+    expected = set(range(1, state.config.n + 1)) - {state.config.share_index}
+    missing = () if ok else tuple(sorted(expected - set(vd.partials)))
+    out.append(DutyOutcome(rec.id, vd.pubkey, ok, reason, missing))
+    metric(out, "duty_outcome", kind=rec.id.kind.name.lower(), result="success" if ok else reason)
+
+
+def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, out: Out) -> None:
+    config = state.config
+    if not in_range(state, batch.duty):
+        metric(out, "peer_message_dropped", cause="stale_or_future_slot", peer=sender)
+        return
+    rec = record(state, batch.duty, out)
+    if rec.phase is Phase.DONE:
+        return
+    touched = []
+    for item in batch.partials:
+        group = pubkey_of(item.pubkey)
+        if group not in config.by_group:
+            metric(out, "peer_message_dropped", cause="unknown_validator", peer=sender)
+            continue
+        vd = validator(rec, item.pubkey)
+        if sender in vd.invalid_senders:
+            continue
+        previous = vd.partials.get(sender)
+        if previous is not None:
+            if previous[:2] != (item.signing_root, item.signature):
+                metric(out, "peer_message_dropped", cause="equivocating_partial", peer=sender)
+            continue
+        if batch.duty.kind not in CONSENSUS_KINDS and not _message_matches(state, rec, item):
+            vd.invalid_senders.add(sender)
+            metric(out, "peer_message_dropped", cause="partial_message_mismatch", peer=sender)
+            continue
+        vd.partials[sender] = (item.signing_root, item.signature, item.message)
+        metric(out, "partial_signatures_received", peer=sender, kind=batch.duty.kind.name.lower())
+        touched.append(item.pubkey)
+    try_combine(state, rec, touched, out)
+
+
+def in_range(state: NodeState, duty: DutyId) -> bool:
+    from covalidator.model.node.state import in_window
+
+    return in_window(state, duty.slot)
+
+
+def _message_matches(state: NodeState, rec: DutyRecord, item: PartialSignature) -> bool:
+    """For duties without consensus the partial carries its message: it must be the one this duty
+    signs, and its signing root the one claimed."""
+    from covalidator.model.eth.beacon_data import DataProblem, root_of
+    from covalidator.model.eth.signing import Kind
+
+    kind = {
+        DutyKind.RANDAO: Kind.RANDAO_REVEAL,
+        DutyKind.PREPARE_AGGREGATOR: Kind.AGGREGATION_SLOT,
+        DutyKind.PREPARE_SYNC_CONTRIBUTION: Kind.SYNC_COMMITTEE_SELECTION_PROOF,
+        DutyKind.SYNC_MESSAGE: Kind.SYNC_COMMITTEE_MESSAGE,
+    }.get(rec.id.kind)
+    if kind is None or not isinstance(item.message, dict):
+        return False
+    expected = expected_message(state, rec.id, item.pubkey, item.message)
+    if expected is None:
+        return False
+    try:
+        return root_of(state.config.chain, kind, expected) == item.signing_root
+    except DataProblem:
+        return False
+
+
+def expected_message(
+    state: NodeState, duty: DutyId, key: str, message: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The message a duty without consensus signs, rebuilt from what the duty fixes (a peer may only
+    choose the block root of a sync committee message)."""
+    clock = state.config.chain.clock
+    if duty.kind is DutyKind.RANDAO:
+        return {"epoch": str(clock.epoch_of(duty.slot))}
+    if duty.kind is DutyKind.PREPARE_AGGREGATOR:
+        return {"slot": str(duty.slot)}
+    if duty.kind is DutyKind.PREPARE_SYNC_CONTRIBUTION:
+        sub = key.split("/", 1)[1] if "/" in key else None
+        return None if sub is None else {"slot": str(duty.slot), "subcommittee_index": sub}
+    if duty.kind is DutyKind.SYNC_MESSAGE:
+        index = state.indices.get(pubkey_of(key))
+        root = message.get("beacon_block_root")
+        if index is None or not isinstance(root, str):
+            return None
+        return {"slot": str(duty.slot), "beacon_block_root": root, "validator_index": str(index)}
+    return None
+
+
+def _candidates(
+    state: NodeState, rec: DutyRecord, key: str, vd: ValidatorDuty
+) -> tuple[str, dict[int, bytes], Any] | None:
+    """(root, {share: partial}, message) with the most partials for this validator, if any root has M."""
+    by_root: dict[str, dict[int, bytes]] = {}
+    messages: dict[str, Any] = {}
+    if vd.own is not None:
+        by_root.setdefault(vd.own[0], {})[state.config.share_index] = unhex(vd.own[1])
+    for sender, (root, sig, message) in vd.partials.items():
+        by_root.setdefault(root, {})[sender] = unhex(sig)
+        messages.setdefault(root, message)
+    if rec.id.kind in CONSENSUS_KINDS:
+        if not state.config.guards.may_serve(rec.phase) or key not in rec.roots:
+            return None  # wait until the decided data is persisted
+        root = rec.roots[key]
+        chosen = by_root.get(root, {})
+    elif by_root:
+        root, chosen = max(by_root.items(), key=lambda item: (len(item[1]), item[0]))
+    else:
+        return None
+    if not state.config.guards.is_threshold_met(len(chosen), state.config.threshold):
+        return None
+    own_message = vd.own_message if vd.own is not None and vd.own[0] == root else None
+    return root, chosen, messages.get(root, own_message)
+
+
+def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
+    """Combine every listed validator that has M partials over one root; submit what combined."""
+    config = state.config
+    submissions: list[tuple[str, Any]] = []
+    ready: list[tuple[str, ValidatorDuty, Any]] = []
+    jobs: list[bls.CombineJob] = []
+    for key in dict.fromkeys(keys):
+        vd = rec.validators.get(key)
+        if vd is None or vd.submitted or vd.outcome is not None:
+            continue
+        if rec.id.kind in CONSENSUS_KINDS and vd.info is None:
+            continue  # restored before its duty is known again: the submission needs the duty
+        found = _candidates(state, rec, key, vd)
+        if found is None:
+            continue
+        root, partials, message = found
+        group = vd.pubkey
+        shares = {i + 1: unhex(s) for i, s in enumerate(config.by_group[group].shares)}
+        verified = {config.share_index} if config.share_index in partials else set()
+        jobs.append(bls.CombineJob(unhex(group), shares, unhex(root), partials, config.threshold, verified))
+        ready.append((key, vd, message))
+    # every validator's partials of this duty in one batch check (one pairing per distinct root)
+    combinations = bls.verify_and_combine_many(jobs) if jobs else []
+    for (key, vd, message), combination in zip(ready, combinations, strict=True):
+        for bad in combination.invalid:
+            vd.partials.pop(bad, None)
+            vd.invalid_senders.add(bad)
+            metric(out, "peer_message_dropped", cause="invalid_partial_signature", peer=bad)
+        if combination.signature is None:
+            continue
+        vd.submitted = True
+        signature = "0x" + combination.signature.hex()
+        metric(out, "signatures_combined", kind=rec.id.kind.name.lower())
+        body = _combined(state, rec, key, vd, signature, message, out)
+        if body is not None:
+            submissions.append((key, body))
+    if submissions:
+        kind = SUBMISSION_KIND[rec.id.kind]
+        fork = config.chain.fork_name(rec.id.slot)
+        if kind is SubmissionKind.BLOCK:
+            for key, body in submissions:
+                out.append(SubmitToBN(rec.id, kind, body, fork, (pubkey_of(key),)))
+        else:
+            out.append(
+                SubmitToBN(
+                    rec.id,
+                    kind,
+                    [b for _, b in submissions],
+                    fork,
+                    tuple(pubkey_of(k) for k, _ in submissions),
+                )
+            )
+
+
+def _combined(
+    state: NodeState, rec: DutyRecord, key: str, vd: ValidatorDuty, signature: str, message: Any, out: Out
+) -> Any:
+    """What a combined signature becomes: a BN submission body, or an input to another duty."""
+    kind = rec.id.kind
+    config = state.config
+    if kind is DutyKind.RANDAO:
+        rec.extra.setdefault("randao", {})[key] = signature
+        finish(state, rec, key, True, out)
+        from covalidator.model.node.step import on_randao_combined
+
+        on_randao_combined(state, rec.id.slot, out)
+        return None
+    if kind in (DutyKind.PREPARE_AGGREGATOR, DutyKind.PREPARE_SYNC_CONTRIBUTION):
+        rec.extra.setdefault("proofs", {})[key] = signature
+        finish(state, rec, key, True, out)
+        _selection_combined(state, rec, key, signature, out)
+        from covalidator.model.node.vc import answer_selections
+
+        answer_selections(state, rec.id, out)
+        return None
+    index = str(state.indices.get(vd.pubkey, ""))
+    if kind is DutyKind.ATTESTER:
+        info = vd.info or {}
+        if fork_at_least(config.chain, rec.id.slot, "electra"):
+            return {
+                "committee_index": info.get("committee_index", "0"),
+                "attester_index": index,
+                "data": vd.data,
+                "signature": signature,
+            }
+        bits = bitlist_single(int(info["committee_length"]), int(info["validator_committee_index"]))
+        return {"aggregation_bits": bits, "data": vd.data, "signature": signature}
+    if kind is DutyKind.PROPOSER:
+        proposal = vd.data
+        block = proposal["block"]
+        if "slot" not in block:  # deneb+ block contents
+            return {
+                "signed_block": {"message": block["block"], "signature": signature},
+                "kzg_proofs": block.get("kzg_proofs", []),
+                "blobs": block.get("blobs", []),
+            }
+        return {"message": block, "signature": signature}
+    if kind is DutyKind.SYNC_MESSAGE:
+        rec.extra.setdefault("combined_roots", {})[key] = message["beacon_block_root"]
+        from covalidator.model.node.step import on_sync_message_combined
+
+        on_sync_message_combined(state, rec.id.slot, out)
+        return {**message, "signature": signature}
+    if kind in (DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION):
+        return {"message": rec.extra["signed"][key], "signature": signature}
+    log(out, "error", "combined a partial of a duty kind without submission", duty=str(rec.id))
+    return None
+
+
+def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str, out: Out) -> None:
+    """A combined selection proof: if it selects the validator, it holds an aggregation duty."""
+    chain = state.config.chain
+    slot = rec.id.slot
+    if rec.id.kind is DutyKind.PREPARE_AGGREGATOR:
+        attester = state.duties.get(DutyId(slot, DutyKind.ATTESTER))
+        info = attester.validators[key].info if attester and key in attester.validators else None
+        if info is None or not is_aggregator(chain, int(info["committee_length"]), proof):
+            return
+        agg = record(state, DutyId(slot, DutyKind.AGGREGATOR), out)
+        schedule(agg, key, {**info, "selection_proof": proof}, out)
+        _selected(state, agg, key, out)
+    else:
+        if not is_sync_committee_aggregator(chain, proof):
+            return
+        pubkey, sub = key.split("/", 1)
+        contribution = record(state, DutyId(slot, DutyKind.SYNC_CONTRIBUTION), out)
+        schedule(
+            contribution,
+            key,
+            {
+                "subcommittee_index": sub,
+                "selection_proof": proof,
+                "validator_index": str(state.indices.get(pubkey, "")),
+            },
+            out,
+        )
+        _selected(state, contribution, key, out)
+
+
+def _selected(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
+    """An aggregation duty restored at a restart learns its selection proof: it can be signed now."""
+    if state.config.guards.may_serve(rec.phase):
+        from covalidator.model.node.step import prepare_signing
+        from covalidator.model.node.vc import answer_held
+
+        prepare_signing(state, rec, key, out)
+        answer_held(state, rec.id, out)
+        try_combine(state, rec, [key], out)
+
+
+def on_submitted(
+    state: NodeState, duty: DutyId, pubkeys: tuple[str, ...], ok: bool, error: str, out: Out
+) -> None:
+    rec = state.duties.get(duty)
+    if rec is None:
+        return
+    wanted = set(pubkeys)
+    for key, vd in rec.validators.items():
+        if vd.pubkey in wanted and vd.submitted:
+            finish(state, rec, key, ok, out, "" if ok else Reason.BROADCAST_BN_ERROR)
+    if not ok:
+        log(out, "warn", "beacon node refused a submission", duty=str(duty), error=error)

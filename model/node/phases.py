@@ -1,0 +1,133 @@
+"""The lifecycle of one duty (one `DutyId`: a slot and a kind, for every cluster validator with it).
+
+Decides which phase a duty is in and which triggers move it, as a table (h11-style): the table is
+data, so it can be read, drawn, and checked exhaustively (proofs/dv_safety.py proves from it that
+no phase that serves data to the VC is reachable without passing PERSISTED).
+
+    phase        trigger               next        what happens on the way (node.py)
+    SCHEDULED    START                 WAITING     consensus duties wait for the ordering rule
+    SCHEDULED    OPEN                  SIGNING     duties without consensus only (RANDAO, selections,
+                                                   sync messages): partials may flow at once
+    WAITING      READY                 CONSENSUS   join QBFT; ask the BN for this node's proposal
+    CONSENSUS    DECIDED               PERSISTING  emit Persist(decided value + slashing records)
+    PERSISTING   PERSISTED             SIGNING     the store committed: serve the VC, exchange partials
+    any          DEADLINE              DONE        every open validator gets its named reason
+    (start)      RESTORED              SIGNING     a decided value read back from the store at restart
+
+A duty stays in SIGNING until its deadline (a late VC request is still served from it).
+Per validator (inside a duty): own partial from the VC, partials from peers (one per sender),
+submitted flag, outcome. Serving data to the VC happens only in SIGNING (`may_serve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from typing import Any
+
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.qbft.instance import InstanceState
+
+
+class Phase(StrEnum):
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    CONSENSUS = "consensus"
+    PERSISTING = "persisting"
+    SIGNING = "signing"
+    DONE = "done"
+
+
+class Trigger(StrEnum):
+    START = "start"
+    OPEN = "open"
+    READY = "ready"
+    DECIDED = "decided"
+    PERSISTED = "persisted"
+    DEADLINE = "deadline"
+    RESTORED = "restored"
+
+
+INITIAL = Phase.SCHEDULED
+RESTORED_PHASE = Phase.SIGNING  # the target of Trigger.RESTORED (a record rebuilt from the store)
+# Phases of a duty whose data is not yet decided and persisted here (what later duties wait for)
+UNDECIDED = frozenset({Phase.SCHEDULED, Phase.WAITING, Phase.CONSENSUS, Phase.PERSISTING})
+
+TRANSITIONS: dict[tuple[Phase, Trigger], Phase] = {
+    (Phase.SCHEDULED, Trigger.START): Phase.WAITING,
+    (Phase.SCHEDULED, Trigger.OPEN): Phase.SIGNING,
+    (Phase.WAITING, Trigger.READY): Phase.CONSENSUS,
+    (Phase.CONSENSUS, Trigger.DECIDED): Phase.PERSISTING,
+    (Phase.PERSISTING, Trigger.PERSISTED): Phase.SIGNING,
+    (Phase.SCHEDULED, Trigger.RESTORED): RESTORED_PHASE,
+    **{(p, Trigger.DEADLINE): Phase.DONE for p in Phase if p is not Phase.DONE},
+}
+
+# Duty kinds whose data is decided by consensus (and so must be persisted before it is served).
+CONSENSUS_KINDS = frozenset(
+    {DutyKind.ATTESTER, DutyKind.PROPOSER, DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION}
+)
+# Kinds whose signatures are slashable: the ordering rule applies to them.
+SLASHABLE_KINDS = frozenset({DutyKind.ATTESTER, DutyKind.PROPOSER})
+
+# The triggers each class of duty may use: OPEN only without consensus; the consensus path only with.
+_CONSENSUS_ONLY = {Trigger.START, Trigger.READY, Trigger.DECIDED, Trigger.PERSISTED}
+
+
+@cache
+def transitions_for(kind: DutyKind) -> dict[tuple[Phase, Trigger], Phase]:
+    """The table a duty of this kind follows (DutyRecord.advance refuses anything else)."""
+    if kind in CONSENSUS_KINDS:
+        return {k: v for k, v in TRANSITIONS.items() if k[1] is not Trigger.OPEN}
+    return {k: v for k, v in TRANSITIONS.items() if k[1] not in _CONSENSUS_ONLY}
+
+
+def may_serve(phase: Phase) -> bool:
+    """Decided data may be handed to the VC (for signing) only in this phase."""
+    return phase is Phase.SIGNING
+
+
+class TransitionError(AssertionError):
+    pass
+
+
+@dataclass
+class ValidatorDuty:
+    pubkey: str
+    info: Any = None  # the BN's duty object (or the selection that created the duty)
+    data: Any = None  # this validator's decided data
+    own: tuple[str, str] | None = None  # (signing root, partial) from this node's VC, verified
+    own_message: Any = None  # what the VC signed, for duties without consensus
+    partials: dict[int, tuple[str, str, Any]] = field(default_factory=dict)  # share -> (root, sig, message)
+    invalid_senders: set[int] = field(default_factory=set)
+    submitted: bool = False
+    outcome: str | None = None  # "" success, else a Reason
+
+
+@dataclass
+class DutyRecord:
+    id: DutyId
+    phase: Phase = INITIAL
+    validators: dict[str, ValidatorDuty] = field(default_factory=dict)
+    qbft: InstanceState | None = None
+    buffered: list[Any] = field(default_factory=list)  # peer QBFT envelopes before we join
+    input_received: bool = False  # this node's BN gave it data to offer (else a failure is the BN's)
+    decided: dict[str, Any] | None = None
+    decided_hash: str = ""
+    held_requests: list[int] = field(default_factory=list)
+    roots: dict[str, str] = field(
+        default_factory=dict
+    )  # validator key -> signing root of its decided message
+    extra: dict[str, Any] = field(default_factory=dict)  # per-kind scratch (e.g. combined RANDAO)
+
+    def advance(self, trigger: Trigger) -> Phase:
+        table = transitions_for(self.id.kind)
+        key = (self.phase, trigger)
+        if key not in table:
+            raise TransitionError(f"{self.id}: no transition from {self.phase} on {trigger}")
+        self.phase = table[key]
+        return self.phase
+
+    def can(self, trigger: Trigger) -> bool:
+        return (self.phase, trigger) in transitions_for(self.id.kind)
