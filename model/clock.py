@@ -18,33 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from covalidator.model.duty import DutyId, DutyKind
-
-# Fraction of the slot at which a duty starts, as (numerator, denominator).
-START_FRACTION: dict[DutyKind, tuple[int, int]] = {
-    DutyKind.PROPOSER: (0, 1),
-    DutyKind.RANDAO: (0, 1),
-    DutyKind.ATTESTER: (1, 3),
-    DutyKind.SYNC_MESSAGE: (1, 3),
-    DutyKind.AGGREGATOR: (2, 3),
-    DutyKind.SYNC_CONTRIBUTION: (2, 3),
-    DutyKind.PREPARE_AGGREGATOR: (0, 1),
-    DutyKind.PREPARE_SYNC_CONTRIBUTION: (0, 1),
-    DutyKind.BUILDER_REGISTRATION: (0, 1),
-}
-
-# Slots after the duty's slot start at which the duty is given up.
-DEADLINE_SLOTS: dict[DutyKind, int] = {
-    DutyKind.PROPOSER: 1,
-    DutyKind.RANDAO: 1,
-    DutyKind.ATTESTER: 2,
-    DutyKind.SYNC_MESSAGE: 2,
-    DutyKind.AGGREGATOR: 2,
-    DutyKind.SYNC_CONTRIBUTION: 2,
-    DutyKind.PREPARE_AGGREGATOR: 2,
-    DutyKind.PREPARE_SYNC_CONTRIBUTION: 2,
-    DutyKind.BUILDER_REGISTRATION: 2,
-}
+from covalidator.model.duty import KINDS, DutyId
 
 
 @dataclass(frozen=True)
@@ -73,8 +47,8 @@ class SlotClock:
         return self.epoch_of(self.slot_at(now_ms))
 
     def duty_start_ms(self, duty: DutyId) -> int:
-        numerator, denominator = START_FRACTION[duty.kind]
+        numerator, denominator = KINDS[duty.kind].start
         return self.slot_start_ms(duty.slot) + self.slot_ms * numerator // denominator
 
     def duty_deadline_ms(self, duty: DutyId) -> int:
-        return self.slot_start_ms(duty.slot) + self.slot_ms * DEADLINE_SLOTS[duty.kind]
+        return self.slot_start_ms(duty.slot) + self.slot_ms * KINDS[duty.kind].deadline_slots

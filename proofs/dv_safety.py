@@ -50,6 +50,7 @@ from typing import Any
 
 import z3
 
+from covalidator.model.duty import CONSENSUS_KINDS
 from covalidator.model.logic import Sum
 from covalidator.model.node import guards as node_guards
 from covalidator.model.node import phases as duty_state
@@ -203,7 +204,7 @@ def persist_before_serve(
     if transitions is None:
         results = [
             persist_before_serve(duty_state.transitions_for(kind), may_serve)
-            for kind in sorted(duty_state.CONSENSUS_KINDS)
+            for kind in sorted(CONSENSUS_KINDS)
         ]
         return all_of("persist_before_serve", "", results)
     persisting = {duty_state.Trigger.PERSISTED, duty_state.Trigger.RESTORED}

@@ -41,6 +41,13 @@ import aiohttp
 
 from covalidator.model.eth.specs import FORKS
 from covalidator.model.node.events import SubmissionKind, ValidatorInfo
+from covalidator.model.node.fetch import (
+    AggregateCall,
+    AttestationDataCall,
+    BeaconCall,
+    BlockCall,
+    ContributionCall,
+)
 
 log = logging.getLogger("covalidator.bn")
 
@@ -599,6 +606,20 @@ class BeaconNodeClient:
         )
 
     # ---- data to sign -----------------------------------------------------------------------------------
+
+    async def answer(self, call: BeaconCall) -> Json:
+        """The BN's answer to one call a data request makes (model/node/fetch.py)."""
+        match call:
+            case AttestationDataCall(slot=slot, committee_index=ci):
+                return await self.attestation_data(slot, ci)
+            case BlockCall(slot=slot, randao_reveal=reveal):
+                return await self.produce_block(slot, reveal)
+            case AggregateCall(slot=slot, attestation_data_root=root, committee_index=ci):
+                _, aggregate = await self.aggregate_attestation(slot, root, ci)
+                return aggregate
+            case ContributionCall(slot=slot, subcommittee_index=sub, beacon_block_root=root):
+                return await self.sync_committee_contribution(slot, sub, root)
+        raise TypeError(f"not a beacon call: {call!r}")
 
     async def attestation_data(self, slot: int, committee_index: int) -> Json:
         params = (("slot", str(slot)), ("committee_index", str(committee_index)))

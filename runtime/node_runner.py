@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from covalidator.model.cluster.config import NodeConfig
-from covalidator.model.duty import DutyKind
 from covalidator.model.node.events import (
     BeaconDataFailed,
     BeaconDataFetched,
@@ -44,6 +43,7 @@ from covalidator.model.node.events import (
     Metric,
     NodeAction,
     NodeEvent,
+    PassToBN,
     PeerMessage,
     PeerPayload,
     Persist,
@@ -62,6 +62,7 @@ from covalidator.model.node.events import (
     VCRequest,
     VCSubmission,
 )
+from covalidator.model.node.fetch import BeaconCall, assemble, calls
 from covalidator.model.node.state import NodeState
 from covalidator.model.node.step import step
 from covalidator.runtime.bn_client import BNResponse, Duties, Json
@@ -137,19 +138,7 @@ class BeaconNodeClient(Protocol):
 
     async def sync_duties(self, epoch: int, indices: Sequence[int]) -> Duties: ...
 
-    async def attestation_data(self, slot: int, committee_index: int) -> Json: ...
-
-    async def produce_block(
-        self, slot: int, randao_reveal: str, graffiti: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def aggregate_attestation(
-        self, slot: int, attestation_data_root: str, committee_index: int
-    ) -> tuple[str, Json]: ...
-
-    async def sync_committee_contribution(
-        self, slot: int, subcommittee_index: int, beacon_block_root: str
-    ) -> Json: ...
+    async def answer(self, call: BeaconCall) -> Json: ...
 
     async def submit(self, kind: SubmissionKind, body: Json, version: str = "") -> BNResponse: ...
 
@@ -184,7 +173,7 @@ class NodeRunner:
         # (priority, arrival, event): see `urgency`; FIFO within a priority
         self.queue: asyncio.PriorityQueue[tuple[int, int, NodeEvent]] = asyncio.PriorityQueue()
         self._arrivals = itertools.count()
-        self.replies: dict[int, asyncio.Future[ReplyToVC]] = {}
+        self.replies: dict[int, asyncio.Future[ReplyToVC | PassToBN]] = {}
         self._next_request = 1
         self._timers: dict[tuple[TimerKey, int], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,10 +202,10 @@ class NodeRunner:
 
     async def ask(
         self, make: Callable[[int], VCRequest | VCSubmission], timeout_s: float
-    ) -> ReplyToVC | None:
-        """Hand a VC request to the model and wait for its ReplyToVC (None on timeout)."""
+    ) -> ReplyToVC | PassToBN | None:
+        """Hand a VC request to the model and wait for its ReplyToVC or PassToBN (None on timeout)."""
         rid = self.new_request_id()
-        future: asyncio.Future[ReplyToVC] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ReplyToVC | PassToBN] = asyncio.get_running_loop().create_future()
         self.replies[rid] = future
         self.submit(make(rid))
         try:
@@ -302,7 +291,7 @@ class NodeRunner:
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - begin)
                 self.submit(persisted)
-            case ReplyToVC(request_id=rid):
+            case ReplyToVC(request_id=rid) | PassToBN(request_id=rid):
                 future = self.replies.get(rid)
                 if future is not None and not future.done():
                     future.set_result(action)
@@ -389,32 +378,14 @@ class NodeRunner:
         return DutiesFetched(action.kind, action.epoch, tuple(duties.duties), duties.dependent_root)
 
     async def _fetch_data(self, action: FetchBeaconData) -> NodeEvent:
-        request, kind = action.request, action.duty.kind
-        slot = int(request["slot"])
+        """Ask the BN what the request needs (node/fetch.py makes the calls and reads the answers, as for
+        the simulator's chain); any failed call fails the fetch (the model asks again)."""
         try:
-            data: Any
-            if kind is DutyKind.ATTESTER:
-                indices = request["committee_indices"]
-                answers = await asyncio.gather(*(self.bn.attestation_data(slot, int(ci)) for ci in indices))
-                data = dict(zip(indices, answers, strict=True))
-            elif kind is DutyKind.PROPOSER:
-                data = await self.bn.produce_block(slot, request["randao_reveal"], request.get("graffiti"))
-            elif kind is DutyKind.AGGREGATOR:
-                data = {}
-                for item in request["aggregates"]:
-                    _, aggregate = await self.bn.aggregate_attestation(
-                        slot, item["attestation_data_root"], int(item["committee_index"])
-                    )
-                    data[item["attestation_data_root"]] = aggregate
-            else:
-                data = {}
-                for sub in request["subcommittee_indices"]:
-                    data[sub] = await self.bn.sync_committee_contribution(
-                        slot, int(sub), request["beacon_block_root"]
-                    )
+            answers = await asyncio.gather(*(self.bn.answer(call) for call in calls(action.request)))
         except Exception as error:
             return BeaconDataFailed(action.duty, str(error))
-        return BeaconDataFetched(action.duty, data)
+        event: NodeEvent = assemble(action.duty, action.request, list(answers))
+        return event
 
     async def _submit(self, action: SubmitToBN) -> NodeEvent:
         try:

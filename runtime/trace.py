@@ -5,8 +5,8 @@ with a header line that holds what rebuilding the node needs besides the events 
 this node's share index, the BN's spec and genesis, the runtime's model settings, optionally the whole
 cluster lock), so each segment can be read alone. Then one line per step:
 
-    {"i": 17, "ms": <wall clock>, "event": node_events.encode(event)}      before the model steps
-    {"i": 17, "actions": [node_events.encode(action), ...]}                 after it stepped
+    {"i": 17, "ms": <wall clock>, "event": codec.encode(event)}           before the model steps
+    {"i": 17, "actions": [codec.encode(action), ...]}                      after it stepped
 
 The event is written before `step` runs, so a step that raises, or a process killed mid-step, still
 leaves its input in the trace (its actions are then missing: `TraceStep.actions is None`). Every line
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
-from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, decode, encode
+from covalidator.model.node.codec import decode, encode
+from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES
 
 TRACE_VERSION: Final = "covalidator/trace/v1"
 SEGMENT_PATTERN: Final = re.compile(r"trace-(\d{6,})\.jsonl")

@@ -19,7 +19,14 @@ from aiohttp import web
 
 from covalidator import __version__
 from covalidator.model.cluster.config import NodeConfig
-from covalidator.model.node.events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
+from covalidator.model.node.events import (
+    PassToBN,
+    ReplyToVC,
+    SubmissionKind,
+    VCRequest,
+    VCRequestKind,
+    VCSubmission,
+)
 
 
 class Forward(Protocol):
@@ -149,10 +156,10 @@ class ValidatorAPI:
         """A safety net above the model's own deadlines: it always answers first."""
         return float(self.config.chain.clock.slot_ms * 3 / 1000)
 
-    async def _ask(self, make: Callable[[int], VCRequest | VCSubmission]) -> ReplyToVC | None:
+    async def _ask(self, make: Callable[[int], VCRequest | VCSubmission]) -> ReplyToVC | PassToBN | None:
         self.held += 1
         try:
-            reply: ReplyToVC | None = await self.runner.ask(make, self._wait_s())
+            reply: ReplyToVC | PassToBN | None = await self.runner.ask(make, self._wait_s())
             return reply
         finally:
             self.held -= 1
@@ -169,12 +176,12 @@ class ValidatorAPI:
 
     @staticmethod
     def _reply(
-        reply: ReplyToVC | None,
+        reply: ReplyToVC | PassToBN | None,
         shape: Callable[[Any], Any] = lambda body: body,
         version: bool = False,
         extra_headers: dict[str, str] | None = None,
     ) -> web.Response:
-        if reply is None:
+        if reply is None or isinstance(reply, PassToBN):  # (PassToBN only where a handler forwards it)
             return error_response(503, "no answer from the co-validators in time")
         if reply.status != 200:
             return web.json_response(reply.body, status=reply.status)
@@ -215,7 +222,7 @@ class ValidatorAPI:
             "blinded": "blinded_blocks" in request.path,
         }
         reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.BLOCK, params))
-        if reply is None or reply.status != 200:
+        if not isinstance(reply, ReplyToVC) or reply.status != 200:
             return self._reply(reply)
         body = reply.body
         if version_path == "v3":
@@ -236,7 +243,7 @@ class ValidatorAPI:
     async def aggregate_attestation(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)
         reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.AGGREGATE_ATTESTATION, params))
-        if reply is not None and reply.status == 0:  # not a cluster duty: the BN answers
+        if isinstance(reply, PassToBN):  # not a cluster duty: the BN answers
             return await self.forward(request, None, None)
         v2 = request.path.startswith("/eth/v2/")
         return self._reply(reply, (lambda b: b) if v2 else (lambda b: {"data": b["data"]}), version=v2)
@@ -244,7 +251,7 @@ class ValidatorAPI:
     async def sync_contribution(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)
         reply = await self._ask(lambda rid: VCRequest(rid, VCRequestKind.SYNC_CONTRIBUTION, params))
-        if reply is not None and reply.status == 0:
+        if isinstance(reply, PassToBN):
             return await self.forward(request, None, None)
         return self._reply(reply)
 

@@ -57,7 +57,6 @@ from covalidator.model.crypto import bls
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.events import (
     BeaconDataFailed,
-    BeaconDataFetched,
     BNSubmitted,
     Broadcast,
     DecidedRecord,
@@ -74,6 +73,7 @@ from covalidator.model.node.events import (
     NodeAction,
     NodeEvent,
     PartialSignatures,
+    PassToBN,
     PeerMessage,
     PeerPayload,
     Persist,
@@ -88,14 +88,20 @@ from covalidator.model.node.events import (
     TimerFired,
     TimerKey,
     ValidatorsResolved,
-    VCRequest,
-    VCRequestKind,
+)
+from covalidator.model.node.fetch import (
+    AggregateCall,
+    AttestationDataCall,
+    BeaconCall,
+    BlockCall,
+    ContributionCall,
+    assemble,
+    calls,
 )
 from covalidator.model.node.guards import GUARDS, Guards
-from covalidator.model.node.replay import DATA_REQUESTS
+from covalidator.model.node.invariants import InvariantMonitor
 from covalidator.model.node.state import NodeState
 from covalidator.model.node.step import step
-from covalidator.model.node.vc import REQUEST_DUTY
 from covalidator.model.qbft.messages import Envelope, MsgType, canonical_json, make_value
 from covalidator.model.qbft.rules import fault_tolerance, signing_threshold
 from covalidator.model.slashing.rules import (
@@ -379,9 +385,8 @@ class NodeRuntime:
         self._effects: list[Effect[PeerPayload]] = []
         self._pending: dict[int, Callable[[int], NodeEvent | None]] = {}
         self._seq = 0
-        self._requests: dict[int, tuple[VCRequestKind, int]] = {}  # request id -> (kind, slot), this life
-        self._persisted: set[DutyId] = set()  # duties this life saw Persisted for (or restored)
-        self._submitted: set[tuple[DutyId, str]] = set()  # this life
+        self.monitor = InvariantMonitor(stored=self._stored)  # persist before serve, one submission
+        self._steps = 0
         self.honest = True
         self.trace: list[tuple[NodeEvent, list[NodeAction]]] | None = None  # (event, actions) per step
 
@@ -431,11 +436,8 @@ class NodeRuntime:
         self.life += 1
         self.state = NodeState(self.config)
         self._pending.clear()
-        self._requests.clear()
-        self._submitted.clear()
         horizon = self.chain.clock.slot_at(now_ms) - 2
         started = self.store.started(now_ms, horizon)
-        self._persisted = {d.duty for d in started.decided}
         effects = self._feed(started)
         self._effects = effects
         slot = max(0, self.chain.clock.slot_at(now_ms))
@@ -482,21 +484,15 @@ class NodeRuntime:
         if self.state is None:
             self._effects = saved
             return []
-        if isinstance(event, Persisted):
-            self._persisted.add(event.duty)
-        if isinstance(event, VCRequest):
-            self._requests[event.request_id] = (event.kind, _slot_of(event))
         try:
             if self.now > self.state.now_ms and not isinstance(event, (Started, TimerFired)):
                 # time passed: the runtime says so before the event (only Tick and TimerFired carry it)
                 self.state, ticked = step(self.state, Tick(self.now))
-                if self.trace is not None:
-                    self.trace.append((Tick(self.now), list(ticked)))
+                self._observe(Tick(self.now), ticked)
                 for action in ticked:
                     self._execute(action)
             self.state, actions = step(self.state, event)
-            if self.trace is not None:
-                self.trace.append((event, list(actions)))
+            self._observe(event, actions)
         except Exception:
             self.run.figures.node_exceptions += 1
             self.run.violation(
@@ -509,6 +505,28 @@ class NodeRuntime:
         effects = saved + self._effects
         self._effects = []
         return effects
+
+    def _observe(self, event: NodeEvent, actions: tuple[NodeAction, ...]) -> None:
+        """Record the step (when traced) and check the node's invariants on it: an honest node's
+        violation stops the run."""
+        if self.trace is not None:
+            self.trace.append((event, list(actions)))
+        before = len(self.monitor.violations)
+        self.monitor.observe(self._steps, event, actions)
+        self._steps += 1
+        if self.honest:
+            for violation in self.monitor.violations[before:]:
+                name, _, what = violation.partition(": ")
+                if name == "served_before_persisted":
+                    self.run.figures.served_before_persisted += 1
+                else:
+                    self.run.figures.double_submissions += 1
+                self.run.violation(f"{name}: node {self.index} {what}")
+
+    def _stored(self, duty: DutyId) -> list[Any]:
+        """What this node's store holds for the duty: its decided values."""
+        decided = self.store.decided.get(duty)
+        return list(decided.value.values()) if decided is not None and isinstance(decided.value, dict) else []
 
     def _io(self, delay_ms: int, make: Callable[[int], NodeEvent | None]) -> None:
         self._seq += 1
@@ -544,9 +562,7 @@ class NodeRuntime:
             case Persist():
                 refused = self.store.persist(action)
                 self._io(self.run.scenario.store_ms, lambda now: Persisted(action.duty, refused))
-            case ReplyToVC():
-                self._check_served(action)
-                self._requests.pop(action.request_id, None)
+            case ReplyToVC() | PassToBN():
                 self._vc_reply(action)
             case SubmitToBN():
                 self._submit(action)
@@ -581,56 +597,28 @@ class NodeRuntime:
         return DutiesFetched(action.kind, action.epoch, tuple(duties), root)
 
     def _beacon_data(self, action: FetchBeaconData, now: int) -> NodeEvent:
+        """The node's BN answers the request's calls from the chain as this node sees it (node/fetch.py
+        makes the calls and reads the answers, as for the runtime's BN)."""
+        if self._bn_fails("data", action.duty, now):
+            return BeaconDataFailed(action.duty, "simulated BN error")
+        answers = [self._answer(call, now) for call in calls(action.request)]
+        event: NodeEvent = assemble(action.duty, action.request, answers)
+        return event
+
+    def _answer(self, call: BeaconCall, now: int) -> Any:
         chain = self.chain
-        duty, request = action.duty, action.request
-        if self._bn_fails("data", duty, now):
-            return BeaconDataFailed(duty, "simulated BN error")
-        slot = duty.slot
-        if duty.kind is DutyKind.ATTESTER:
-            data: Any = {
-                str(ci): chain.attestation_data(slot, int(ci), self.index, now)
-                for ci in request.get("committee_indices", [])
-            }
-        elif duty.kind is DutyKind.PROPOSER:
-            proposers, _ = chain.proposers_at(chain.clock.epoch_of(slot), self.index, now)
-            data = chain.produce_block(slot, proposers[slot], request["randao_reveal"], self.index, now)
-        elif duty.kind is DutyKind.AGGREGATOR:
-            data = {}
-            for item in request.get("aggregates", []):
-                aggregate = chain.aggregate_attestation(slot, item["attestation_data_root"])
-                if aggregate is not None:
-                    data[item["attestation_data_root"]] = aggregate
-            if not data:
-                return BeaconDataFailed(duty, "no aggregate for the attestation data yet")
-        elif duty.kind is DutyKind.SYNC_CONTRIBUTION:
-            root = request["beacon_block_root"]
-            data = {
-                str(sub): chain.sync_contribution(slot, int(sub), root)
-                for sub in request.get("subcommittee_indices", [])
-            }
-        else:
-            return BeaconDataFailed(duty, f"no beacon data for {duty}")
-        return BeaconDataFetched(duty, data)
+        match call:
+            case AttestationDataCall(slot=slot, committee_index=ci):
+                return chain.attestation_data(slot, ci, self.index, now)
+            case BlockCall(slot=slot, randao_reveal=reveal):
+                proposers, _ = chain.proposers_at(chain.clock.epoch_of(slot), self.index, now)
+                return chain.produce_block(slot, proposers[slot], reveal, self.index, now)
+            case AggregateCall(slot=slot, attestation_data_root=root):
+                return chain.aggregate_attestation(slot, root)
+            case ContributionCall(slot=slot, subcommittee_index=sub, beacon_block_root=root):
+                return chain.sync_contribution(slot, sub, root)
 
     def _submit(self, action: SubmitToBN) -> None:
-        objects = [action.body] if not isinstance(action.body, list) else action.body
-        if self.honest:
-            for pubkey, obj in zip(action.pubkeys, objects, strict=False):
-                key = (action.duty, pubkey)
-                body = canonical_json(obj).decode()
-                if key in self._submitted:
-                    self.run.figures.double_submissions += 1
-                    self.run.violation(
-                        f"double_submission: node {self.index} submitted {action.duty} for {pubkey[:12]} twice"
-                    )
-                self._submitted.add(key)
-                earlier = self.run.submitted.setdefault((self.index, *key), body)
-                if earlier != body:
-                    self.run.figures.double_submissions += 1
-                    self.run.violation(
-                        f"double_submission: node {self.index} submitted a different message for {action.duty} "
-                        f"{pubkey[:12]} after a restart"
-                    )
         invalid_before = len(self.chain.judge.invalid)
         ok, error = self.chain.submit(self.index, action.kind, action.body, self.now)
         if not ok:
@@ -645,7 +633,7 @@ class NodeRuntime:
 
     # ---- the VC ---------------------------------------------------------------------------------------
 
-    def _vc_reply(self, reply: ReplyToVC) -> None:
+    def _vc_reply(self, reply: ReplyToVC | PassToBN) -> None:
         def deliver(now: int) -> NodeEvent | None:
             self._vc_actions(self.vc.on_reply(reply, now))
             return None
@@ -657,44 +645,10 @@ class NodeRuntime:
             event = action.event
             self._io(action.delay_ms, lambda now, event=event: event)  # type: ignore[misc]
 
-    def _check_served(self, reply: ReplyToVC) -> None:
-        if not self.honest or reply.status != 200:
-            return
-        request = self._requests.get(reply.request_id)
-        if request is None:
-            return
-        kind, slot = request
-        if kind not in DATA_REQUESTS:
-            return  # (only data requests serve decided data)
-        duty_kind = REQUEST_DUTY[kind]
-        duty = DutyId(slot, duty_kind)
-        body = reply.body if isinstance(reply.body, dict) else {}
-        served = body.get("data")
-        stored = self.store.decided.get(duty)
-        values = list(stored.value.values()) if stored is not None and isinstance(stored.value, dict) else []
-        if duty_kind is DutyKind.PROPOSER:
-            values = [v.get("block") for v in values if isinstance(v, dict)]
-        if duty not in self._persisted or served not in values:
-            self.run.figures.served_before_persisted += 1
-            self.run.violation(
-                f"served_before_persisted: node {self.index} answered a {kind.value} request for {duty} "
-                f"{'before Persisted' if duty not in self._persisted else 'with data its store does not hold'}"
-            )
-
     # ---- the wire (Byzantine nodes override) ----------------------------------------------------------
 
     def _outgoing(self, to: int | None, payload: PeerPayload) -> list[Effect[PeerPayload]]:
         return [NetBroadcast(payload) if to is None else NetSend(to, payload)]
-
-
-def _slot_of(event: VCRequest) -> int:
-    params = event.params if isinstance(event.params, dict) else {}
-    try:
-        if "selections" in params:
-            return int(params["selections"][0]["slot"])
-        return int(params.get("slot", -1))
-    except (KeyError, IndexError, TypeError, ValueError):
-        return -1
 
 
 class ByzantineRuntime(NodeRuntime):

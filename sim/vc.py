@@ -32,7 +32,14 @@ from covalidator.model.eth import ssz_json, vc_flow
 from covalidator.model.eth.beacon_data import is_aggregator, is_sync_committee_aggregator
 from covalidator.model.eth.signing import Kind, signing_root
 from covalidator.model.eth.vc_flow import AttesterDuty
-from covalidator.model.node.events import ReplyToVC, SubmissionKind, VCRequest, VCRequestKind, VCSubmission
+from covalidator.model.node.events import (
+    PassToBN,
+    ReplyToVC,
+    SubmissionKind,
+    VCRequest,
+    VCRequestKind,
+    VCSubmission,
+)
 from covalidator.sim.chain import SYNC_SUBCOMMITTEE_SIZE, SimChain, _hash_hex, draw
 
 HTTP_MS = 3  # one request or reply between the VC and its node
@@ -235,11 +242,11 @@ class SimVC:
 
     # ---- the node's answers ------------------------------------------------------------------------
 
-    def on_reply(self, reply: ReplyToVC, now_ms: int) -> list[VCAction]:
+    def on_reply(self, reply: ReplyToVC | PassToBN, now_ms: int) -> list[VCAction]:
         pending = self.pending.pop(reply.request_id, None)
         if pending is None:
             return []
-        if reply.status != 200:
+        if isinstance(reply, PassToBN) or reply.status != 200:
             self.stats.errors[pending.kind] = self.stats.errors.get(pending.kind, 0) + 1
             return []
         if pending.kind.startswith("submit:") or self.behaviour is VCBehaviour.MISSING:

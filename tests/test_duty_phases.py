@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
 from covalidator.model.node import phases as ds
 from covalidator.model.node.events import BeaconDataFailed, DutyOutcome
 from tests.helpers.one_node import OneNode, of_type
@@ -17,7 +17,7 @@ CONSENSUS_PATH = (ds.Trigger.START, ds.Trigger.READY, ds.Trigger.DECIDED, ds.Tri
 def test_each_kind_follows_only_its_own_path(kind: DutyKind) -> None:
     table = ds.transitions_for(kind)
     triggers = {trigger for _, trigger in table}
-    if kind in ds.CONSENSUS_KINDS:
+    if kind in CONSENSUS_KINDS:
         assert ds.Trigger.OPEN not in triggers  # never signed without a decision
         assert set(CONSENSUS_PATH) <= triggers
     else:

@@ -1,4 +1,4 @@
-"""`model.json_encode.to_json` gives exactly what dataclasses-json's `to_dict(encode_json=True)` gives,
+"""`model.node.codec.to_json` gives exactly what dataclasses-json's `to_dict(encode_json=True)` gives,
 on every event and action a simulated node steps through (traces and peer frames depend on it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from dataclasses_json import DataClassJsonMixin, config
 
 from covalidator.model.node.codec import to_json
-from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES
+from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, PassToBN
 from covalidator.sim.cluster import ClusterResult, ClusterScenario, run_cluster
 
 
@@ -27,13 +27,16 @@ def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> N
         for item in (event, *actions):
             seen.add(type(item).__name__)
             assert json.dumps(to_json(item)) == json.dumps(item.to_dict(encode_json=True))
-    # a clean run has no BN failures, no Send (round changes only) and no Log actions
+    # a clean run has no BN failures, no Send (round changes only), no Log actions, and its VCs
+    # are DV-aware (no request passed to the BN)
     assert (set(EVENT_TYPES) | set(ACTION_TYPES)) - seen <= {
         "BeaconDataFailed",
         "DutiesFailed",
         "Log",
         "Send",
+        "PassToBN",
     }
+    assert json.dumps(to_json(PassToBN(3))) == json.dumps(PassToBN(3).to_dict(encode_json=True))
 
 
 class Colour(StrEnum):

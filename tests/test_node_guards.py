@@ -177,7 +177,7 @@ def test_a_block_is_not_served_while_its_proposal_is_persisting() -> None:
     for sender in (2, 3):
         node.peer_partials(randao, sender, [node.partial(sender, V, Kind.RANDAO_REVEAL, epoch, carry=True)])
     assert node.state.duties[duty].phase is Phase.CONSENSUS  # the RANDAO combined: the proposal started
-    combined = node.state.duties[randao].extra["randao"][node.pubkey(V)]
+    combined = node.state.duties[randao].combined[node.pubkey(V)]
     block = node.chain.produce_block(slot, V, combined, 1, node.now)
     decided(node, duty, block)
     assert replies(node.actions, request) == []

@@ -15,6 +15,7 @@ from covalidator.model.node.events import (
     DutiesKind,
     FetchDuties,
     HeadChanged,
+    PassToBN,
     ReplyToVC,
     Started,
     StartTimer,
@@ -79,8 +80,8 @@ def test_aggregation_requests_without_combined_selections_go_to_the_bn_at_once()
         (8, VCRequestKind.SYNC_CONTRIBUTION, {"slot": "2", "subcommittee_index": "0", "beacon_block_root": "0x"}),
     ):
         state, actions = step(state, VCRequest(request_id, kind, params))
-        replies = [a for a in actions if isinstance(a, ReplyToVC)]
-        assert [(r.request_id, r.status) for r in replies] == [(request_id, 0)]  # the BN answers it
+        assert [a for a in actions if isinstance(a, ReplyToVC)] == []
+        assert [a for a in actions if isinstance(a, PassToBN)] == [PassToBN(request_id)]  # the BN answers it
         assert request_id not in state.requests  # nothing held
     assert DutyId(2, DutyKind.AGGREGATOR) not in state.duties
 

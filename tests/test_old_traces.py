@@ -30,7 +30,8 @@ def test_a_devnet_nodes_trace_replays(tmp_path: Path) -> None:
 
 
 def test_a_simulated_nodes_trace_with_every_duty_kind_and_a_restart_replays() -> None:
-    from covalidator.model.node.events import Started, decode
+    from covalidator.model.node.codec import decode
+    from covalidator.model.node.events import Started
     from covalidator.model.node.replay import replay
     from tests.test_replay_model import SCENARIO_OF_THE_FIXTURE, node_config
 

@@ -7,7 +7,8 @@ import json
 from functools import cache
 from typing import Any
 
-from covalidator.model.node.events import Persisted, ReplyToVC, Started, decode, encode
+from covalidator.model.node.codec import decode, encode
+from covalidator.model.node.events import Persisted, ReplyToVC, Started
 from covalidator.model.node.replay import replay
 from covalidator.sim.cluster import ClusterResult, ClusterScenario, NodeRuntime, run_cluster
 

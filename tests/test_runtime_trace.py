@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.node.codec import encode
 from covalidator.model.node.events import (
     Broadcast,
     DutiesFetched,
@@ -23,7 +24,6 @@ from covalidator.model.node.events import (
     StartTimer,
     Tick,
     TimerKey,
-    encode,
 )
 from covalidator.model.qbft.messages import Envelope, Message, MsgType, make_value
 from covalidator.runtime.trace import TraceError, TraceHeader, TraceRecorder, read_trace, segments

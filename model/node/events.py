@@ -23,48 +23,28 @@ Events (what the world tells the node):
   TimerFired     a StartTimer deadline passed.
 
 Actions (what the node asks the runtime to do, in order):
-  FetchValidators, FetchDuties, FetchBeaconData, Broadcast, Send, StartTimer, Persist, ReplyToVC,
+  FetchValidators, FetchDuties, FetchBeaconData (a typed request per duty kind: node/fetch.py),
+  Broadcast, Send, StartTimer, Persist, ReplyToVC, PassToBN (the BN answers the VC's request itself),
   SubmitToBN, DutyOutcome (a duty ended for a validator: success or a named reason), Log, Metric.
+
+Encoding to and from trace JSON: node/codec.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dataclasses_json import DataClassJsonMixin
+from dataclasses_json import DataClassJsonMixin, config
 
-from covalidator.model.duty import DutyId
-from covalidator.model.node.codec import to_json
+from covalidator.model.duty import DutiesKind, DutyId, SubmissionKind, VCRequestKind
+from covalidator.model.node.fetch import BeaconRequest, request_from_json, request_to_json
 from covalidator.model.qbft.messages import Envelope
 
+__all__ = ["DutiesKind", "SubmissionKind", "VCRequestKind"]  # the duty vocabulary, re-exported
+
 Json = Any  # a JSON value: dict / list / str / int / bool / None
-
-
-class DutiesKind(StrEnum):
-    ATTESTER = "attester"
-    PROPOSER = "proposer"
-    SYNC = "sync"
-
-
-class VCRequestKind(StrEnum):
-    ATTESTATION_DATA = "attestation_data"  # params: slot, committee_index
-    BLOCK = "block"  # params: slot, randao_reveal (this VC's partial), graffiti?, blinded?
-    AGGREGATE_ATTESTATION = "aggregate_attestation"  # params: slot, attestation_data_root, committee_index?
-    SYNC_CONTRIBUTION = "sync_contribution"  # params: slot, subcommittee_index, beacon_block_root
-    BEACON_COMMITTEE_SELECTIONS = (
-        "beacon_committee_selections"  # params: selections [{validator_index, slot, selection_proof}]
-    )
-    SYNC_COMMITTEE_SELECTIONS = "sync_committee_selections"  # params: selections [{validator_index, slot, subcommittee_index, selection_proof}]
-
-
-class SubmissionKind(StrEnum):
-    ATTESTATIONS = "attestations"  # Attestation (phase0..deneb) or SingleAttestation (electra+) objects
-    BLOCK = "block"  # one SignedBeaconBlock (or blinded, or block contents)
-    AGGREGATE_AND_PROOFS = "aggregate_and_proofs"
-    SYNC_COMMITTEE_MESSAGES = "sync_committee_messages"
-    CONTRIBUTION_AND_PROOFS = "contribution_and_proofs"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,12 +192,25 @@ class HeadChanged(DataClassJsonMixin):
     current_duty_dependent_root: str = ""
 
 
+class TimerPurpose(StrEnum):
+    EPOCH = "epoch"  # an epoch boundary: fetch duties, prune memory
+    START = "start"  # a duty's start (per kind: model/duty.py)
+    DEADLINE = "deadline"  # a duty's deadline
+    REFETCH = "refetch"  # ask the BN again for a duty's data
+    QBFT_ROUND = "qbft_round"  # a QBFT round's end
+    QBFT_EXPIRY = "qbft_expiry"  # a QBFT instance's end
+    REQUEST = "request"  # a held VC request's deadline
+
+
 @dataclass(frozen=True)
 class TimerKey(DataClassJsonMixin):
-    purpose: str  # "epoch" | "start" | "deadline" | "refetch" | "qbft_round" | "qbft_expiry" | "request"
+    purpose: TimerPurpose
     duty: DutyId | None = None
     round: int = 0
     request_id: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "purpose", TimerPurpose(self.purpose))  # its name, from JSON or a caller
 
 
 @dataclass(frozen=True)
@@ -261,17 +254,11 @@ class FetchDuties(DataClassJsonMixin):
 
 @dataclass(frozen=True)
 class FetchBeaconData(DataClassJsonMixin):
-    """Ask this node's BN for the data of a duty. `request` per kind:
-    ATTESTER: {"slot", "committee_indices": [..]} -> data {committee_index: AttestationData}
-    PROPOSER: {"slot", "randao_reveal", "graffiti"?}  -> data {"version", "blinded", "block"}
-    AGGREGATOR: {"slot", "aggregates": [{"committee_index", "attestation_data_root"}]}
-                -> data {attestation_data_root: Attestation}
-    SYNC_CONTRIBUTION: {"slot", "beacon_block_root", "subcommittee_indices": [..]}
-                -> data {subcommittee_index: SyncCommitteeContribution}
-    """
+    """Ask this node's BN for the data of a duty: one typed request per duty kind, and what the answer
+    is, in node/fetch.py (which also turns the request into BN calls, for the runtime and the simulator)."""
 
     duty: DutyId
-    request: Json
+    request: BeaconRequest = field(metadata=config(encoder=request_to_json, decoder=request_from_json))
 
 
 @dataclass(frozen=True)
@@ -309,6 +296,14 @@ class ReplyToVC(DataClassJsonMixin):
     body: Json
     version: str = ""  # Eth-Consensus-Version, where the endpoint has one
     headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PassToBN(DataClassJsonMixin):
+    """Not the cluster's to answer: the VC's request goes to the BN as it is (an aggregation request of
+    a VC whose selection proofs were never combined)."""
+
+    request_id: int
 
 
 @dataclass(frozen=True)
@@ -352,6 +347,7 @@ NodeAction = (
     | StartTimer
     | Persist
     | ReplyToVC
+    | PassToBN
     | SubmitToBN
     | DutyOutcome
     | Log
@@ -388,22 +384,10 @@ ACTION_TYPES: dict[str, type[DataClassJsonMixin]] = {
         StartTimer,
         Persist,
         ReplyToVC,
+        PassToBN,
         SubmitToBN,
         DutyOutcome,
         Log,
         Metric,
     )
 }
-
-
-def encode(item: DataClassJsonMixin) -> dict[str, Any]:
-    """{"type": class name, **fields}: one line of a trace."""
-    encoded: dict[str, Any] = to_json(item)  # = item.to_dict(encode_json=True), planned once per class
-    return {"type": type(item).__name__, **encoded}
-
-
-def decode(obj: dict[str, Any]) -> Any:
-    obj = dict(obj)
-    name = obj.pop("type")
-    cls = EVENT_TYPES.get(name) or ACTION_TYPES[name]
-    return cls.from_dict(obj)

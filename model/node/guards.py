@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from covalidator.model.node.phases import SLASHABLE_KINDS, UNDECIDED, DutyRecord, Phase, may_serve
+from covalidator.model.duty import SLASHABLE_KINDS
+from covalidator.model.node.phases import UNDECIDED, DutyRecord, Phase, may_serve
 from covalidator.model.slashing.rules import SignedAttestation, SignedBlock, Verdict
 from covalidator.model.slashing.view import SlashingView
 

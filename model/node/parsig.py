@@ -1,11 +1,12 @@
 """Partial signatures: from this node's VC and from peers, to one combined signature per validator.
 
 Decides which partials count (one per sender per validator; for consensus duties only partials over
-the signing root of the DECIDED data, and only once it is persisted), when to combine (M partials
-over one root), what is submitted (the Beacon-API body for the duty kind), and what a combined
-RANDAO or selection proof unlocks. Verification: this node's own partial is verified when its VC
-hands it over; peers' partials are verified together with the combined signature in one
-random-linear-combination check (`bls.verify_and_combine`), whose slow path names the invalid ones.
+the signing root of the DECIDED data, and only once it is persisted: `may_serve`), when to combine
+(M partials over one root: `is_threshold_met`), what is submitted (the Beacon-API body for the duty
+kind), and what a combined RANDAO reveal, selection proof or sync message unlocks (a signal to the
+dispatcher). Verification: this node's own partial is verified when its VC hands it over (node/vc.py);
+peers' partials are verified together with the combined signature in one random-linear-combination
+check (`bls.verify_and_combine_many`), whose slow path names the invalid ones.
 """
 
 from __future__ import annotations
@@ -14,33 +15,42 @@ from typing import Any
 
 from covalidator.model.cluster.config import unhex
 from covalidator.model.crypto import bls
-from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.duty import CONSENSUS_KINDS, KINDS, DutyId, DutyKind, SubmissionKind
 from covalidator.model.eth.beacon_data import (
+    DataProblem,
     bitlist_single,
     fork_at_least,
     is_aggregator,
     is_sync_committee_aggregator,
+    root_of,
 )
 from covalidator.model.node.events import (
     Broadcast,
-    DutyOutcome,
     PartialSignature,
     PartialSignatures,
     PeerPayload,
-    SubmissionKind,
     SubmitToBN,
 )
-from covalidator.model.node.phases import CONSENSUS_KINDS, DutyRecord, Phase, ValidatorDuty
-from covalidator.model.node.state import NodeState, Out, log, metric, pubkey_of, record, schedule, validator
+from covalidator.model.node.outcome import finish
+from covalidator.model.node.phases import DutyRecord, Phase, ValidatorDuty
+from covalidator.model.node.signals import (
+    AggregationSelected,
+    RandaoCombined,
+    SelectionCombined,
+    SyncMessageCombined,
+)
+from covalidator.model.node.state import (
+    NodeState,
+    Out,
+    in_window,
+    log,
+    metric,
+    pubkey_of,
+    record,
+    schedule,
+    validator,
+)
 from covalidator.model.outcomes import Reason
-
-SUBMISSION_KIND = {
-    DutyKind.ATTESTER: SubmissionKind.ATTESTATIONS,
-    DutyKind.PROPOSER: SubmissionKind.BLOCK,
-    DutyKind.AGGREGATOR: SubmissionKind.AGGREGATE_AND_PROOFS,
-    DutyKind.SYNC_MESSAGE: SubmissionKind.SYNC_COMMITTEE_MESSAGES,
-    DutyKind.SYNC_CONTRIBUTION: SubmissionKind.CONTRIBUTION_AND_PROOFS,
-}
 
 
 def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature], out: Out) -> None:
@@ -48,24 +58,9 @@ def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature],
         out.append(Broadcast(PeerPayload(partials=PartialSignatures(duty, tuple(items)))))
 
 
-def finish(state: NodeState, rec: DutyRecord, key: str, ok: bool, out: Out, reason: str = "") -> None:
-    """Record the validator's outcome for this duty, exactly once."""
-    vd = rec.validators[key]
-    if vd.outcome is not None:
-        return
-    vd.outcome = "" if ok else reason
-    if (rec.id, key) in state.finished:
-        return
-    state.finished.add((rec.id, key))
-    expected = set(range(1, state.config.n + 1)) - {state.config.share_index}
-    missing = () if ok else tuple(sorted(expected - set(vd.partials)))
-    out.append(DutyOutcome(rec.id, vd.pubkey, ok, reason, missing))
-    metric(out, "duty_outcome", kind=rec.id.kind.name.lower(), result="success" if ok else reason)
-
-
 def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, out: Out) -> None:
     config = state.config
-    if not in_range(state, batch.duty):
+    if not in_window(state, batch.duty.slot):
         metric(out, "peer_message_dropped", cause="stale_or_future_slot", peer=sender)
         return
     rec = record(state, batch.duty, out)
@@ -95,24 +90,10 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
     try_combine(state, rec, touched, out)
 
 
-def in_range(state: NodeState, duty: DutyId) -> bool:
-    from covalidator.model.node.state import in_window
-
-    return in_window(state, duty.slot)
-
-
 def _message_matches(state: NodeState, rec: DutyRecord, item: PartialSignature) -> bool:
     """For duties without consensus the partial carries its message: it must be the one this duty
     signs, and its signing root the one claimed."""
-    from covalidator.model.eth.beacon_data import DataProblem, root_of
-    from covalidator.model.eth.signing import Kind
-
-    kind = {
-        DutyKind.RANDAO: Kind.RANDAO_REVEAL,
-        DutyKind.PREPARE_AGGREGATOR: Kind.AGGREGATION_SLOT,
-        DutyKind.PREPARE_SYNC_CONTRIBUTION: Kind.SYNC_COMMITTEE_SELECTION_PROOF,
-        DutyKind.SYNC_MESSAGE: Kind.SYNC_COMMITTEE_MESSAGE,
-    }.get(rec.id.kind)
+    kind = KINDS[rec.id.kind].partial_message
     if kind is None or not isinstance(item.message, dict):
         return False
     expected = expected_message(state, rec.id, item.pubkey, item.message)
@@ -180,7 +161,7 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
     jobs: list[bls.CombineJob] = []
     for key in dict.fromkeys(keys):
         vd = rec.validators.get(key)
-        if vd is None or vd.submitted or vd.outcome is not None:
+        if vd is None or vd.submitted or vd.ended:
             continue
         if rec.id.kind in CONSENSUS_KINDS and vd.info is None:
             continue  # restored before its duty is known again: the submission needs the duty
@@ -209,7 +190,8 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
         if body is not None:
             submissions.append((key, body))
     if submissions:
-        kind = SUBMISSION_KIND[rec.id.kind]
+        kind = KINDS[rec.id.kind].submission
+        assert kind is not None
         fork = config.chain.fork_name(rec.id.slot)
         if kind is SubmissionKind.BLOCK:
             for key, body in submissions:
@@ -233,19 +215,15 @@ def _combined(
     kind = rec.id.kind
     config = state.config
     if kind is DutyKind.RANDAO:
-        rec.extra.setdefault("randao", {})[key] = signature
+        rec.combined[key] = signature
         finish(state, rec, key, True, out)
-        from covalidator.model.node.step import on_randao_combined
-
-        on_randao_combined(state, rec.id.slot, out)
+        out.signal(state, RandaoCombined(rec.id.slot))
         return None
     if kind in (DutyKind.PREPARE_AGGREGATOR, DutyKind.PREPARE_SYNC_CONTRIBUTION):
-        rec.extra.setdefault("proofs", {})[key] = signature
+        rec.combined[key] = signature
         finish(state, rec, key, True, out)
         _selection_combined(state, rec, key, signature, out)
-        from covalidator.model.node.vc import answer_selections
-
-        answer_selections(state, rec.id, out)
+        out.signal(state, SelectionCombined(rec.id))
         return None
     index = str(state.indices.get(vd.pubkey, ""))
     if kind is DutyKind.ATTESTER:
@@ -270,13 +248,11 @@ def _combined(
             }
         return {"message": block, "signature": signature}
     if kind is DutyKind.SYNC_MESSAGE:
-        rec.extra.setdefault("combined_roots", {})[key] = message["beacon_block_root"]
-        from covalidator.model.node.step import on_sync_message_combined
-
-        on_sync_message_combined(state, rec.id.slot, out)
+        rec.combined_roots[key] = message["beacon_block_root"]
+        out.signal(state, SyncMessageCombined(rec.id.slot))
         return {**message, "signature": signature}
     if kind in (DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION):
-        return {"message": rec.extra["signed"][key], "signature": signature}
+        return {"message": rec.signed[key], "signature": signature}
     log(out, "error", "combined a partial of a duty kind without submission", duty=str(rec.id))
     return None
 
@@ -290,16 +266,15 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
         info = attester.validators[key].info if attester and key in attester.validators else None
         if info is None or not is_aggregator(chain, int(info["committee_length"]), proof):
             return
-        agg = record(state, DutyId(slot, DutyKind.AGGREGATOR), out)
-        schedule(agg, key, {**info, "selection_proof": proof}, out)
-        _selected(state, agg, key, out)
+        aggregation = record(state, DutyId(slot, DutyKind.AGGREGATOR), out)
+        schedule(aggregation, key, {**info, "selection_proof": proof}, out)
     else:
         if not is_sync_committee_aggregator(chain, proof):
             return
         pubkey, sub = key.split("/", 1)
-        contribution = record(state, DutyId(slot, DutyKind.SYNC_CONTRIBUTION), out)
+        aggregation = record(state, DutyId(slot, DutyKind.SYNC_CONTRIBUTION), out)
         schedule(
-            contribution,
+            aggregation,
             key,
             {
                 "subcommittee_index": sub,
@@ -308,18 +283,8 @@ def _selection_combined(state: NodeState, rec: DutyRecord, key: str, proof: str,
             },
             out,
         )
-        _selected(state, contribution, key, out)
-
-
-def _selected(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
-    """An aggregation duty restored at a restart learns its selection proof: it can be signed now."""
-    if state.config.guards.may_serve(rec.phase):
-        from covalidator.model.node.step import prepare_signing
-        from covalidator.model.node.vc import answer_held
-
-        prepare_signing(state, rec, key, out)
-        answer_held(state, rec.id, out)
-        try_combine(state, rec, [key], out)
+    if state.config.guards.may_serve(aggregation.phase):  # restored at a restart: it can be signed now
+        out.signal(state, AggregationSelected(aggregation.id, key))
 
 
 def on_submitted(
@@ -331,6 +296,6 @@ def on_submitted(
     wanted = set(pubkeys)
     for key, vd in rec.validators.items():
         if vd.pubkey in wanted and vd.submitted:
-            finish(state, rec, key, ok, out, "" if ok else Reason.BROADCAST_BN_ERROR)
+            finish(state, rec, key, ok, out, None if ok else Reason.BROADCAST_BN_ERROR)
     if not ok:
         log(out, "warn", "beacon node refused a submission", duty=str(duty), error=error)

@@ -26,8 +26,10 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.duty import KINDS, DutyId, DutyKind
+from covalidator.model.outcomes import Reason
 from covalidator.model.qbft.instance import InstanceState
+from covalidator.model.qbft.messages import Envelope
 
 
 class Phase(StrEnum):
@@ -64,13 +66,6 @@ TRANSITIONS: dict[tuple[Phase, Trigger], Phase] = {
     **{(p, Trigger.DEADLINE): Phase.DONE for p in Phase if p is not Phase.DONE},
 }
 
-# Duty kinds whose data is decided by consensus (and so must be persisted before it is served).
-CONSENSUS_KINDS = frozenset(
-    {DutyKind.ATTESTER, DutyKind.PROPOSER, DutyKind.AGGREGATOR, DutyKind.SYNC_CONTRIBUTION}
-)
-# Kinds whose signatures are slashable: the ordering rule applies to them.
-SLASHABLE_KINDS = frozenset({DutyKind.ATTESTER, DutyKind.PROPOSER})
-
 # The triggers each class of duty may use: OPEN only without consensus; the consensus path only with.
 _CONSENSUS_ONLY = {Trigger.START, Trigger.READY, Trigger.DECIDED, Trigger.PERSISTED}
 
@@ -78,7 +73,7 @@ _CONSENSUS_ONLY = {Trigger.START, Trigger.READY, Trigger.DECIDED, Trigger.PERSIS
 @cache
 def transitions_for(kind: DutyKind) -> dict[tuple[Phase, Trigger], Phase]:
     """The table a duty of this kind follows (DutyRecord.advance refuses anything else)."""
-    if kind in CONSENSUS_KINDS:
+    if KINDS[kind].consensus:
         return {k: v for k, v in TRANSITIONS.items() if k[1] is not Trigger.OPEN}
     return {k: v for k, v in TRANSITIONS.items() if k[1] not in _CONSENSUS_ONLY}
 
@@ -102,7 +97,8 @@ class ValidatorDuty:
     partials: dict[int, tuple[str, str, Any]] = field(default_factory=dict)  # share -> (root, sig, message)
     invalid_senders: set[int] = field(default_factory=set)
     submitted: bool = False
-    outcome: str | None = None  # "" success, else a Reason
+    ended: bool = False  # its DutyOutcome was emitted
+    reason: Reason | None = None  # why it failed (None: it succeeded, or has not ended)
 
 
 @dataclass
@@ -111,15 +107,17 @@ class DutyRecord:
     phase: Phase = INITIAL
     validators: dict[str, ValidatorDuty] = field(default_factory=dict)
     qbft: InstanceState | None = None
-    buffered: list[Any] = field(default_factory=list)  # peer QBFT envelopes before we join
+    buffered: list[Envelope] = field(default_factory=list)  # peer QBFT envelopes before we join
+    fetch_request: Any = None  # what this node asked its BN for (node/fetch.py), to ask again
+    fetch_error: str | None = None  # the BN's last failure to give data
     input_received: bool = False  # this node's BN gave it data to offer (else a failure is the BN's)
+    validity: dict[str, bool] = field(default_factory=dict)  # value hash -> may this node vote for it
     decided: dict[str, Any] | None = None
     decided_hash: str = ""
-    held_requests: list[int] = field(default_factory=list)
-    roots: dict[str, str] = field(
-        default_factory=dict
-    )  # validator key -> signing root of its decided message
-    extra: dict[str, Any] = field(default_factory=dict)  # per-kind scratch (e.g. combined RANDAO)
+    roots: dict[str, str] = field(default_factory=dict)  # validator key -> signing root of its message
+    combined: dict[str, str] = field(default_factory=dict)  # RANDAO, selections: key -> combined signature
+    combined_roots: dict[str, str] = field(default_factory=dict)  # sync messages: key -> combined block root
+    signed: dict[str, Any] = field(default_factory=dict)  # aggregations: key -> the signed message
 
     def advance(self, trigger: Trigger) -> Phase:
         table = transitions_for(self.id.kind)

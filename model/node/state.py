@@ -1,4 +1,4 @@
-"""The state of one co-validator, and the small helpers every part of the node model shares.
+"""The state of one co-validator, the output of a step, and the small helpers every step module shares.
 
 `NodeState` is a mutable value owned by `node.step`: step mutates it and returns it (copying a
 state that holds thousands of validators' partials at every event would dominate the cost). Drivers
@@ -11,21 +11,15 @@ contribution duties a validator can hold once per subcommittee.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from covalidator.model.cluster.config import NodeConfig
-from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node.events import (
-    DutiesKind,
-    Log,
-    Metric,
-    NodeAction,
-    StartTimer,
-    TimerKey,
-    VCRequestKind,
-)
-from covalidator.model.node.phases import CONSENSUS_KINDS, DutyRecord, Phase, Trigger, ValidatorDuty
+from covalidator.model.duty import CONSENSUS_KINDS, DutiesKind, DutyId, DutyKind, VCRequestKind
+from covalidator.model.node.events import Log, Metric, NodeAction, StartTimer, TimerKey, TimerPurpose
+from covalidator.model.node.phases import DutyRecord, Trigger, ValidatorDuty
+from covalidator.model.node.signals import Signal
 from covalidator.model.slashing.view import SlashingView
 
 
@@ -36,7 +30,8 @@ class HeldRequest:
     params: Any
     duty: DutyId
     deadline_ms: int
-    state: dict[str, Any] = field(default_factory=dict)
+    randao_shared: bool = False  # a block request's RANDAO partial went to the peers
+    selections: list[tuple[DutyId, str]] | None = None  # a selections request's (duty, key) items
 
 
 @dataclass
@@ -56,7 +51,18 @@ class NodeState:
     next_epoch_timer: int = -1
 
 
-Out = list[NodeAction]
+class Out(list[NodeAction]):
+    """The actions a step produces, in order, and the router of its internal signals: a step module
+    that unlocks another's work (a combined RANDAO reveal starts the proposal) says so with `signal`,
+    which the dispatcher (node/step.py) routes at once, in place, so the step modules never import
+    each other back and the actions come out in the same order as direct calls would make them."""
+
+    def __init__(self, route: Callable[[NodeState, Signal, Out], None]) -> None:
+        super().__init__()
+        self._route = route
+
+    def signal(self, state: NodeState, signal: Signal) -> None:
+        self._route(state, signal, self)
 
 
 def log(out: Out, level: str, message: str, **fields: object) -> None:
@@ -68,7 +74,12 @@ def metric(out: Out, name: str, value: float = 1.0, **labels: object) -> None:
 
 
 def timer(
-    out: Out, purpose: str, at_ms: int, duty: DutyId | None = None, round: int = 0, request_id: int = 0
+    out: Out,
+    purpose: TimerPurpose,
+    at_ms: int,
+    duty: DutyId | None = None,
+    round: int = 0,
+    request_id: int = 0,
 ) -> None:
     out.append(StartTimer(TimerKey(purpose, duty, round, request_id), at_ms))
 
@@ -84,8 +95,8 @@ def record(state: NodeState, duty: DutyId, out: Out) -> DutyRecord:
     if rec is None:
         rec = state.duties[duty] = DutyRecord(duty)
         clock = state.config.chain.clock
-        timer(out, "start", clock.duty_start_ms(duty), duty)
-        timer(out, "deadline", clock.duty_deadline_ms(duty), duty)
+        timer(out, TimerPurpose.START, clock.duty_start_ms(duty), duty)
+        timer(out, TimerPurpose.DEADLINE, clock.duty_deadline_ms(duty), duty)
         if duty.kind not in CONSENSUS_KINDS:
             rec.advance(Trigger.OPEN)  # no consensus: partials may flow at once
     return rec
@@ -124,12 +135,28 @@ def in_window(state: NodeState, slot: int) -> bool:
     return now_slot - 2 <= slot <= now_slot + 2 * state.config.chain.clock.slots_per_epoch
 
 
-def is_open(rec: DutyRecord) -> bool:
-    return rec.phase is not Phase.DONE
+def combined_randao(state: NodeState, slot: int) -> str | None:
+    """The cluster's combined RANDAO reveal for the slot's proposal, once combined."""
+    randao = state.duties.get(DutyId(slot, DutyKind.RANDAO))
+    return next(iter(randao.combined.values()), None) if randao else None
 
 
-KIND_OF_DUTIES = {
-    DutiesKind.ATTESTER: DutyKind.ATTESTER,
-    DutiesKind.PROPOSER: DutyKind.PROPOSER,
-    DutiesKind.SYNC: DutyKind.SYNC_MESSAGE,
-}
+def combined_sync_root(state: NodeState, slot: int) -> str | None:
+    """The block root the cluster's sync committee messages signed in this slot (the contribution's):
+    the root of a combined message (what M co-validators signed), else this node's VC's."""
+    sync = state.duties.get(DutyId(slot, DutyKind.SYNC_MESSAGE))
+    if sync is None:
+        return None
+    if sync.combined_roots:
+        return min(sync.combined_roots.values())
+    for _, vd in sorted(sync.validators.items()):
+        if vd.own_message:
+            return str(vd.own_message["beacon_block_root"])
+    return None
+
+
+def spec_module(state: NodeState, slot: int) -> Any:
+    """The consensus specs' module of the fork at `slot` (containers for roots)."""
+    from covalidator.model.eth.specs import spec
+
+    return spec(state.config.chain.fork_name(slot), state.config.chain.schedule.preset)

@@ -14,7 +14,7 @@ from typing import Any
 
 from covalidator.model.cluster.config import unhex
 from covalidator.model.crypto import bls
-from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.duty import CONSENSUS_KINDS, REQUEST_DUTY, SELECTION_OF, DutyId, DutyKind
 from covalidator.model.eth.beacon_data import (
     DataProblem,
     bitlist_positions,
@@ -26,14 +26,17 @@ from covalidator.model.eth.beacon_data import (
 from covalidator.model.eth.signing import Kind
 from covalidator.model.node.events import (
     PartialSignature,
+    PassToBN,
     ReplyToVC,
     SubmissionKind,
+    TimerPurpose,
     VCRequest,
     VCRequestKind,
     VCSubmission,
 )
-from covalidator.model.node.parsig import broadcast_own, finish, try_combine
-from covalidator.model.node.phases import CONSENSUS_KINDS, DutyRecord, Phase
+from covalidator.model.node.outcome import finish
+from covalidator.model.node.parsig import broadcast_own, try_combine
+from covalidator.model.node.phases import DutyRecord, Phase
 from covalidator.model.node.state import (
     HeldRequest,
     NodeState,
@@ -45,21 +48,6 @@ from covalidator.model.node.state import (
     validator,
 )
 from covalidator.model.outcomes import Reason
-
-REQUEST_DUTY = {
-    VCRequestKind.ATTESTATION_DATA: DutyKind.ATTESTER,
-    VCRequestKind.BLOCK: DutyKind.PROPOSER,
-    VCRequestKind.AGGREGATE_ATTESTATION: DutyKind.AGGREGATOR,
-    VCRequestKind.SYNC_CONTRIBUTION: DutyKind.SYNC_CONTRIBUTION,
-    VCRequestKind.BEACON_COMMITTEE_SELECTIONS: DutyKind.PREPARE_AGGREGATOR,
-    VCRequestKind.SYNC_COMMITTEE_SELECTIONS: DutyKind.PREPARE_SYNC_CONTRIBUTION,
-}
-
-PREPARE_OF = {
-    VCRequestKind.AGGREGATE_ATTESTATION: DutyKind.PREPARE_AGGREGATOR,
-    VCRequestKind.SYNC_CONTRIBUTION: DutyKind.PREPARE_SYNC_CONTRIBUTION,
-}
-PASS_THROUGH = 0  # ReplyToVC status: not the cluster's to answer, the BN answers the VC's request
 
 
 def error(code: int, message: str, failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -95,14 +83,14 @@ def on_vc_request(state: NodeState, event: VCRequest, out: Out) -> None:
         reply(out, event.request_id, 503, error(503, "too many requests waiting for consensus"))
         return
     duty = DutyId(slot, REQUEST_DUTY[event.kind])
-    prepare = PREPARE_OF.get(event.kind)
-    if prepare is not None and DutyId(slot, prepare) not in state.duties:
+    selection = SELECTION_OF.get(event.kind)
+    if selection is not None and DutyId(slot, selection) not in state.duties:
         # No selection proofs were combined for this slot: the VC is not in distributed mode (it
         # decided "aggregator" from its own partial proof). Holding the request would only stall
-        # the VC past its next slot; the BN's unsigned aggregate is passed through (status 0), and
+        # the VC past its next slot; the BN's unsigned aggregate is passed through (PassToBN), and
         # what the VC signs with it is refused at submission (selection_proof_not_combined).
         metric(out, "vc_requests_passed_through", kind=event.kind.value)
-        reply(out, event.request_id, PASS_THROUGH, None)
+        out.append(PassToBN(event.request_id))
         return
     clock = config.chain.clock
     wait = config.limits.vc_request_wait_ms or clock.slot_ms * 9 // 10
@@ -112,7 +100,7 @@ def on_vc_request(state: NodeState, event: VCRequest, out: Out) -> None:
         return
     req = HeldRequest(event.request_id, event.kind, params, duty, deadline)
     state.requests[req.request_id] = req
-    timer(out, "request", deadline, duty, request_id=req.request_id)
+    timer(out, TimerPurpose.REQUEST, deadline, duty, request_id=req.request_id)
     if event.kind is VCRequestKind.BLOCK:
         start_block_request(state, req, out)
     elif event.kind in (VCRequestKind.BEACON_COMMITTEE_SELECTIONS, VCRequestKind.SYNC_COMMITTEE_SELECTIONS):
@@ -206,7 +194,7 @@ def answer(state: NodeState, req: HeldRequest, out: Out) -> None:
         ):
             _done(state, req, out, 200, {"data": vd.data})
             return
-    refused = [vd for vd in rec.validators.values() if vd.outcome == Reason.SLASHING_REFUSED]
+    refused = [vd for vd in rec.validators.values() if vd.reason is Reason.SLASHING_REFUSED]
     if refused and rec.phase is Phase.SIGNING:
         _done(
             state, req, out, 500, error(500, "the decided data is slashable against this node's slashing DB")
@@ -220,11 +208,11 @@ def answer(state: NodeState, req: HeldRequest, out: Out) -> None:
 
 def start_block_request(state: NodeState, req: HeldRequest, out: Out) -> None:
     """Verify the VC's partial RANDAO reveal and share it; re-run when duties arrive."""
-    if req.state.get("randao_shared"):
+    if req.randao_shared:
         return
     rec = state.duties.get(DutyId(req.duty.slot, DutyKind.PROPOSER))
     if rec is None or not rec.validators:
-        return  # duties not known yet: node._on_duties calls us again when they arrive
+        return  # duties not known yet: node/schedule.py calls us again when they arrive
     (pubkey,) = list(rec.validators)[:1]
     epoch = state.config.chain.clock.epoch_of(req.duty.slot)
     message = {"epoch": str(epoch)}
@@ -246,7 +234,7 @@ def start_block_request(state: NodeState, req: HeldRequest, out: Out) -> None:
             error(400, "randao_reveal is not a valid partial signature of this node's share"),
         )
         return
-    req.state["randao_shared"] = True
+    req.randao_shared = True
     randao = record(state, DutyId(req.duty.slot, DutyKind.RANDAO), out)
     vd = validator(randao, pubkey)
     if vd.own is None:
@@ -304,25 +292,25 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
         metric(out, "vc_partial_refused", cause="invalid_selection_proof")
         _done(state, req, out, 400, error(400, "some selection proofs were refused", failures))
         return
-    req.state["items"] = items
+    req.selections = items
     for duty, partials in own.items():
         broadcast_own(state, duty, partials, out)
         try_combine(state, state.duties[duty], [p.pubkey for p in partials], out)
 
 
 def answer_selections(state: NodeState, duty: DutyId, out: Out) -> None:
-    for req in [r for r in state.requests.values() if r.kind in REQUEST_DUTY and r.state.get("items")]:
-        if any(d == duty for d, _ in req.state["items"]):
+    for req in [r for r in state.requests.values() if r.selections]:
+        if any(d == duty for d, _ in req.selections or ()):
             _answer_selections(state, req, out)
 
 
 def _answer_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
-    items = req.state.get("items")
+    items = req.selections
     if not items:
         return
     combined = []
     for (duty, key), original in zip(items, req.params["selections"], strict=False):
-        proofs = state.duties[duty].extra.get("proofs", {})
+        proofs = state.duties[duty].combined
         if key not in proofs:
             return
         combined.append({**original, "selection_proof": proofs[key]})

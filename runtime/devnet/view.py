@@ -8,11 +8,13 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from covalidator.model.duty import KINDS as DUTY_KINDS
+from covalidator.model.duty import DutyKind
 from covalidator.runtime.cli.status import STATUS_PATH, health_line, reasons_text
 
 KINDS = ("proposer", "attester", "aggregator", "sync_message", "sync_contribution")
 LAST_ROWS = 12  # slots shown in the live view (a terminal's worth)
-DEADLINE_SLOTS = {"proposer": 1}  # every other kind: 2 (model/clock.py DEADLINE_SLOTS)
+DEADLINE_SLOTS = {kind: DUTY_KINDS[DutyKind[kind.upper()]].deadline_slots for kind in KINDS}
 
 
 def _cell(expected: int, done: int, past_deadline: bool) -> str:
@@ -39,7 +41,7 @@ def live_table(report: dict[str, Any] | None, title: str) -> Table:
         cells = []
         for kind in KINDS:
             expected, done = kinds.get(kind, (0, 0))
-            cells.append(_cell(expected, done, current >= slot + DEADLINE_SLOTS.get(kind, 2)))
+            cells.append(_cell(expected, done, current >= slot + DEADLINE_SLOTS[kind]))
         table.add_row(str(slot), *cells)
     duties = report["duties"]
     table.caption = (
