@@ -39,7 +39,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "ordering-rule",
         "dv_safety G1: a later slashable duty waits for the earlier one",
-        "model/node/step.py",
+        "model/node/ordering.py",
         "    return [other.id for other in state.duties.values() if blocked_by(other, rec, on_duty(other), keys)]",
         "    return []",
         tests=(
@@ -58,7 +58,7 @@ PLANTED: tuple[Planted, ...] = (
     Planted(
         "store-refusals",
         "dv_safety G2: what the store refused at Persist is never served nor signed",
-        "model/node/step.py",
+        "model/node/consensus.py",
         "    refused = state.config.guards.refused_by_store(event.refused)",
         "    refused: dict[str, str] = {}",
         tests=(f"{GUARDS}::test_what_the_store_refused_is_never_served_nor_signed",),
