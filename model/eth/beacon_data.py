@@ -14,8 +14,8 @@ from typing import Any
 
 from covalidator.model.cluster.config import ChainConfig
 from covalidator.model.eth.signing import Kind, SigningError, signing_root
-from covalidator.model.eth.specs import FORKS
-from covalidator.model.eth.ssz_json import SszJsonError
+from covalidator.model.eth.specs import FORKS, spec
+from covalidator.model.eth.ssz_json import SszJsonError, hash_tree_root
 
 _ROOT = re.compile(r"0x[0-9a-f]{64}")
 _SIG = re.compile(r"0x[0-9a-f]{192}")
@@ -169,9 +169,6 @@ def check_aggregate(
         raise DataProblem("aggregate without data")
     if uint(aggregate, "data", "slot") != slot:
         raise DataProblem("aggregate for another slot")
-    from covalidator.model.eth.specs import spec
-    from covalidator.model.eth.ssz_json import hash_tree_root
-
     try:
         module = spec(chain.fork_name(slot), chain.schedule.preset)
         root = "0x" + hash_tree_root(module.AttestationData, aggregate["data"]).hex()

@@ -41,60 +41,24 @@ def _forks(versions: str, epochs: tuple[int, ...]) -> tuple[tuple[str, int, byte
     return tuple(zip(names, (0, *epochs), (bytes.fromhex(v) for v in version_list), strict=True))
 
 
+_FAR = FAR_FUTURE_EPOCH
+# name, preset, slots per epoch, genesis validators root, fork versions (phase0 .. fulu), fork epochs
+# (altair .. fulu; phase0 at 0)
+_TABLE = (
+    ("mainnet", "mainnet", 32, "4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95",
+     "00000000 01000000 02000000 03000000 04000000 05000000 06000000", (74240, 144896, 194048, 269568, 364032, 411392)),
+    ("holesky", "mainnet", 32, "9143aa7c615a7f7115e2b6aac319c03529df8242ae705fba9df39b79c59fa8b1",
+     "01017000 02017000 03017000 04017000 05017000 06017000 07017000", (0, 0, 256, 29696, 115968, 165120)),
+    ("hoodi", "mainnet", 32, "212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f",
+     "10000910 20000910 30000910 40000910 50000910 60000910 70000910", (0, 0, 0, 0, 2048, 50688)),
+    ("sepolia", "mainnet", 32, "d8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078",
+     "90000069 90000070 90000071 90000072 90000073 90000074 90000075", (50, 100, 56832, 132608, 222464, 272640)),
+    ("devnet", "minimal", 8, ZERO_ROOT.hex(),
+     "00000001 01000001 02000001 03000001 04000001 05000001 06000001", (_FAR,) * 6),
+)  # fmt: skip
 NETWORKS: Final = {
-    n.name: n
-    for n in (
-        Network(
-            "mainnet",
-            "mainnet",
-            32,
-            bytes.fromhex("4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"),
-            _forks(
-                "00000000 01000000 02000000 03000000 04000000 05000000 06000000",
-                (74240, 144896, 194048, 269568, 364032, 411392),
-            ),
-        ),
-        Network(
-            "holesky",
-            "mainnet",
-            32,
-            bytes.fromhex("9143aa7c615a7f7115e2b6aac319c03529df8242ae705fba9df39b79c59fa8b1"),
-            _forks(
-                "01017000 02017000 03017000 04017000 05017000 06017000 07017000",
-                (0, 0, 256, 29696, 115968, 165120),
-            ),
-        ),
-        Network(
-            "hoodi",
-            "mainnet",
-            32,
-            bytes.fromhex("212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f"),
-            _forks(
-                "10000910 20000910 30000910 40000910 50000910 60000910 70000910",
-                (0, 0, 0, 0, 2048, 50688),
-            ),
-        ),
-        Network(
-            "sepolia",
-            "mainnet",
-            32,
-            bytes.fromhex("d8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078"),
-            _forks(
-                "90000069 90000070 90000071 90000072 90000073 90000074 90000075",
-                (50, 100, 56832, 132608, 222464, 272640),
-            ),
-        ),
-        Network(
-            "devnet",
-            "minimal",
-            8,
-            ZERO_ROOT,
-            _forks(
-                "00000001 01000001 02000001 03000001 04000001 05000001 06000001",
-                (FAR_FUTURE_EPOCH,) * 6,
-            ),
-        ),
-    )
+    name: Network(name, preset, slots, bytes.fromhex(root), _forks(versions, epochs))
+    for name, preset, slots, root, versions, epochs in _TABLE
 }
 
 

@@ -22,6 +22,8 @@ from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any
 
+from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, PassToBN
+
 Plan = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
 _PLANS: dict[type, Plan] = {}
@@ -81,8 +83,6 @@ def encode(item: Any) -> dict[str, Any]:
 
 def decode(obj: dict[str, Any]) -> Any:
     """The event or action of a trace line, including lines written by earlier versions."""
-    from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, PassToBN
-
     obj = dict(obj)
     name = obj.pop("type")
     if name == "ReplyToVC" and obj.get("status") == 0:  # before PassToBN existed: status 0 said it

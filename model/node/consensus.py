@@ -38,16 +38,16 @@ from covalidator.model.node.events import (
     TimerKey,
     TimerPurpose,
 )
-from covalidator.model.node.fetch import (
+from covalidator.model.node.ordering import blocking
+from covalidator.model.node.outcome import finish
+from covalidator.model.node.phases import UNDECIDED, DutyRecord, Phase, Trigger
+from covalidator.model.node.requests import (
     AggregatesRequest,
     AttestationDataRequest,
     BeaconRequest,
     BlockRequest,
     ContributionsRequest,
 )
-from covalidator.model.node.ordering import blocking
-from covalidator.model.node.outcome import finish
-from covalidator.model.node.phases import UNDECIDED, DutyRecord, Phase, Trigger
 from covalidator.model.node.state import (
     NodeState,
     Out,

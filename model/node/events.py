@@ -39,7 +39,7 @@ from typing import Any
 from dataclasses_json import DataClassJsonMixin, config
 
 from covalidator.model.duty import DutiesKind, DutyId, SubmissionKind, VCRequestKind
-from covalidator.model.node.fetch import BeaconRequest, request_from_json, request_to_json
+from covalidator.model.node.requests import BeaconRequest, request_from_json, request_to_json
 from covalidator.model.qbft.messages import Envelope
 
 __all__ = ["DutiesKind", "SubmissionKind", "VCRequestKind"]  # the duty vocabulary, re-exported

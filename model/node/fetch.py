@@ -1,17 +1,10 @@
-"""What a node asks its beacon node for a duty's data, typed per kind, and the one dispatcher that turns
-such a request into BN calls and the answers into the model's event (shared by the runtime, which
-asks over HTTP, and the simulator, which asks its simulated chain).
+"""The one dispatcher from a duty's data request to BN calls and back (shared by the runtime, which asks
+its BN over HTTP, and the simulator, which asks its simulated chain).
 
-    ATTESTER           AttestationDataRequest(slot, committee_indices)
-                       -> one attestation_data call per committee -> {committee_index: AttestationData}
-    PROPOSER           BlockRequest(slot, randao_reveal)  -> one produce_block call -> the proposal
-    AGGREGATOR         AggregatesRequest(slot, aggregates: (committee_index, attestation_data_root)...)
-                       -> one aggregate_attestation call each -> {attestation_data_root: Attestation}
-    SYNC_CONTRIBUTION  ContributionsRequest(slot, beacon_block_root, subcommittee_indices)
-                       -> one contribution call each -> {subcommittee_index: SyncCommitteeContribution}
-
-Requests travel in traces as the JSON they always had (`request_to_json` / `request_from_json`: decimal
-strings, the same keys), so traces recorded before the types existed still replay.
+    ATTESTER           one attestation_data call per committee -> {committee_index: AttestationData}
+    PROPOSER           one produce_block call -> the proposal {"version", "blinded", "block"}
+    AGGREGATOR         one aggregate_attestation call per root -> {attestation_data_root: Attestation}
+    SYNC_CONTRIBUTION  one contribution call per subcommittee -> {subcommittee_index: Contribution}
 
 Must not: do I/O. `calls` says what to ask; the driver asks; `assemble` says what the answers mean.
 """
@@ -22,36 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from covalidator.model.duty import DutyId
+from covalidator.model.node.events import BeaconDataFailed, BeaconDataFetched
+from covalidator.model.node.requests import (
+    AggregatesRequest,
+    AttestationDataRequest,
+    BeaconRequest,
+    BlockRequest,
+    ContributionsRequest,
+)
 
 Json = Any
-
-
-@dataclass(frozen=True)
-class AttestationDataRequest:
-    slot: int
-    committee_indices: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class BlockRequest:
-    slot: int
-    randao_reveal: str  # the cluster's combined reveal
-
-
-@dataclass(frozen=True)
-class AggregatesRequest:
-    slot: int
-    aggregates: tuple[tuple[int, str], ...]  # (committee index, attestation data root)
-
-
-@dataclass(frozen=True)
-class ContributionsRequest:
-    slot: int
-    beacon_block_root: str
-    subcommittee_indices: tuple[int, ...]
-
-
-BeaconRequest = AttestationDataRequest | BlockRequest | AggregatesRequest | ContributionsRequest
 
 
 # ---- the calls a request makes ---------------------------------------------------------------------------
@@ -101,8 +74,6 @@ def calls(request: BeaconRequest) -> list[BeaconCall]:
 
 def assemble(duty: DutyId, request: BeaconRequest, answers: list[Json]) -> Any:
     """The model's event for the answers to `calls(request)`, in order (None: the BN had none)."""
-    from covalidator.model.node.events import BeaconDataFailed, BeaconDataFetched
-
     data: Any
     match request:
         case AttestationDataRequest(committee_indices=indices):
@@ -118,44 +89,3 @@ def assemble(duty: DutyId, request: BeaconRequest, answers: list[Json]) -> Any:
     if not data:
         return BeaconDataFailed(duty, f"no {duty.kind.name.lower()} data from the beacon node yet")
     return BeaconDataFetched(duty, data)
-
-
-# ---- the JSON they travel as ------------------------------------------------------------------------------
-
-
-def request_to_json(request: BeaconRequest) -> dict[str, Any]:
-    match request:
-        case AttestationDataRequest(slot=slot, committee_indices=indices):
-            return {"slot": str(slot), "committee_indices": [str(ci) for ci in indices]}
-        case BlockRequest(slot=slot, randao_reveal=reveal):
-            return {"slot": str(slot), "randao_reveal": reveal}
-        case AggregatesRequest(slot=slot, aggregates=aggregates):
-            return {
-                "slot": str(slot),
-                "aggregates": [
-                    {"committee_index": str(ci), "attestation_data_root": root} for ci, root in aggregates
-                ],
-            }
-        case ContributionsRequest(slot=slot, beacon_block_root=root, subcommittee_indices=subs):
-            return {
-                "slot": str(slot),
-                "beacon_block_root": root,
-                "subcommittee_indices": [str(s) for s in subs],
-            }
-    raise TypeError(f"not a beacon request: {request!r}")
-
-
-def request_from_json(obj: dict[str, Any]) -> BeaconRequest:
-    slot = int(obj["slot"])
-    if "committee_indices" in obj:
-        return AttestationDataRequest(slot, tuple(int(ci) for ci in obj["committee_indices"]))
-    if "randao_reveal" in obj:
-        return BlockRequest(slot, str(obj["randao_reveal"]))
-    if "aggregates" in obj:
-        return AggregatesRequest(
-            slot,
-            tuple((int(a["committee_index"]), str(a["attestation_data_root"])) for a in obj["aggregates"]),
-        )
-    return ContributionsRequest(
-        slot, str(obj["beacon_block_root"]), tuple(int(s) for s in obj["subcommittee_indices"])
-    )

@@ -17,6 +17,7 @@ from typing import Any
 
 from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.duty import CONSENSUS_KINDS, DutiesKind, DutyId, DutyKind, VCRequestKind
+from covalidator.model.eth.specs import spec
 from covalidator.model.node.events import Log, Metric, NodeAction, StartTimer, TimerKey, TimerPurpose
 from covalidator.model.node.phases import DutyRecord, Trigger, ValidatorDuty
 from covalidator.model.node.signals import Signal
@@ -157,6 +158,4 @@ def combined_sync_root(state: NodeState, slot: int) -> str | None:
 
 def spec_module(state: NodeState, slot: int) -> Any:
     """The consensus specs' module of the fork at `slot` (containers for roots)."""
-    from covalidator.model.eth.specs import spec
-
     return spec(state.config.chain.fork_name(slot), state.config.chain.schedule.preset)
