@@ -16,16 +16,8 @@ import aiohttp
 import pytest
 
 from tests.helpers.aio import run
-from tests.helpers.node_proc import (
-    COVALIDATOR,
-    chain_bn,
-    free_ports,
-    group_pubkeys,
-    make_cluster,
-    next_duty_slot,
-    start_node,
-    stop_node,
-)
+from tests.helpers.devnet_cluster import devnet_cluster
+from tests.helpers.node_proc import COVALIDATOR, chain_bn, group_pubkeys, make_cluster, next_duty_slot
 
 NODES = 4
 
@@ -55,58 +47,37 @@ def test_four_nodes_decide_with_one_killed_the_restarted_node_catches_up_and_eve
     genesis = int(time.time()) - 3
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        bn = await chain_bn(group_pubkeys(cluster), genesis_time=genesis, stride=4).start()
-        ports = free_ports(NODES)
-        processes = [
-            await start_node(cluster, i, bn.url, ports[i], "--round-ms", "300") for i in range(NODES)
-        ]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        try:
-            async with aiohttp.ClientSession() as session:
+        bn = chain_bn(group_pubkeys(cluster), genesis_time=genesis, stride=4)
+        async with (
+            devnet_cluster(cluster, bn, "--round-ms", "300", env={}) as running,
+            aiohttp.ClientSession() as session,
+        ):
+            urls = running.urls
 
-                async def connected(which: range, deadline_s: float) -> None:
-                    deadline = time.monotonic() + deadline_s
-                    while True:  # up and dialled to its 3 peers
-                        statuses = [await get_json(session, f"{urls[i]}/covalidator/v1/status") for i in which]
-                        if all(s == 200 and b["data"]["peers_connected"] == NODES - 1 for s, b in statuses):
-                            return
-                        for i in which:
-                            log = (cluster / f"node{i}.log").read_text()
-                            assert processes[i].returncode is None, log
-                        assert time.monotonic() < deadline, f"the cluster never connected: {statuses}"
-                        await asyncio.sleep(0.2)
+            async def ask(url: str, slot: int, committee: int) -> dict[str, Any]:
+                until = time.monotonic() + 6
+                while True:
+                    status, body = await get_json(
+                        session,
+                        f"{url}/eth/v1/validator/attestation_data",
+                        slot=str(slot),
+                        committee_index=str(committee),
+                    )
+                    if status == 200:
+                        return dict(body["data"])
+                    assert time.monotonic() < until, f"{url}: no decided data ({status} {body})"
+                    await asyncio.sleep(0.1)
 
-                async def ask(url: str, slot: int, committee: int) -> dict[str, Any]:
-                    until = time.monotonic() + 6
-                    while True:
-                        status, body = await get_json(
-                            session,
-                            f"{url}/eth/v1/validator/attestation_data",
-                            slot=str(slot),
-                            committee_index=str(committee),
-                        )
-                        if status == 200:
-                            return dict(body["data"])
-                        assert time.monotonic() < until, f"{url}: no decided data ({status} {body})"
-                        await asyncio.sleep(0.1)
-
-                await connected(range(NODES), 30)
-                processes[3].kill()  # SIGKILL: no shutdown, whatever was in flight is lost
-                await processes[3].wait()
-                first = next_duty_slot(genesis, 0)
-                await asyncio.sleep(max(0.0, genesis + first + 0.4 - time.time()))
-                three = list(await asyncio.gather(*(ask(u, first, 0) for u in urls[:3])))
-                processes[3] = await start_node(cluster, 3, bn.url, ports[3], "--round-ms", "300")
-                await connected(range(NODES), 30)
-                second = next_duty_slot(genesis, 4)
-                await asyncio.sleep(max(0.0, genesis + second + 0.4 - time.time()))
-                four = list(await asyncio.gather(*(ask(u, second, 1) for u in urls)))
-        finally:
-            codes = await asyncio.gather(*(stop_node(p) for p in processes))
-            await bn.stop()
-        for i, code in enumerate(codes):
-            log = (cluster / f"node{i}.log").read_text()
-            assert code == 0 and "Traceback" not in log, log
+            await running.kill(3)
+            first = next_duty_slot(genesis, 0)
+            await asyncio.sleep(max(0.0, genesis + first + 0.4 - time.time()))
+            three = list(await asyncio.gather(*(ask(u, first, 0) for u in urls[:3])))
+            await running.start(3)
+            running.killed.discard(3)  # it stops cleanly this time
+            await running.connected(timeout_s=30)
+            second = next_duty_slot(genesis, 4)
+            await asyncio.sleep(max(0.0, genesis + second + 0.4 - time.time()))
+            four = list(await asyncio.gather(*(ask(u, second, 1) for u in urls)))
         return three, four
 
     three, four = run(scenario(), 90)

@@ -18,30 +18,11 @@ import aiohttp
 import pytest
 
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
-from covalidator.runtime.devnet.vc import DevnetVC, load_secrets
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import NO_MONITORING, make_devnet_cluster, wait_connected
-from tests.helpers.node_proc import (
-    chain_bn,
-    free_ports,
-    group_pubkeys,
-    make_cluster,
-    next_duty_slot,
-    start_node,
-    stop_node,
-)
+from tests.helpers.devnet_cluster import devnet_cluster, make_devnet_cluster
+from tests.helpers.node_proc import chain_bn, group_pubkeys, make_cluster, next_duty_slot
 
 NODES, VALIDATORS = 4, 8
-
-
-async def stop_all(
-    processes: list[asyncio.subprocess.Process], cluster: Path, killed: int | None = None
-) -> None:
-    codes = await asyncio.gather(*(stop_node(p) for p in processes))
-    for i, code in enumerate(codes):
-        log = (cluster / f"node{i}.log").read_text()
-        assert "Traceback" not in log, log
-        assert code == (-9 if i == killed else 0), log
 
 
 def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp_path: Path) -> None:
@@ -51,24 +32,15 @@ def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp
 
     async def scenario() -> tuple[list[dict[str, Any]], int, list[str]]:
         pubkeys = group_pubkeys(cluster)
-        primary = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
+        primary = chain_bn(pubkeys, genesis_time=genesis, stride=4)
         fallback = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
-        ports = free_ports(NODES)
         extra = ("--round-ms", "300", "--fallback-beacon-node", fallback.url)
-        processes = [
-            await start_node(cluster, i, primary.url, ports[i], *extra, env=NO_MONITORING)
-            for i in range(NODES)
-        ]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
         try:
-            await wait_connected(urls, processes, cluster)
-            await primary.stop()  # down: connections refused from now on
-            before = len(fallback.hits)
-            slot = next_duty_slot(
-                genesis, 0, lead_s=2.0
-            )  # the next epoch: its duties too come from the fallback
-            await asyncio.sleep(max(0.0, genesis + slot + 0.4 - time.time()))
-            async with aiohttp.ClientSession() as session:
+            async with devnet_cluster(cluster, primary, *extra) as running, aiohttp.ClientSession() as session:
+                await primary.stop()  # down: connections refused from now on
+                before = len(fallback.hits)
+                slot = next_duty_slot(genesis, 0, lead_s=2.0)  # the next epoch: its duties too from the fallback
+                await asyncio.sleep(max(0.0, genesis + slot + 0.4 - time.time()))
 
                 async def ask(url: str) -> dict[str, Any]:
                     until = time.monotonic() + 8
@@ -81,9 +53,8 @@ def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp
                         assert time.monotonic() < until, f"{url}: no decided data ({r.status} {body})"
                         await asyncio.sleep(0.1)
 
-                served = list(await asyncio.gather(*(ask(u) for u in urls)))
+                served = list(await asyncio.gather(*(ask(u) for u in running.urls)))
         finally:
-            await stop_all(processes, cluster)
             await fallback.stop()
         after = [f"{m} {p}?{q}" for m, p, q, _, _ in fallback.hits[before:]]
         return served, slot, after
@@ -96,32 +67,22 @@ def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp
 
 
 @pytest.fixture(scope="module")
-def devnet_cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def devnet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("faults") / "c"
     make_devnet_cluster(folder, NODES, VALIDATORS)
     return folder
 
 
 def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continue_with_three(
-    devnet_cluster: Path,
+    devnet_folder: Path,
 ) -> None:
-    cluster = devnet_cluster
+    cluster = devnet_folder
     config = DevnetConfig(
         validators=VALIDATORS, epochs=3, seconds_per_slot=3, genesis_delay_s=6, committee_size=16
     )
-    secrets = [load_secrets(str(cluster / f"node{i}")) for i in range(NODES)]
-
     async def scenario() -> tuple[Any, int, int]:
-        bn = await DevnetBN(config).start()
-        ports = free_ports(NODES)
-        processes = [
-            await start_node(cluster, i, bn.url, ports[i], "--round-ms", "500", env=NO_MONITORING)
-            for i in range(NODES)
-        ]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        vcs = [DevnetVC(urls[i], secrets[i]) for i in range(NODES)]
-        try:
-            await wait_connected(urls, processes, cluster)
+        async with devnet_cluster(cluster, DevnetBN(config), "--round-ms", "500", vcs=True) as running:
+            vcs = running.vcs
             await asyncio.gather(*(vc.setup() for vc in vcs))
             clock = vcs[0].chain.clock
             first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
@@ -132,20 +93,14 @@ def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continu
                 await asyncio.sleep(
                     max(0.0, (clock.slot_start_ms(kill_slot) + clock.slot_ms // 2) / 1000 - time.time())
                 )
-                processes[3].kill()  # SIGKILL: nothing flushed, connections cut
-                await processes[3].wait()
+                await running.kill(3)  # nothing flushed, connections cut
 
             await asyncio.gather(kill(), *(vc.run(until_slot=last) for vc in vcs))
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(bn.url + "/devnet/report", params={"slots": "1"}) as r,
+                session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r,
             ):
                 report = await r.json()
-        finally:
-            for vc in vcs:
-                await vc.close()
-            await stop_all(processes, cluster, killed=3)
-            await bn.stop()
         return report, kill_slot, last
 
     report, kill_slot, last = run(scenario(), 180)

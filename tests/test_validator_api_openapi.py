@@ -25,11 +25,10 @@ from covalidator.model.eth import ssz_json, vc_flow
 from covalidator.model.eth.signing import Kind
 from covalidator.model.eth.specs import spec
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
-from covalidator.runtime.devnet.vc import DevnetVC, load_secrets
+from covalidator.runtime.devnet.vc import DevnetVC
 from tests.helpers.aio import run
 from tests.helpers.beacon_api import BeaconAPISpec
-from tests.helpers.devnet_cluster import NO_MONITORING, make_devnet_cluster, wait_connected
-from tests.helpers.node_proc import free_ports, start_node, stop_node
+from tests.helpers.devnet_cluster import devnet_cluster, make_devnet_cluster
 from tests.helpers.recorder import Exchange, Recorder
 
 NODES, VALIDATORS, SLOTS = 4, 4, 9
@@ -166,43 +165,27 @@ def test_every_intercepted_exchange_matches_the_beacon_api_spec(cluster: Path) -
     config = DevnetConfig(
         validators=VALIDATORS, epochs=2, seconds_per_slot=2, genesis_delay_s=6, committee_size=16
     )
-    secrets = [load_secrets(str(cluster / f"node{i}")) for i in range(NODES)]
-
     async def scenario() -> tuple[list[Exchange], Any, dict[str, Any], dict[str, Any]]:
-        bn = await DevnetBN(config).start()
-        ports = free_ports(NODES)
-        processes = [
-            await start_node(cluster, i, bn.url, ports[i], "--round-ms", "500", env=NO_MONITORING)
-            for i in range(NODES)
-        ]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        vcs = [DevnetVC(urls[i], secrets[i]) for i in range(NODES)]
-        recorder = await Recorder(urls[0]).start()
-        recorder.rewrite = Translate(recorder.exchanges, vcs[0])
-        vcs[0].base_url = recorder.url
-        try:
-            async with aiohttp.ClientSession() as session:
-                await wait_connected(urls, processes, cluster)
-                await asyncio.gather(*(vc.setup() for vc in vcs))
-                clock = vcs[0].chain.clock
-                first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
-                refused = asyncio.create_task(other_data_refused(recorder, vcs[0], session))
-                await asyncio.gather(*(vc.run(until_slot=first + SLOTS - 1) for vc in vcs))
-                refusal = await asyncio.wait_for(refused, 5)
-                await after_run(recorder, vcs[0], session)
-                async with session.get(urls[0] + "/covalidator/v1/status") as r:
-                    status = (await r.json())["data"]
-                async with session.get(bn.url + "/devnet/report") as r:
-                    report = await r.json()
-        finally:
-            for vc in vcs:
-                await vc.close()
-            await recorder.stop()
-            codes = await asyncio.gather(*(stop_node(p) for p in processes))
-            await bn.stop()
-        for i, code in enumerate(codes):
-            log = (cluster / f"node{i}.log").read_text()
-            assert code == 0 and "Traceback" not in log, log
+        async with devnet_cluster(cluster, DevnetBN(config), "--round-ms", "500", vcs=True) as running:
+            urls, vcs = running.urls, running.vcs
+            recorder = await Recorder(urls[0]).start()
+            recorder.rewrite = Translate(recorder.exchanges, vcs[0])
+            vcs[0].base_url = recorder.url
+            try:
+                async with aiohttp.ClientSession() as session:
+                    await asyncio.gather(*(vc.setup() for vc in vcs))
+                    clock = vcs[0].chain.clock
+                    first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
+                    refused = asyncio.create_task(other_data_refused(recorder, vcs[0], session))
+                    await asyncio.gather(*(vc.run(until_slot=first + SLOTS - 1) for vc in vcs))
+                    refusal = await asyncio.wait_for(refused, 5)
+                    await after_run(recorder, vcs[0], session)
+                    async with session.get(urls[0] + "/covalidator/v1/status") as r:
+                        status = (await r.json())["data"]
+                    async with session.get(running.bn.url + "/devnet/report") as r:
+                        report = await r.json()
+            finally:
+                await recorder.stop()
         return recorder.exchanges, refusal, status, report
 
     exchanges, (status_code, refusal), status, report = run(scenario(), 150)
