@@ -26,6 +26,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -79,7 +80,12 @@ TARGETS = (
     Target(
         "qbft-instance",
         "model/qbft/instance.py",
-        ("tests/test_qbft.py", "tests/test_qbft_messages.py", "tests/test_qbft_stateful.py"),
+        (
+            "tests/test_qbft.py",
+            "tests/test_qbft_edges.py",
+            "tests/test_qbft_messages.py",
+            "tests/test_qbft_stateful.py",
+        ),
     ),
     Target(
         "duty-phases",
@@ -145,15 +151,24 @@ def enclosing_function(source: str, line: int) -> str:
     return best[0]
 
 
-def load_equivalents() -> list[dict[str, str]]:
+def load_equivalents() -> list[dict[str, Any]]:
     path = ROOT / "mutation" / "equivalent.toml"
     return list(tomllib.loads(path.read_text()).get("equivalent", [])) if path.exists() else []
 
 
-def is_listed(equivalents: list[dict[str, str]], survivor: dict[str, str]) -> str | None:
+def is_listed(equivalents: list[dict[str, Any]], survivor: dict[str, str]) -> str | None:
+    """The reason `survivor` is equivalent, if an entry names its module, function, operator and line.
+    An entry may name several operators (`operators`) or lines (`lines`) that share one reason."""
     for entry in equivalents:
-        if all(entry.get(k) == survivor[k] for k in ("module", "function", "operator", "line")):
-            return entry.get("reason", "")
+        operators = entry.get("operators", [entry.get("operator")])
+        lines = entry.get("lines", [entry.get("line")])
+        if (
+            entry.get("module") == survivor["module"]
+            and entry.get("function") == survivor["function"]
+            and survivor["operator"] in operators
+            and survivor["line"] in lines
+        ):
+            return str(entry.get("reason", ""))
     return None
 
 

@@ -15,7 +15,7 @@ a run broke one of:
                - a COMMIT(r, h) only after a quorum of PREPARE(r, h) was sent;
                - a ROUND-CHANGE(r, pr, ph) only with pr < r, backed by a quorum of PREPARE(pr, ph), and,
                  for a node that never lost its memory, pr >= the round of its last COMMIT;
-  memory     an honest instance never stores more messages than `qbft.memory_bound`.
+  memory     an honest instance never stores more messages than `qbft.memory.memory_bound`.
 
 A violation is a one-line string naming the invariant; the first one is kept until taken.
 """
@@ -26,7 +26,8 @@ from collections.abc import Callable
 
 from covalidator.model.duty import DutyId
 from covalidator.model.qbft.events import Decide
-from covalidator.model.qbft.instance import InstanceState, memory_bound, stored_message_count
+from covalidator.model.qbft.instance import InstanceState
+from covalidator.model.qbft.memory import memory_bound, stored_message_count
 from covalidator.model.qbft.messages import (
     NOT_PREPARED,
     Envelope,

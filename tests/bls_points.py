@@ -19,4 +19,3 @@ def non_subgroup_g2() -> bytes:
     point = map_to_curve_G2(u)
     assert not subgroup_check(point)
     return bytes(G2_to_signature(point))
-

@@ -16,7 +16,9 @@ from covalidator.model.crypto import bls, shamir
 from covalidator.model.crypto.backends.base import CURVE_ORDER
 
 
-def cluster(secret: int, threshold: int, n: int, seed: bytes = b"t") -> tuple[dict[int, int], dict[int, bytes]]:
+def cluster(
+    secret: int, threshold: int, n: int, seed: bytes = b"t"
+) -> tuple[dict[int, int], dict[int, bytes]]:
     shares = bls.split(secret, threshold, n, shamir.coefficients_from_seed(seed, threshold - 1))
     return shares, bls.share_pubkeys(shares)
 
@@ -117,7 +119,10 @@ def test_batch_verify_is_a_random_linear_combination(batch_secret: bytes | None)
     assert not bls.verify(pk1, message, s1) and not bls.verify(pk2, message, s2)
     assert bls.fast_aggregate_verify([pk1, pk2], message, bls.aggregate([s1, s2]))  # the naive sum is fooled
     assert not bls.batch_verify([bls.SignedItem(pk1, message, s1), bls.SignedItem(pk2, message, s2)])
-    good = [bls.SignedItem(pk1, message, bls.sign(sk1, message)), bls.SignedItem(pk2, b"other", bls.sign(sk2, b"other"))]
+    good = [
+        bls.SignedItem(pk1, message, bls.sign(sk1, message)),
+        bls.SignedItem(pk2, b"other", bls.sign(sk2, b"other")),
+    ]
     assert bls.batch_verify(good)  # distinct messages batch too
     assert bls.batch_verify(good, seed=b"fresh randomness")
     with pytest.raises(bls.BlsError):

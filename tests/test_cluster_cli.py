@@ -71,7 +71,9 @@ def test_create_cluster_writes_every_node_folder_and_combine_recovers_the_keys(t
     result = run("combine", "--cluster-dir", str(out), "--output-dir", str(recovered), *CHEAP)
     assert result.exit_code == 0, result.output
     full = read_secrets(recovered)
-    assert [bls.sk_to_pk(full[j]) for j in range(3)] == [v.distributed_public_key for v in lock.distributed_validators]
+    assert [bls.sk_to_pk(full[j]) for j in range(3)] == [
+        v.distributed_public_key for v in lock.distributed_validators
+    ]
     # The recovered keys sign what the cluster's threshold signatures would.
     assert bls.sign(full[0], b"m") == bls.combine(
         {i + 1: bls.sign(read_secrets(out / f"node{i}" / "validator_keys")[0], b"m") for i in (0, 2, 3)}, 3
@@ -109,8 +111,9 @@ def test_split_existing_keys(tmp_path: Path) -> None:
     vector = shared_path("vectors", "eip2335", "pbkdf2.json")
     shutil.copy(vector, source / "keystore-m_12381_3600_0_0_0.json")
     (source / "password.txt").write_text("𝔱𝔢𝔰𝔱𝔭𝔞𝔰𝔰𝔴𝔬𝔯𝔡🔑\n")  # one password for the folder
-    own = keystore.encrypt(bls.secret_to_bytes(777), "own", salt=bytes(32), iv=bytes(16), uuid="u",
-                           kdf=keystore.Pbkdf2(c=16))
+    own = keystore.encrypt(
+        bls.secret_to_bytes(777), "own", salt=bytes(32), iv=bytes(16), uuid="u", kdf=keystore.Pbkdf2(c=16)
+    )
     (source / "keystore-m_12381_3600_1_0_0.json").write_text(json.dumps(own))
     (source / "keystore-m_12381_3600_1_0_0.txt").write_text("own")
     (source / "deposit_data-1.json").write_text("[]")  # not a keystore: ignored
@@ -119,7 +122,9 @@ def test_split_existing_keys(tmp_path: Path) -> None:
     lock = keys_io.load_lock(out / "node3" / "cluster-lock.json")
     assert lock.threshold == 4
     assert [v.distributed_public_key.hex() for v in lock.distributed_validators] == [
-        json.loads(vector.read_text())["pubkey"], bls.sk_to_pk(777).hex()]
+        json.loads(vector.read_text())["pubkey"],
+        bls.sk_to_pk(777).hex(),
+    ]
     run("combine", "--cluster-dir", str(out), "--output-dir", str(tmp_path / "back"), *CHEAP)
     assert read_secrets(tmp_path / "back")[1] == 777
 
@@ -134,7 +139,10 @@ def test_split_existing_keys(tmp_path: Path) -> None:
         (["--nodes", "5", "--validators", "1", "--threshold", "3"], "use 4..5 (theorem dv_safety)"),
         (["--nodes", "4", "--validators", "1", "--threshold", "5"], "refusing --threshold 5"),
         (["--nodes", "4"], "--validators V (>= 1) is required"),
-        (["--nodes", "4", "--validators", "1", "--peer-addresses", "a:1,b:2"], "lists 2 addresses for 4 nodes"),
+        (
+            ["--nodes", "4", "--validators", "1", "--peer-addresses", "a:1,b:2"],
+            "lists 2 addresses for 4 nodes",
+        ),
         (["--nodes", "4", "--validators", "1", "--genesis-validators-root", "0x1234"], "must be 32 bytes"),
         (["--nodes", "4", "--validators", "1", "--kdf", "scrypt", "--kdf-cost", "1000"], "power of two"),
     ],
@@ -157,14 +165,30 @@ def test_create_cluster_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_overrides_and_scrypt(tmp_path: Path) -> None:
     out = tmp_path / "cluster"
     root = "0x" + "ab" * 32
-    create(out, "--validators", "1", "--network", "devnet", "--genesis-validators-root", root,
-           "--fork-version", "0x10000001", "--kdf", "scrypt", "--kdf-cost", "1024",
-           "--peer-addresses", "a.example:9000,b.example:9000,c.example:9000,d.example:9000")
+    create(
+        out,
+        "--validators",
+        "1",
+        "--network",
+        "devnet",
+        "--genesis-validators-root",
+        root,
+        "--fork-version",
+        "0x10000001",
+        "--kdf",
+        "scrypt",
+        "--kdf-cost",
+        "1024",
+        "--peer-addresses",
+        "a.example:9000,b.example:9000,c.example:9000,d.example:9000",
+    )
     lock = keys_io.load_lock(out / "node0" / "cluster-lock.json")
     assert (lock.genesis_validators_root.hex(), lock.fork_version.hex()) == ("ab" * 32, "10000001")
     assert [o.address for o in lock.operators][1] == "b.example:9000"
     document = json.loads((out / "node2" / "validator_keys" / "keystore-0.json").read_text())
-    assert document["crypto"]["kdf"]["function"] == "scrypt" and document["crypto"]["kdf"]["params"]["n"] == 1024
+    assert (
+        document["crypto"]["kdf"]["function"] == "scrypt" and document["crypto"]["kdf"]["params"]["n"] == 1024
+    )
 
 
 def test_combine_refuses_a_tampered_lock(tmp_path: Path) -> None:

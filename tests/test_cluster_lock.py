@@ -44,9 +44,14 @@ def resign(document: dict[str, Any], keys: list[Ed25519PrivateKey] | None = None
     content = {k: v for k, v in document.items() if k not in ("lock_hash", "node_signatures")}
     lock_hash = cluster_lock.compute_lock_hash(content)
     by_public = {"0x" + cluster_lock.identity_public_key(k).hex(): k for k in KEYS}
-    signers = keys if keys is not None else [by_public[op["identity_public_key"]] for op in document["operators"]]
-    return {**content, "lock_hash": "0x" + lock_hash.hex(),
-            "node_signatures": ["0x" + cluster_lock.sign_lock_hash(k, lock_hash).hex() for k in signers]}
+    signers = (
+        keys if keys is not None else [by_public[op["identity_public_key"]] for op in document["operators"]]
+    )
+    return {
+        **content,
+        "lock_hash": "0x" + lock_hash.hex(),
+        "node_signatures": ["0x" + cluster_lock.sign_lock_hash(k, lock_hash).hex() for k in signers],
+    }
 
 
 def test_a_good_lock_loads_and_round_trips() -> None:
@@ -54,8 +59,9 @@ def test_a_good_lock_loads_and_round_trips() -> None:
     lock = cluster_lock.parse_lock(document)
     assert lock.nodes == N and lock.threshold == M and len(lock.distributed_validators) == 2
     assert cluster_lock.lock_to_json(lock) == document
-    assert lock.share_pubkeys(2)[lock.distributed_validators[0].distributed_public_key] == (
-        lock.distributed_validators[0].public_shares[2]
+    assert (
+        lock.share_pubkeys(2)[lock.distributed_validators[0].distributed_public_key]
+        == (lock.distributed_validators[0].public_shares[2])
     )
     assert lock.node_index_of(cluster_lock.identity_public_key(KEYS[3])) == 3
     assert lock.validator(bls.sk_to_pk(2002)) == lock.distributed_validators[1]
@@ -81,38 +87,85 @@ def _share(j: int, i: int) -> str:
 
 # (what is wrong, how to make it, re-sign afterwards?, expected message)
 BAD_LOCKS: list[tuple[str, Callable[[dict[str, Any]], None], bool, str]] = [
-    ("tampered share", _set("distributed_validators/0/public_shares/1", _share(1, 1)), False,
-     "modified after it was signed"),
+    (
+        "tampered share",
+        _set("distributed_validators/0/public_shares/1", _share(1, 1)),
+        False,
+        "modified after it was signed",
+    ),
     ("tampered threshold", _set("threshold", 4), False, "modified after it was signed"),
     ("missing field", lambda d: d.pop("threshold"), False, "threshold is missing"),
     ("unknown version", _set("version", "charon/v1.8.0"), False, "unsupported version"),
-    ("short key", _set("distributed_validators/0/distributed_public_key", "0x00"), False,
-     r"distributed_validators\[0\]\.distributed_public_key must be 0x-hex of 48 bytes"),
+    (
+        "short key",
+        _set("distributed_validators/0/distributed_public_key", "0x00"),
+        False,
+        r"distributed_validators\[0\]\.distributed_public_key must be 0x-hex of 48 bytes",
+    ),
     ("bad address", _set("operators/1/address", "not an address"), False, "must be host:port"),
-    ("two operators", lambda d: (d.update(operators=d["operators"][:2], threshold=2),
-                                 [v.update(public_shares=v["public_shares"][:2]) for v in d["distributed_validators"]]),
-     True, "at least 3 operators, this lock has 2"),
+    (
+        "two operators",
+        lambda d: (
+            d.update(operators=d["operators"][:2], threshold=2),
+            [v.update(public_shares=v["public_shares"][:2]) for v in d["distributed_validators"]],
+        ),
+        True,
+        "at least 3 operators, this lock has 2",
+    ),
     ("threshold too low", _set("threshold", 2), True, r"threshold 2 is unsafe for N = 4 operators"),
     ("threshold too high", _set("threshold", 5), True, r"threshold 5 is outside"),
-    ("missing share", lambda d: d["distributed_validators"][1]["public_shares"].pop(), True,
-     r"distributed_validators\[1\] has 3 public_shares, expected 4"),
+    (
+        "missing share",
+        lambda d: d["distributed_validators"][1]["public_shares"].pop(),
+        True,
+        r"distributed_validators\[1\] has 3 public_shares, expected 4",
+    ),
     ("no validators", _set("distributed_validators", []), True, "no distributed_validators"),
-    ("duplicate identity key", _set("operators/1/identity_public_key",
-                                    "0x" + cluster_lock.identity_public_key(KEYS[0]).hex()), True,
-     r"operators\[0\] and operators\[1\] have the same identity_public_key"),
-    ("duplicate address", _set("operators/3/address", "10.0.0.2:3610"), True,
-     r"operators\[2\] and operators\[3\] have the same address"),
-    ("duplicate validator", lambda d: d["distributed_validators"].append(copy.deepcopy(d["distributed_validators"][0])),
-     True, r"distributed_validators\[0\] and \[2\] have the same distributed_public_key"),
-    ("share reused across validators", _set("distributed_validators/1/public_shares/0", _share(0, 0)), True,
-     r"public_shares\[0\] repeats the key of distributed_validators\[0\]\.public_shares\[0\]"),
-    ("not a subgroup point", _set("distributed_validators/0/public_shares/3", "0x" + NON_SUBGROUP_G1.hex()), True,
-     r"public_shares\[3\] is not a valid BLS12-381 public key"),
-    ("shares swapped", lambda d: d["distributed_validators"][0]["public_shares"].reverse(), True,
-     r"distributed_validators\[0\]\.public_shares do not interpolate to its distributed_public_key"),
-    ("share of another polynomial", _set("distributed_validators/1/public_shares/3",
-                                         "0x" + distributed(2002, N, M + 1).public_shares[3].hex()), True,
-     r"distributed_validators\[1\]\.public_shares do not interpolate"),
+    (
+        "duplicate identity key",
+        _set("operators/1/identity_public_key", "0x" + cluster_lock.identity_public_key(KEYS[0]).hex()),
+        True,
+        r"operators\[0\] and operators\[1\] have the same identity_public_key",
+    ),
+    (
+        "duplicate address",
+        _set("operators/3/address", "10.0.0.2:3610"),
+        True,
+        r"operators\[2\] and operators\[3\] have the same address",
+    ),
+    (
+        "duplicate validator",
+        lambda d: d["distributed_validators"].append(copy.deepcopy(d["distributed_validators"][0])),
+        True,
+        r"distributed_validators\[0\] and \[2\] have the same distributed_public_key",
+    ),
+    (
+        "share reused across validators",
+        _set("distributed_validators/1/public_shares/0", _share(0, 0)),
+        True,
+        r"public_shares\[0\] repeats the key of distributed_validators\[0\]\.public_shares\[0\]",
+    ),
+    (
+        "not a subgroup point",
+        _set("distributed_validators/0/public_shares/3", "0x" + NON_SUBGROUP_G1.hex()),
+        True,
+        r"public_shares\[3\] is not a valid BLS12-381 public key",
+    ),
+    (
+        "shares swapped",
+        lambda d: d["distributed_validators"][0]["public_shares"].reverse(),
+        True,
+        r"distributed_validators\[0\]\.public_shares do not interpolate to its distributed_public_key",
+    ),
+    (
+        "share of another polynomial",
+        _set(
+            "distributed_validators/1/public_shares/3",
+            "0x" + distributed(2002, N, M + 1).public_shares[3].hex(),
+        ),
+        True,
+        r"distributed_validators\[1\]\.public_shares do not interpolate",
+    ),
 ]
 
 

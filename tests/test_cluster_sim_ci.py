@@ -44,8 +44,19 @@ def test_cli_json_has_the_figures_and_fails_a_planted_bug() -> None:
     assert report["passed"] is True and report["slashable_pairs"] == 0
     bad = CliRunner().invoke(
         cluster,
-        ["-v", "8", "-e", "1", "--json", "--plant-bug", "serve-while-persisting", "--store-ms", "300",
-         "--vc-jitter-ms", "400"],
+        [
+            "-v",
+            "8",
+            "-e",
+            "1",
+            "--json",
+            "--plant-bug",
+            "serve-while-persisting",
+            "--store-ms",
+            "300",
+            "--vc-jitter-ms",
+            "400",
+        ],
     )
     assert bad.exit_code == 1
     assert json.loads(bad.output.strip().splitlines()[-1])["violation"].startswith("served_before_persisted")

@@ -24,7 +24,9 @@ def test_each_kind_follows_only_its_own_path(kind: DutyKind) -> None:
         assert ds.Trigger.OPEN in triggers
         assert triggers.isdisjoint(CONSENSUS_PATH)  # no consensus path to wander into
     # every phase but DONE ends at the deadline, and DONE is final
-    assert {phase for phase, trigger in table if trigger is ds.Trigger.DEADLINE} == set(ds.Phase) - {ds.Phase.DONE}
+    assert {phase for phase, trigger in table if trigger is ds.Trigger.DEADLINE} == set(ds.Phase) - {
+        ds.Phase.DONE
+    }
     assert not [key for key in table if key[0] is ds.Phase.DONE]
 
 

@@ -60,10 +60,22 @@ def record(method: str, path: str, status: int, body: Any) -> str:
 def test_submissions_count_refusals_not_benign_answers(tmp_path: Path) -> None:
     lines = [
         record("POST", "/eth/v1/beacon/pool/attestations", 200, None),
-        record("POST", "/eth/v1/beacon/pool/attestations", 500, {"message": "ATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN"}),
-        record("POST", "/eth/v2/beacon/blocks", 404, {"message": "Route POST:/eth/v2/beacon/blocks not found"}),
+        record(
+            "POST",
+            "/eth/v1/beacon/pool/attestations",
+            500,
+            {"message": "ATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN"},
+        ),
+        record(
+            "POST", "/eth/v2/beacon/blocks", 404, {"message": "Route POST:/eth/v2/beacon/blocks not found"}
+        ),
         record("POST", "/eth/v1/beacon/blocks", 500, {"message": "PublishError.Duplicate"}),
-        record("POST", "/eth/v1/beacon/pool/sync_committees", 400, {"message": "SYNC_COMMITTEE_ERROR_INVALID_SIGNATURE"}),
+        record(
+            "POST",
+            "/eth/v1/beacon/pool/sync_committees",
+            400,
+            {"message": "SYNC_COMMITTEE_ERROR_INVALID_SIGNATURE"},
+        ),
         record("POST", "/eth/v1/validator/aggregate_and_proofs", 400, {"message": "PAST_SLOT"}),
         record("GET", "/eth/v1/validator/attestation_data", 500, {"message": "invalid signature"}),
         json.dumps({"kind": "sse_event", "path": "/eth/v1/events"}),

@@ -37,7 +37,9 @@ def cheap_keystore(secret: bytes = SECRET, password: str = "correct horse") -> d
 
 
 def test_password_normalisation() -> None:
-    assert keystore.normalise_password(PASSWORD).hex() == "7465737470617373776f7264f09f9491"  # the EIP's bytes
+    assert (
+        keystore.normalise_password(PASSWORD).hex() == "7465737470617373776f7264f09f9491"
+    )  # the EIP's bytes
     assert keystore.normalise_password("pass\x00wo\x1frd\x7f\x85\x9f") == b"password"  # C0, DEL, C1 stripped
     assert keystore.normalise_password("\u00e9") == "e\u0301".encode()  # NFKD decomposes
 
@@ -48,10 +50,18 @@ def test_eip2335_vectors_decrypt_and_are_reproduced(name: str) -> None:
     assert keystore.decrypt(data, PASSWORD) == SECRET
     assert bls.sk_to_pk(bls.secret_from_bytes(SECRET)).hex() == data["pubkey"]
     params = data["crypto"]["kdf"]["params"]
-    kdf: Scrypt | Pbkdf2 = Scrypt(n=params["n"], r=params["r"], p=params["p"]) if name == "scrypt" else Pbkdf2(c=params["c"])
+    kdf: Scrypt | Pbkdf2 = (
+        Scrypt(n=params["n"], r=params["r"], p=params["p"]) if name == "scrypt" else Pbkdf2(c=params["c"])
+    )
     ours = keystore.encrypt(
-        SECRET, PASSWORD, salt=bytes.fromhex(params["salt"]), iv=bytes.fromhex(data["crypto"]["cipher"]["params"]["iv"]),
-        uuid=data["uuid"], kdf=kdf, path=data["path"], description=data["description"],
+        SECRET,
+        PASSWORD,
+        salt=bytes.fromhex(params["salt"]),
+        iv=bytes.fromhex(data["crypto"]["cipher"]["params"]["iv"]),
+        uuid=data["uuid"],
+        kdf=kdf,
+        path=data["path"],
+        description=data["description"],
     )
     assert ours == data
 
@@ -96,8 +106,12 @@ def test_each_failure_has_its_own_error() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(secret=st.integers(1, bls.CURVE_ORDER - 1), password=st.text(max_size=20), salt=st.binary(min_size=32, max_size=32),
-       iv=st.binary(min_size=16, max_size=16))
+@given(
+    secret=st.integers(1, bls.CURVE_ORDER - 1),
+    password=st.text(max_size=20),
+    salt=st.binary(min_size=32, max_size=32),
+    iv=st.binary(min_size=16, max_size=16),
+)
 def test_round_trip(secret: int, password: str, salt: bytes, iv: bytes) -> None:
     data = keystore.encrypt(bls.secret_to_bytes(secret), password, salt=salt, iv=iv, uuid="x", kdf=CHEAP)
     assert keystore.decrypt(json.loads(json.dumps(data)), password) == bls.secret_to_bytes(secret)

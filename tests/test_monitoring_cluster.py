@@ -73,7 +73,9 @@ def test_readyz_names_bn_down_bn_syncing_and_too_few_peers_and_recovers(tmp_path
                         return body
                     if time.monotonic() > deadline:
                         log = (cluster / f"node{i}.log").read_text()[-3000:]
-                        raise AssertionError(f"node{i} /readyz: {status} {body}, wanted {want} {reason}\n{log}")
+                        raise AssertionError(
+                            f"node{i} /readyz: {status} {body}, wanted {want} {reason}\n{log}"
+                        )
                     await asyncio.sleep(0.3)
 
             vcs = asyncio.create_task(play_vcs())

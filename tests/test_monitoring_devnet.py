@@ -68,7 +68,9 @@ def test_a_demo_cluster_through_its_monitoring_endpoints_and_logs(
 ) -> None:
     monkeypatch.setenv("COVALIDATOR_LOG_FORMAT", "json")
     monkeypatch.setenv("COVALIDATOR_MONITORING", "127.0.0.1:0")  # the port is in each node's first log line
-    spec = ClusterSpec(nodes=NODES, validators=4, epochs=1, seconds_per_slot=2, genesis_delay_s=5.0 + 1.5 * NODES)
+    spec = ClusterSpec(
+        nodes=NODES, validators=4, epochs=1, seconds_per_slot=2, genesis_delay_s=5.0 + 1.5 * NODES
+    )
     with Children(tmp_path) as children:
         cluster = LocalCluster(spec, tmp_path, children)
         cluster.start()
@@ -87,7 +89,9 @@ def test_a_demo_cluster_through_its_monitoring_endpoints_and_logs(
         for i, url in enumerate(monitors):
             samples = scrape(url)
             for kind, figures in by_kind.items():
-                succeeded = total(samples, "covalidator_duties_succeeded_total", kind=kind, peer_index=str(i + 1))
+                succeeded = total(
+                    samples, "covalidator_duties_succeeded_total", kind=kind, peer_index=str(i + 1)
+                )
                 assert succeeded == figures["succeeded"], (i, kind, succeeded, figures, by_kind)
             assert total(samples, "covalidator_consensus_duration_seconds_count", kind="attester") > 0
             assert total(samples, "covalidator_partial_signatures_received_total") > 0

@@ -73,19 +73,41 @@ def test_model_actions_become_labelled_series() -> None:
     m.store_committed(0.004)
     assert value(m, "covalidator_duties_expected_total", kind="attester") == 3  # not counted at the outcomes
     assert value(m, "covalidator_duties_succeeded_total", kind="attester") == 1
-    assert value(m, "covalidator_duties_failed_total", kind="attester", reason="insufficient_peer_signatures") == 1
+    assert (
+        value(m, "covalidator_duties_failed_total", kind="attester", reason="insufficient_peer_signatures")
+        == 1
+    )
     assert value(m, "covalidator_consensus_duration_seconds_sum", kind="attester") == 0.42
     assert value(m, "covalidator_consensus_decided_round_bucket", kind="attester", le="2.0") == 1
     assert value(m, "covalidator_consensus_decided_round_bucket", kind="attester", le="1.0") == 0
     assert value(m, "covalidator_consensus_leader", kind="attester") == 3
     assert value(m, "covalidator_partial_signatures_received_total", peer="4", kind="attester") == 1
-    assert value(m, "covalidator_peer_messages_dropped_total", cause="invalid_partial_signature", peer="4") == 1
+    assert (
+        value(m, "covalidator_peer_messages_dropped_total", cause="invalid_partial_signature", peer="4") == 1
+    )
     assert value(m, "covalidator_slashing_refusals_total", kind="proposer") == 1
     assert value(m, "covalidator_vc_refused_total", what="vc_partial_refused", cause="attestations") == 3
     assert value(m, "covalidator_model_events_total", metric="some_new_counter") == 1
-    assert value(m, "covalidator_bn_request_duration_seconds_count", bn="http://bn", endpoint="attestation_data") == 2
-    assert value(m, "covalidator_bn_request_errors_total", bn="http://bn", endpoint="attestation_data", cause="timeout") == 1
-    assert value(m, "covalidator_vc_request_duration_seconds_count", endpoint="/eth/v1/validator/attestation_data") == 1
+    assert (
+        value(m, "covalidator_bn_request_duration_seconds_count", bn="http://bn", endpoint="attestation_data")
+        == 2
+    )
+    assert (
+        value(
+            m,
+            "covalidator_bn_request_errors_total",
+            bn="http://bn",
+            endpoint="attestation_data",
+            cause="timeout",
+        )
+        == 1
+    )
+    assert (
+        value(
+            m, "covalidator_vc_request_duration_seconds_count", endpoint="/eth/v1/validator/attestation_data"
+        )
+        == 1
+    )
     assert value(m, "covalidator_store_commit_seconds_count") == 1
 
 
@@ -136,7 +158,11 @@ def test_a_nodes_health_line_from_its_status_as_the_demo_shows_it() -> None:
     status["duties"] = {**status["duties"], "by_epoch": by_epoch}  # type: ignore[dict-item]
     assert node_health(status, epochs=1)["failure_reasons"] == {}  # the demo's epoch: none failed
     assert node_health(status, epochs=2)["failure_reasons"] == {"attester": {"no_consensus": 2}}
-    well = {**status, "ready": {"ready": True, "reasons": []}, "duties": {"totals": {"attester": {"success": 7}}}}
+    well = {
+        **status,
+        "ready": {"ready": True, "reasons": []},
+        "duties": {"totals": {"attester": {"success": 7}}},
+    }
     well["beacon_nodes"] = {"http://bn": {"down": False, "syncing": True}, "http://fallback": {}}
     assert health_line("node0", node_health(well)).plain == "node0 READY  peers 1/3  BN ok"
     assert reasons_text(node_health(well)) == "none"
@@ -180,10 +206,18 @@ def test_duty_tracker_summarizes_each_epoch_once(caplog: object) -> None:
     ]
     assert tracker.flush(1) == []  # once
     assert [line["epoch"] for line in tracker.flush(5)] == [2]
-    kept = json.loads(json.dumps(tracker.as_json()))["by_epoch"]  # summarized epochs stay (the demo reads them)
+    kept = json.loads(json.dumps(tracker.as_json()))[
+        "by_epoch"
+    ]  # summarized epochs stay (the demo reads them)
     assert kept == {"1": {"attester": {"success": 1, "no_consensus": 1}}, "2": {"attester": {"success": 1}}}
     failure = tracker.as_json()["recent_failures"][0]
-    assert failure == {"slot": 9, "kind": "attester", "validator": "0x02", "result": "no_consensus", "missing_peers": [2]}
+    assert failure == {
+        "slot": 9,
+        "kind": "attester",
+        "validator": "0x02",
+        "result": "no_consensus",
+        "missing_peers": [2],
+    }
 
 
 def health(**overrides: object) -> HealthInputs:

@@ -77,7 +77,11 @@ def test_aggregation_requests_without_combined_selections_go_to_the_bn_at_once()
     state, _ = step(state, Tick(now))
     for request_id, kind, params in (
         (7, VCRequestKind.AGGREGATE_ATTESTATION, {"slot": "2", "attestation_data_root": "0x" + "aa" * 32}),
-        (8, VCRequestKind.SYNC_CONTRIBUTION, {"slot": "2", "subcommittee_index": "0", "beacon_block_root": "0x"}),
+        (
+            8,
+            VCRequestKind.SYNC_CONTRIBUTION,
+            {"slot": "2", "subcommittee_index": "0", "beacon_block_root": "0x"},
+        ),
     ):
         state, actions = step(state, VCRequest(request_id, kind, params))
         assert [a for a in actions if isinstance(a, ReplyToVC)] == []

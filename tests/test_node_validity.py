@@ -34,7 +34,9 @@ def aggregating_node() -> tuple[OneNode, dict[str, Any]]:
     )
     prepare = DutyId(SLOT, DutyKind.PREPARE_AGGREGATOR)
     for sender in (2, 3):
-        node.peer_partials(prepare, sender, [node.partial(sender, V, Kind.AGGREGATION_SLOT, selection, carry=True)])
+        node.peer_partials(
+            prepare, sender, [node.partial(sender, V, Kind.AGGREGATION_SLOT, selection, carry=True)]
+        )
     assert aggregator in node.state.duties
     data = node.attestation_data(SLOT, source=0)
     node.advance(node.duty_start(attester))
@@ -53,7 +55,9 @@ def prepares(node: OneNode, duty: DutyId, value: dict[str, Any]) -> int:
     return sum(
         1
         for a in actions
-        if isinstance(a, Broadcast) and a.payload.qbft is not None and a.payload.qbft.message.type is MsgType.PREPARE
+        if isinstance(a, Broadcast)
+        and a.payload.qbft is not None
+        and a.payload.qbft.message.type is MsgType.PREPARE
     )
 
 

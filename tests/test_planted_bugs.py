@@ -23,7 +23,9 @@ def test_each_planted_bug_is_caught(bug: Planted) -> None:
 
 def test_the_catchers_pass_on_the_copy_without_a_bug() -> None:
     """The copy itself is sound: the same catchers pass on it unchanged (so a failure above is the bug's)."""
-    catchers = [c for bug in PLANTED if bug.name in ("ordering-rule", "store-nearest-below") for c in catchers_of(bug)]
+    catchers = [
+        c for bug in PLANTED if bug.name in ("ordering-rule", "store-nearest-below") for c in catchers_of(bug)
+    ]
     catchers += [("prove", "slashing.attestation_inductive_safety")]
     for outcome in run_catchers(None, catchers):
         assert outcome.code == 0, (outcome.catcher, outcome.output)

@@ -368,12 +368,16 @@ def test_check_chain_accepts_the_fork_active_at_genesis() -> None:
 
     async def scenario(bns: list[FakeBN]) -> None:
         (bn,) = bns
-        bn.answer("GET", "/eth/v1/beacon/genesis", {"data": {**GENESIS, "genesis_fork_version": "0x01000001"}})
+        bn.answer(
+            "GET", "/eth/v1/beacon/genesis", {"data": {**GENESIS, "genesis_fork_version": "0x01000001"}}
+        )
         bn.answer("GET", "/eth/v1/config/spec", {"data": {**SPEC, "GENESIS_FORK_VERSION": "0x00000001"}})
         async with BeaconNodeClient([bn.url]) as client:
             info = await client.check_chain(bytes.fromhex("00000001"), GVR)
             assert info.genesis_fork_version == bytes.fromhex("01000001")
-            with pytest.raises(ChainMismatch, match="genesis fork version 0x01000001, the cluster lock says 0x00000002"):
+            with pytest.raises(
+                ChainMismatch, match="genesis fork version 0x01000001, the cluster lock says 0x00000002"
+            ):
                 await client.check_chain(bytes.fromhex("00000002"), GVR)
 
     with_bns(1, scenario)

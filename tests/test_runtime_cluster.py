@@ -87,7 +87,9 @@ def test_four_nodes_decide_with_one_killed_the_restarted_node_catches_up_and_eve
     assert int(four[0]["slot"]) % 8 == 4 and four[0]["index"] == "1"
     for i in range(NODES):
         trace = cluster / f"node{i}" / "data" / "trace"
-        replayed = subprocess.run([*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60)
+        replayed = subprocess.run(
+            [*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60
+        )
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert "Persisted" in replayed.stdout and "PeerMessage" in replayed.stdout, replayed.stdout
         assert ("2 start(s)" if i == 3 else "1 start(s)") in replayed.stdout, replayed.stdout

@@ -36,10 +36,15 @@ def test_the_primary_bn_going_down_mid_run_makes_every_node_use_its_fallback(tmp
         fallback = await chain_bn(pubkeys, genesis_time=genesis, stride=4).start()
         extra = ("--round-ms", "300", "--fallback-beacon-node", fallback.url)
         try:
-            async with devnet_cluster(cluster, primary, *extra) as running, aiohttp.ClientSession() as session:
+            async with (
+                devnet_cluster(cluster, primary, *extra) as running,
+                aiohttp.ClientSession() as session,
+            ):
                 await primary.stop()  # down: connections refused from now on
                 before = len(fallback.hits)
-                slot = next_duty_slot(genesis, 0, lead_s=2.0)  # the next epoch: its duties too from the fallback
+                slot = next_duty_slot(
+                    genesis, 0, lead_s=2.0
+                )  # the next epoch: its duties too from the fallback
                 await asyncio.sleep(max(0.0, genesis + slot + 0.4 - time.time()))
 
                 async def ask(url: str) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continu
     config = DevnetConfig(
         validators=VALIDATORS, epochs=3, seconds_per_slot=3, genesis_delay_s=6, committee_size=16
     )
+
     async def scenario() -> tuple[Any, int, int]:
         async with devnet_cluster(cluster, DevnetBN(config), "--round-ms", "500", vcs=True) as running:
             vcs = running.vcs

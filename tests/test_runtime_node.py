@@ -66,13 +66,19 @@ def assert_one_line(code: int, stderr: str, *needles: str) -> None:
 def test_run_configuration_errors_are_one_line_and_exit_2(cluster: Path, tmp_path: Path) -> None:
     bn = ["--beacon-node", "http://127.0.0.1:1"]
     assert_one_line(*cli("run", *bn), "--lock")
-    assert_one_line(*cli("run", "--lock", str(tmp_path / "none.json"), "--node-dir", str(tmp_path), *bn), "none.json")
+    assert_one_line(
+        *cli("run", "--lock", str(tmp_path / "none.json"), "--node-dir", str(tmp_path), *bn), "none.json"
+    )
     assert_one_line(*cli("run", *node_args(cluster), "--beacon-node", "localhost:5052"), "--beacon-node")
     assert_one_line(*cli("run", *node_args(cluster), *bn, "--validator-api", "3600"), "--validator-api")
     assert_one_line(*cli("run", *node_args(cluster), *bn, "--p2p", "host:port"), "--p2p")
     # every flag as an environment variable too
-    env = {"COVALIDATOR_LOCK": node_args(cluster)[1], "COVALIDATOR_NODE_DIR": str(cluster / "node0"),
-           "COVALIDATOR_BEACON_NODE": "http://127.0.0.1:1", "COVALIDATOR_VALIDATOR_API": "nowhere"}
+    env = {
+        "COVALIDATOR_LOCK": node_args(cluster)[1],
+        "COVALIDATOR_NODE_DIR": str(cluster / "node0"),
+        "COVALIDATOR_BEACON_NODE": "http://127.0.0.1:1",
+        "COVALIDATOR_VALIDATOR_API": "nowhere",
+    }
     assert_one_line(*cli("run", env=env), "--validator-api", "nowhere")
     # a node folder that does not belong to the lock: another cluster's identity key, another node's keys
     other = tmp_path / "other"
@@ -83,7 +89,9 @@ def test_run_configuration_errors_are_one_line_and_exit_2(cluster: Path, tmp_pat
     lock = str(cluster / "node0" / keys_io.LOCK_FILE)
     assert_one_line(*cli("run", "--lock", lock, "--node-dir", str(mixed), *bn), "not the identity key")
     shutil.copy(cluster / "node0" / keys_io.IDENTITY_FILE, mixed / keys_io.IDENTITY_FILE)
-    shutil.copy(cluster / "node1" / keys_io.KEYS_DIR / "keystore-0.json", mixed / keys_io.KEYS_DIR / "keystore-0.json")
+    shutil.copy(
+        cluster / "node1" / keys_io.KEYS_DIR / "keystore-0.json", mixed / keys_io.KEYS_DIR / "keystore-0.json"
+    )
     assert_one_line(*cli("run", "--lock", lock, "--node-dir", str(mixed), *bn), "node1's share")
     (mixed / keys_io.IDENTITY_FILE).write_text("garbage")
     assert_one_line(*cli("run", "--lock", lock, "--node-dir", str(mixed), *bn), "identity-key.pem")
@@ -113,16 +121,32 @@ def test_an_existing_lock_whose_threshold_the_theorem_refutes_is_refused_at_run(
 def test_a_beacon_node_on_another_chain_is_one_line_and_exit_2(cluster: Path) -> None:
     async def scenario() -> None:
         bn = await FakeBN().standard().start()
-        bn.answer("GET", "/eth/v1/beacon/genesis", {"data": {
-            "genesis_time": "1700000000", "genesis_validators_root": "0x" + "4b" * 32,
-            "genesis_fork_version": "0x01017000"}})
+        bn.answer(
+            "GET",
+            "/eth/v1/beacon/genesis",
+            {
+                "data": {
+                    "genesis_time": "1700000000",
+                    "genesis_validators_root": "0x" + "4b" * 32,
+                    "genesis_fork_version": "0x01017000",
+                }
+            },
+        )
         # another chain's spec too (a BN whose spec names the lock's version is this chain)
         bn.answer("GET", "/eth/v1/config/spec", {"data": {**SPEC, "GENESIS_FORK_VERSION": "0x01017000"}})
         try:
             process = await asyncio.create_subprocess_exec(
-                *COVALIDATOR, "run", *node_args(cluster), "--beacon-node", bn.url,
-                "--validator-api", f"127.0.0.1:{free_port()}", "--p2p", f"127.0.0.1:{free_port()}",
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                *COVALIDATOR,
+                "run",
+                *node_args(cluster),
+                "--beacon-node",
+                bn.url,
+                "--validator-api",
+                f"127.0.0.1:{free_port()}",
+                "--p2p",
+                f"127.0.0.1:{free_port()}",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(process.communicate(), 20)
         finally:
@@ -148,6 +172,7 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
         process = await start_node(cluster, 0, bn.url, api, "--data-dir", str(data_dir), "--round-ms", "200")
         try:
             async with aiohttp.ClientSession() as session:
+
                 async def status() -> dict[str, object] | None:
                     try:
                         async with session.get(f"{url}/covalidator/v1/status") as response:
@@ -178,13 +203,16 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
                 assert json.loads(bn.hits[-1][3])["ids"] == [pubkeys[0]]
 
                 # duties fetched, and attestation data asked of the BN, for the cluster's validators
-                await until(lambda: bn.count("GET", "/eth/v1/validator/attestation_data") >= 1, 15, "beacon data")
+                await until(
+                    lambda: bn.count("GET", "/eth/v1/validator/attestation_data") >= 1, 15, "beacon data"
+                )
                 # a request for a duty that cannot be decided (no peers are up): held until its wait ends
                 # (0.9 slot, or the duty's deadline), then a Beacon-API error, not a dropped connection
                 asked = time.monotonic()
                 slot = next_duty_slot(genesis, 0, lead_s=0.0)  # validator 0's duty, not yet past
                 async with session.get(
-                    f"{url}/eth/v1/validator/attestation_data", params={"slot": str(slot), "committee_index": "0"}
+                    f"{url}/eth/v1/validator/attestation_data",
+                    params={"slot": str(slot), "committee_index": "0"},
                 ) as response:
                     assert response.status >= 500
                     body = await response.json()
@@ -206,7 +234,9 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
     run(scenario(), 60)
     trace = data_dir / "trace"
     assert list(trace.glob("trace-*.jsonl")), "no trace written"
-    replayed = subprocess.run([*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60)
+    replayed = subprocess.run(
+        [*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60
+    )
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "every action reproduced" in replayed.stdout
     for event in ("DutiesFetched", "BeaconDataFetched", "HeadChanged", "VCRequest", "TimerFired"):
@@ -214,12 +244,16 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
 
     same_lock = subprocess.run(
         [*COVALIDATOR, "replay", str(trace), "--lock", str(cluster / "node3" / keys_io.LOCK_FILE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert same_lock.returncode == 0, same_lock.stdout + same_lock.stderr
     make_cluster(tmp_path / "other", nodes=3, validators=1)
-    assert_one_line(*cli("replay", str(trace), "--lock", str(tmp_path / "other" / "node0" / keys_io.LOCK_FILE)),
-                    "is not the trace's")
+    assert_one_line(
+        *cli("replay", str(trace), "--lock", str(tmp_path / "other" / "node0" / keys_io.LOCK_FILE)),
+        "is not the trace's",
+    )
 
     # tamper with one recorded action: the replay names that step
     segment = sorted(trace.glob("trace-*.jsonl"))[0]
@@ -232,7 +266,9 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
             break
     lines[number] = json.dumps(step)
     segment.write_text("\n".join(lines) + "\n")
-    tampered = subprocess.run([*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60)
+    tampered = subprocess.run(
+        [*COVALIDATOR, "replay", str(trace)], capture_output=True, text=True, timeout=60
+    )
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert f"DIVERGED at step {step['i']} (" in tampered.stdout, tampered.stdout
     assert "FetchDuties" in tampered.stdout
@@ -251,18 +287,40 @@ def test_a_port_in_use_or_an_unusable_data_folder_is_one_line_and_exit_2(cluster
         port = port_of(taken)
         try:
             process = await asyncio.create_subprocess_exec(
-                *COVALIDATOR, "run", *node_args(cluster, 1), "--beacon-node", bn.url,
-                "--validator-api", f"127.0.0.1:{port}", "--p2p", f"127.0.0.1:{free_port()}",
-                "--data-dir", str(cluster / "scratch1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                *COVALIDATOR,
+                "run",
+                *node_args(cluster, 1),
+                "--beacon-node",
+                bn.url,
+                "--validator-api",
+                f"127.0.0.1:{port}",
+                "--p2p",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(cluster / "scratch1"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(process.communicate(), 20)
-            assert_one_line(process.returncode or 0, err.decode(), "cannot serve the validator API", str(port))
+            assert_one_line(
+                process.returncode or 0, err.decode(), "cannot serve the validator API", str(port)
+            )
             not_a_folder = cluster / "a-file"
             not_a_folder.write_text("")
             process = await asyncio.create_subprocess_exec(
-                *COVALIDATOR, "run", *node_args(cluster, 1), "--beacon-node", bn.url,
-                "--validator-api", f"127.0.0.1:{free_port()}", "--p2p", f"127.0.0.1:{free_port()}",
-                "--data-dir", str(not_a_folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                *COVALIDATOR,
+                "run",
+                *node_args(cluster, 1),
+                "--beacon-node",
+                bn.url,
+                "--validator-api",
+                f"127.0.0.1:{free_port()}",
+                "--p2p",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(not_a_folder),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(process.communicate(), 20)
             assert_one_line(process.returncode or 0, err.decode(), "data folder", "a-file")
@@ -276,8 +334,17 @@ def test_a_port_in_use_or_an_unusable_data_folder_is_one_line_and_exit_2(cluster
 def test_without_a_beacon_node_it_waits_stops_on_sigterm_or_gives_up_after_bn_wait(cluster: Path) -> None:
     async def scenario() -> None:
         dead = f"http://127.0.0.1:{free_port()}"
-        base = [*COVALIDATOR, "run", *node_args(cluster, 2), "--beacon-node", dead,
-                "--validator-api", f"127.0.0.1:{free_port()}", "--data-dir", str(cluster / "scratch2")]
+        base = [
+            *COVALIDATOR,
+            "run",
+            *node_args(cluster, 2),
+            "--beacon-node",
+            dead,
+            "--validator-api",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(cluster / "scratch2"),
+        ]
         waiting = await asyncio.create_subprocess_exec(*base, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         await asyncio.sleep(2.0)
         assert waiting.returncode is None  # still waiting for a BN
@@ -301,7 +368,9 @@ def test_replay_of_a_rotated_trace_starts_at_its_first_started(cluster: Path, tm
     lock = keys_io.load_lock(cluster / "node0" / keys_io.LOCK_FILE)
     document = keys_io.read_json(cluster / "node0" / keys_io.LOCK_FILE)
     genesis = {**GENESIS, "genesis_time": "1700000000"}
-    header = TraceHeader("0x" + lock.lock_hash.hex(), 1, dict(SPEC), genesis, {"round_duration_ms": 300}, document)
+    header = TraceHeader(
+        "0x" + lock.lock_hash.hex(), 1, dict(SPEC), genesis, {"round_duration_ms": 300}, document
+    )
     config = node_config(lock, 1, header.spec, header.genesis, header.config)
     start_ms = 1_700_000_000_000 + 100 * 6000
     state = NodeState(config)

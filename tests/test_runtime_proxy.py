@@ -84,7 +84,9 @@ def test_bodies_stream_both_ways_with_status_headers_and_query_unchanged() -> No
 
     async def echo(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        response = web.StreamResponse(status=202, headers={"X-Echo-Query": request.raw_path.partition("?")[2]})
+        response = web.StreamResponse(
+            status=202, headers={"X-Echo-Query": request.raw_path.partition("?")[2]}
+        )
         response.enable_chunked_encoding()
         await response.prepare(request)
         for i in range(0, len(body), 65536):
@@ -100,7 +102,9 @@ def test_bodies_stream_both_ways_with_status_headers_and_query_unchanged() -> No
                 yield big[i : i + 100_000]
 
         async with session.post(
-            URL(f"{url}/eth/v1/debug/echo?a=1&b=x%2Cy", encoded=True), data=chunks(), headers={"X-Custom": "kept"}
+            URL(f"{url}/eth/v1/debug/echo?a=1&b=x%2Cy", encoded=True),
+            data=chunks(),
+            headers={"X-Custom": "kept"},
         ) as response:
             assert response.status == 202
             assert response.headers["X-Echo-Query"] == "a=1&b=x%2Cy"
@@ -131,7 +135,8 @@ def test_hop_by_hop_headers_are_not_forwarded() -> None:
 
     async def scenario(bns: list[FakeBN], url: str, session: aiohttp.ClientSession) -> None:
         async with session.get(
-            f"{url}/eth/v1/node/syncing", headers={"Connection": "X-Private", "X-Private": "1", "Te": "trailers"}
+            f"{url}/eth/v1/node/syncing",
+            headers={"Connection": "X-Private", "X-Private": "1", "Te": "trailers"},
         ) as response:
             assert response.status == 200
             assert (await response.json())["data"]["is_syncing"] is False

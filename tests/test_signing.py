@@ -85,9 +85,15 @@ def test_known_domains_and_roots() -> None:
     """Values published by the networks' tooling, computed here from our own code."""
     mainnet = ForkSchedule.from_network(networks.network("mainnet"))
     deposit = signing.compute_domain(bytes.fromhex("03000000"), bytes(4), bytes(32))
-    assert deposit.hex() == "03000000f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a9"  # staking-deposit-cli
-    registration = {"fee_recipient": "0x" + "ab" * 20, "gas_limit": "36000000", "timestamp": "1700000000",
-                    "pubkey": "0x" + bls.sk_to_pk(SK).hex()}
+    assert (
+        deposit.hex() == "03000000f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a9"
+    )  # staking-deposit-cli
+    registration = {
+        "fee_recipient": "0x" + "ab" * 20,
+        "gas_limit": "36000000",
+        "timestamp": "1700000000",
+        "pubkey": "0x" + bls.sk_to_pk(SK).hex(),
+    }
     builder = signing.signing_domain(mainnet, Kind.VALIDATOR_REGISTRATION, registration)
     assert builder.hex() == "00000001f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a9"  # mev-boost's
     # The mainnet genesis block (slot 0, empty body) has the root every client pins.
@@ -100,8 +106,12 @@ def test_known_domains_and_roots() -> None:
 def test_validator_registration_root_by_hand() -> None:
     """The builder-specs container merkleized by hand, independently of the SSZ library."""
     pubkey = bls.sk_to_pk(SK)
-    message = {"fee_recipient": "0x" + "cd" * 20, "gas_limit": "30000000", "timestamp": "1234567890",
-               "pubkey": "0x" + pubkey.hex()}
+    message = {
+        "fee_recipient": "0x" + "cd" * 20,
+        "gas_limit": "30000000",
+        "timestamp": "1234567890",
+        "pubkey": "0x" + pubkey.hex(),
+    }
 
     def h(a: bytes, b: bytes) -> bytes:
         return hashlib.sha256(a + b).digest()
@@ -134,27 +144,51 @@ def _spec_signatures(k: int, epoch: int, seed: int) -> list[tuple[Kind, dict[str
     block.slot = slot
     out.append((Kind.BLOCK, to_json(block), s_state.get_block_signature(state, block, SK)))
     out.append((Kind.RANDAO_REVEAL, {"epoch": str(epoch)}, s_state.get_epoch_signature(state, block, SK)))
-    out.append((Kind.AGGREGATION_SLOT, {"slot": str(slot)}, s_state.get_slot_signature(state, s_msg.Slot(slot), SK)))
+    out.append(
+        (Kind.AGGREGATION_SLOT, {"slot": str(slot)}, s_state.get_slot_signature(state, s_msg.Slot(slot), SK))
+    )
 
     aggregate = random_value(s_msg.AggregateAndProof, seed)
     aggregate.aggregate.data.slot = slot
-    out.append((Kind.AGGREGATE_AND_PROOF, to_json(aggregate),
-                s_state.get_aggregate_and_proof_signature(state, aggregate, SK)))
+    out.append(
+        (
+            Kind.AGGREGATE_AND_PROOF,
+            to_json(aggregate),
+            s_state.get_aggregate_and_proof_signature(state, aggregate, SK),
+        )
+    )
 
     if FORKS[k] != "phase0" and epoch >= 1:  # sync committees exist from altair
         state.slot = slot  # the spec signs a sync committee message at the state's current epoch
         root = random_value(s_msg.Root, seed)
         message = s_state.get_sync_committee_message(state, root, 0, SK)
-        out.append((Kind.SYNC_COMMITTEE_MESSAGE, {"slot": str(slot), "beacon_block_root": to_json(root)},
-                    message.signature))
+        out.append(
+            (
+                Kind.SYNC_COMMITTEE_MESSAGE,
+                {"slot": str(slot), "beacon_block_root": to_json(root)},
+                message.signature,
+            )
+        )
         selection = random_value(s_msg.SyncAggregatorSelectionData, seed)
         selection.slot = slot
-        out.append((Kind.SYNC_COMMITTEE_SELECTION_PROOF, to_json(selection),
-                    s_state.get_sync_committee_selection_proof(state, selection.slot, selection.subcommittee_index, SK)))
+        out.append(
+            (
+                Kind.SYNC_COMMITTEE_SELECTION_PROOF,
+                to_json(selection),
+                s_state.get_sync_committee_selection_proof(
+                    state, selection.slot, selection.subcommittee_index, SK
+                ),
+            )
+        )
         contribution = random_value(s_msg.ContributionAndProof, seed)
         contribution.contribution.slot = slot
-        out.append((Kind.CONTRIBUTION_AND_PROOF, to_json(contribution),
-                    s_state.get_contribution_and_proof_signature(state, contribution, SK)))
+        out.append(
+            (
+                Kind.CONTRIBUTION_AND_PROOF,
+                to_json(contribution),
+                s_state.get_contribution_and_proof_signature(state, contribution, SK),
+            )
+        )
     return out
 
 
@@ -203,18 +237,24 @@ def test_voluntary_exits_use_capella_from_deneb() -> None:
     obj = from_json(s.VoluntaryExit, exit_json)
     bellatrix = signing.compute_domain(bytes(s.DOMAIN_VOLUNTARY_EXIT), VERSIONS[2], GVR)
     capella = signing.compute_domain(bytes(s.DOMAIN_VOLUNTARY_EXIT), VERSIONS[3], GVR)
-    assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, exit_json) == signing.compute_signing_root(obj, bellatrix)
+    assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, exit_json) == signing.compute_signing_root(
+        obj, bellatrix
+    )
     assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, exit_json, current_epoch=4) == (
         signing.compute_signing_root(obj, capella)
     )
     late = {"epoch": "6", "validator_index": "7"}  # fulu: EIP-7044 pins Capella's version
     late_obj = from_json(spec("fulu", "minimal").VoluntaryExit, late)
-    assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, late) == signing.compute_signing_root(late_obj, capella)
+    assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, late) == signing.compute_signing_root(
+        late_obj, capella
+    )
 
 
 def test_messages_that_cannot_exist_are_refused() -> None:
     with pytest.raises(SigningError, match="do not exist in phase0"):
-        signing.signing_root(SCHEDULE, Kind.SYNC_COMMITTEE_MESSAGE, {"slot": "3", "beacon_block_root": "0x" + "00" * 32})
+        signing.signing_root(
+            SCHEDULE, Kind.SYNC_COMMITTEE_MESSAGE, {"slot": "3", "beacon_block_root": "0x" + "00" * 32}
+        )
     altair_block = to_json(spec("altair", "minimal").BeaconBlock())
     altair_block["slot"] = "9"
     with pytest.raises(SigningError, match="do not exist in altair"):
@@ -233,8 +273,9 @@ def test_mainnet_preset_containers_differ_from_minimal() -> None:
     """The preset changes list limits and vector sizes, hence roots: the schedule's preset is used."""
     block = to_json(spec("fulu", "mainnet").BeaconBlock())
     mainnet = ForkSchedule.from_network(networks.network("mainnet"), GVR)
-    minimal = ForkSchedule.from_spec_config({**CONFIG["data"], "FULU_FORK_EPOCH": "0", **{
-        f"{f.upper()}_FORK_EPOCH": "0" for f in FORKS[1:]}}, GVR)
+    minimal = ForkSchedule.from_spec_config(
+        {**CONFIG["data"], "FULU_FORK_EPOCH": "0", **{f"{f.upper()}_FORK_EPOCH": "0" for f in FORKS[1:]}}, GVR
+    )
     block["slot"] = str(411392 * 32)
     with pytest.raises(SszJsonError, match="sync_committee_bits"):  # 512 bits on mainnet, 32 on minimal
         signing.signing_root(minimal, Kind.BLOCK, block)

@@ -15,8 +15,17 @@ from hypothesis import strategies as st
 from covalidator.model.eth.specs import FORKS, spec
 from covalidator.model.eth.ssz_json import SszJsonError, from_json, hash_tree_root, to_json
 
-TYPES = ["AttestationData", "Attestation", "AggregateAndProof", "BeaconBlock", "SignedVoluntaryExit",
-         "SyncAggregatorSelectionData", "ContributionAndProof", "ExecutionPayload", "ExecutionPayloadHeader"]
+TYPES = [
+    "AttestationData",
+    "Attestation",
+    "AggregateAndProof",
+    "BeaconBlock",
+    "SignedVoluntaryExit",
+    "SyncAggregatorSelectionData",
+    "ContributionAndProof",
+    "ExecutionPayload",
+    "ExecutionPayloadHeader",
+]
 
 
 def spec_style(value: object) -> object:
@@ -31,9 +40,19 @@ def spec_style(value: object) -> object:
 
 
 @settings(max_examples=40, deadline=None)
-@given(fork=st.sampled_from(FORKS), name=st.sampled_from(TYPES), seed=st.integers(0, 2**32),
-       mode=st.sampled_from([RandomizationMode.mode_random, RandomizationMode.mode_max_count,
-                             RandomizationMode.mode_zero, RandomizationMode.mode_nil_count]))
+@given(
+    fork=st.sampled_from(FORKS),
+    name=st.sampled_from(TYPES),
+    seed=st.integers(0, 2**32),
+    mode=st.sampled_from(
+        [
+            RandomizationMode.mode_random,
+            RandomizationMode.mode_max_count,
+            RandomizationMode.mode_zero,
+            RandomizationMode.mode_nil_count,
+        ]
+    ),
+)
 def test_round_trip_on_random_containers(fork: str, name: str, seed: int, mode: RandomizationMode) -> None:
     s = spec(fork, "minimal")
     typ = getattr(s, name, None)
@@ -58,9 +77,15 @@ def _attestation() -> dict[str, Any]:
         (lambda j: j["data"].update(slot=5), r"data\.slot: expected a decimal string, got 5"),
         (lambda j: j["data"].update(slot="-1"), r"data\.slot: expected a decimal string"),
         (lambda j: j["data"].update(slot="007"), r"data\.slot: expected a decimal string"),
-        (lambda j: j["data"].update(slot=str(2**64)), r"data\.slot: 18446744073709551616 does not fit in 64 bits"),
+        (
+            lambda j: j["data"].update(slot=str(2**64)),
+            r"data\.slot: 18446744073709551616 does not fit in 64 bits",
+        ),
         (lambda j: j["data"]["target"].update(root="0x00"), r"data\.target\.root: expected 32 bytes, got 1"),
-        (lambda j: j["data"]["source"].update(root="0x0g" + "00" * 31), r"data\.source\.root: expected 0x-prefixed hex"),
+        (
+            lambda j: j["data"]["source"].update(root="0x0g" + "00" * 31),
+            r"data\.source\.root: expected 0x-prefixed hex",
+        ),
         (lambda j: j.update(signature="00" * 96), r"signature: expected 0x-prefixed hex"),
         (lambda j: j.update(aggregation_bits="0x00"), r"aggregation_bits: not a valid"),  # no delimiter bit
         (lambda j: j.update(committee_bits=[True]), r"committee_bits: expected 0x-prefixed hex"),

@@ -243,7 +243,10 @@ def test_a_block_refusal_names_the_double_proposal_or_the_watermark(
     if double:
         assert (verdict.refusal, verdict.conflict) == ("double_proposal", double[0])
         root = "none" if double[0].signing_root is None else "0x" + double[0].signing_root.hex()
-        assert verdict.describe() == f"double_proposal with recorded block slot={double[0].slot} signing_root={root}"
+        assert (
+            verdict.describe()
+            == f"double_proposal with recorded block slot={double[0].slot} signing_root={root}"
+        )
     elif not same and low is not None and candidate.slot <= low:
         assert (verdict.refusal, verdict.detail) == ("slot_not_above_low_watermark", f"min slot {low}")
         assert verdict.describe() == f"slot_not_above_low_watermark (min slot {low})"
@@ -253,7 +256,9 @@ def test_a_block_refusal_names_the_double_proposal_or_the_watermark(
 
 @settings(max_examples=200, deadline=None)
 @given(EPOCH, EPOCH, st.one_of(st.none(), st.tuples(EPOCH, EPOCH)))
-def test_a_minimal_db_refusal_names_its_watermark(source: int, target: int, top: tuple[int, int] | None) -> None:
+def test_a_minimal_db_refusal_names_its_watermark(
+    source: int, target: int, top: tuple[int, int] | None
+) -> None:
     """After minification only (max source, max target) remain: refuse source > target, a source below
     the max source, a target not above the max target, in that order."""
     from covalidator.model.slashing.rules import MinimalRecord, check_attestation_minimal

@@ -82,7 +82,9 @@ def oracle_accepts(candidate: Signed, history: list[Signed]) -> bool:
     )
     if repeat or not history:
         return True
-    return s >= min(h.record.source_epoch for h in history) and t > min(h.record.target_epoch for h in history)
+    return s >= min(h.record.source_epoch for h in history) and t > min(
+        h.record.target_epoch for h in history
+    )
 
 
 # ---- strategies ----------------------------------------------------------------------------------------
@@ -179,7 +181,11 @@ def test_store_verdicts_on_wide_staircases_are_the_oracles(data: st.DataObject) 
             record = data.draw(st.booleans())
             verdict = store.check_attestation(PUBKEY, candidate.record, record=record)
             expected = oracle_accepts(candidate, history)
-            assert verdict.safe == expected, (candidate.record, [h.record for h in history], verdict.describe())
+            assert verdict.safe == expected, (
+                candidate.record,
+                [h.record for h in history],
+                verdict.describe(),
+            )
             if verdict.safe and record and not verdict.repeat:
                 history.append(candidate)
         store.close()
@@ -201,7 +207,9 @@ def interchanges(draw: st.DrawFn) -> list[Signed]:
 
 @SETTINGS
 @given(st.data())
-def test_imported_histories_even_slashable_ones_never_let_a_slashable_vote_through(data: st.DataObject) -> None:
+def test_imported_histories_even_slashable_ones_never_let_a_slashable_vote_through(
+    data: st.DataObject,
+) -> None:
     """Any interchange, slashable or with several records per target: whatever the store accepts
     afterwards forms no slashable pair with ANY imported record (the store keeps staircases whole
     and minifies the rest; the oracle never sees which)."""

@@ -165,6 +165,7 @@ def test_every_intercepted_exchange_matches_the_beacon_api_spec(cluster: Path) -
     config = DevnetConfig(
         validators=VALIDATORS, epochs=2, seconds_per_slot=2, genesis_delay_s=6, committee_size=16
     )
+
     async def scenario() -> tuple[list[Exchange], Any, dict[str, Any], dict[str, Any]]:
         async with devnet_cluster(cluster, DevnetBN(config), "--round-ms", "500", vcs=True) as running:
             urls, vcs = running.urls, running.vcs

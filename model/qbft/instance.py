@@ -36,7 +36,8 @@ Bounded memory (what one sender can make us store):
   - bodies are kept only while a stored message names them; one PRE-PREPARE per round (its leader's);
   - after Decide only the decision is kept (to answer laggards, once per peer and round);
   - at the expiry deadline the instance forgets everything and emits Expired.
-  `memory_bound(config)` states the resulting bound; the simulator checks it after every event.
+  `qbft.memory.memory_bound(config)` states the resulting bound; the simulator checks it after every
+  event.
 
 Crash and restart: `restart(config, now)` rebuilds an instance that lost its memory. Because round r
 ends at an absolute deadline and honest nodes enter r only when r - 1 ended (or after F + 1 peers did),
@@ -135,11 +136,6 @@ class RoundMessages:
     commits: Mapping[int, Message] = field(default_factory=_empty)
     round_changes: Mapping[int, Envelope] = field(default_factory=_empty_env)
 
-    def count(self) -> int:
-        return (
-            (self.pre_prepare is not None) + len(self.prepares) + len(self.commits) + len(self.round_changes)
-        )
-
 
 EMPTY_ROUND = RoundMessages()
 
@@ -218,20 +214,6 @@ def step(
             tx.on_input(value)
     tx.run_rules()
     return tx.freeze(), tuple(tx.actions)
-
-
-def memory_bound(config: InstanceConfig) -> int:
-    """Most messages an instance ever stores, whatever its peers send (see the module doc)."""
-    live_rounds = config.max_future_rounds + 1
-    return live_rounds * (1 + 3 * config.n) + config.max_round * (1 + config.n)
-
-
-def stored_message_count(state: InstanceState) -> int:
-    return sum(rm.count() for rm in state.rounds.values())
-
-
-def is_muted(state: InstanceState) -> bool:
-    return state.round <= state.mute_through_round
 
 
 class _Transition:

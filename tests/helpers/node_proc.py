@@ -61,10 +61,25 @@ def make_cluster(folder: Path, nodes: int = 4, validators: int = 2) -> list[int]
     result = CliRunner().invoke(
         main,
         [
-            "create-cluster", "--nodes", str(nodes), "--validators", str(validators), "--network", "devnet",
-            "--fork-version", FORK_VERSION, "--genesis-validators-root", GVR,
-            "--peer-addresses", ",".join(f"127.0.0.1:{p}" for p in ports),
-            "--kdf", "pbkdf2", "--kdf-cost", "1", "--out", str(folder),
+            "create-cluster",
+            "--nodes",
+            str(nodes),
+            "--validators",
+            str(validators),
+            "--network",
+            "devnet",
+            "--fork-version",
+            FORK_VERSION,
+            "--genesis-validators-root",
+            GVR,
+            "--peer-addresses",
+            ",".join(f"127.0.0.1:{p}" for p in ports),
+            "--kdf",
+            "pbkdf2",
+            "--kdf-cost",
+            "1",
+            "--out",
+            str(folder),
         ],
         catch_exceptions=False,
     )
@@ -93,9 +108,14 @@ def chain_bn(
     async def validators(request: web.Request) -> web.StreamResponse:
         ids = (await request.json())["ids"]
         records = [
-            {"index": str(index[i]), "balance": "32000000000", "status": "active_ongoing",
-             "validator": {"pubkey": i, "effective_balance": "32000000000"}}
-            for i in ids if i in index
+            {
+                "index": str(index[i]),
+                "balance": "32000000000",
+                "status": "active_ongoing",
+                "validator": {"pubkey": i, "effective_balance": "32000000000"},
+            }
+            for i in ids
+            if i in index
         ]
         return json_response({"data": records, "execution_optimistic": False, "finalized": False})
 
@@ -103,12 +123,21 @@ def chain_bn(
         async def handler(request: web.Request) -> web.StreamResponse:
             wanted = {int(i) for i in await request.json()}
             duties = [
-                {"pubkey": pk, "validator_index": str(i), "committee_index": str(n), "committee_length": "1",
-                 "committees_at_slot": str(len(pubkeys)), "validator_committee_index": "0",
-                 "slot": str(epoch * slots_per_epoch + (n * stride) % slots_per_epoch)}
-                for n, (pk, i) in enumerate(index.items()) if i in wanted
+                {
+                    "pubkey": pk,
+                    "validator_index": str(i),
+                    "committee_index": str(n),
+                    "committee_length": "1",
+                    "committees_at_slot": str(len(pubkeys)),
+                    "validator_committee_index": "0",
+                    "slot": str(epoch * slots_per_epoch + (n * stride) % slots_per_epoch),
+                }
+                for n, (pk, i) in enumerate(index.items())
+                if i in wanted
             ]
-            return json_response({"dependent_root": "0x" + "aa" * 32, "execution_optimistic": False, "data": duties})
+            return json_response(
+                {"dependent_root": "0x" + "aa" * 32, "execution_optimistic": False, "data": duties}
+            )
 
         return handler
 
@@ -116,7 +145,8 @@ def chain_bn(
         slot = int(request.query["slot"])
         epoch = slot // slots_per_epoch
         data = {
-            "slot": str(slot), "index": request.query.get("committee_index", "0"),
+            "slot": str(slot),
+            "index": request.query.get("committee_index", "0"),
             "beacon_block_root": "0x" + f"{slot % 256:02x}" * 32,
             "source": {"epoch": str(max(0, epoch - 1)), "root": "0x" + "cc" * 32},
             "target": {"epoch": str(epoch), "root": "0x" + "dd" * 32},
@@ -131,9 +161,15 @@ def chain_bn(
             now = time.time()
             slot = int(now - genesis_time) // slot_s
             root = "0x" + f"{slot % 256:02x}" * 32
-            event = {"slot": str(slot), "block": root, "state": root, "epoch_transition": False,
-                     "previous_duty_dependent_root": "0x" + "aa" * 32,
-                     "current_duty_dependent_root": "0x" + "aa" * 32, "execution_optimistic": False}
+            event = {
+                "slot": str(slot),
+                "block": root,
+                "state": root,
+                "epoch_transition": False,
+                "previous_duty_dependent_root": "0x" + "aa" * 32,
+                "current_duty_dependent_root": "0x" + "aa" * 32,
+                "execution_optimistic": False,
+            }
             await response.write(f"event: head\ndata: {json.dumps(event)}\n\n".encode())
             await asyncio.sleep(genesis_time + (slot + 1) * slot_s - now)
 
@@ -142,12 +178,18 @@ def chain_bn(
     bn.route("GET", "/eth/v1/validator/attestation_data", attestation_data)
     for epoch in range(0, 64):
         bn.route("POST", f"/eth/v1/validator/duties/attester/{epoch}", attester(epoch))
-        bn.answer("GET", f"/eth/v1/validator/duties/proposer/{epoch}", {"dependent_root": "0x" + "aa" * 32, "data": []})
+        bn.answer(
+            "GET",
+            f"/eth/v1/validator/duties/proposer/{epoch}",
+            {"dependent_root": "0x" + "aa" * 32, "data": []},
+        )
         bn.answer("POST", f"/eth/v1/validator/duties/sync/{epoch}", {"data": []})
     return bn
 
 
-def next_duty_slot(genesis_time: int, offset: int, lead_s: float = 1.5, slot_s: int = 1, slots_per_epoch: int = 8) -> int:
+def next_duty_slot(
+    genesis_time: int, offset: int, lead_s: float = 1.5, slot_s: int = 1, slots_per_epoch: int = 8
+) -> int:
     """The first slot `epoch * slots_per_epoch + offset` (a chain_bn duty slot) starting `lead_s` from now
     or later: tests pick their duty after the processes are up, however slow the machine is."""
     slot = offset
@@ -164,9 +206,20 @@ async def start_node(
     log = open(cluster / f"node{index}.log", "ab")  # noqa: SIM115 - the child holds it
     try:
         return await asyncio.create_subprocess_exec(
-            *COVALIDATOR, "run", "--lock", str(node / keys_io.LOCK_FILE), "--node-dir", str(node), "--beacon-node", bn_url,
-            "--validator-api", f"127.0.0.1:{api_port}", *extra,
-            stdout=log, stderr=log, env={**os.environ, **(env or {})},
+            *COVALIDATOR,
+            "run",
+            "--lock",
+            str(node / keys_io.LOCK_FILE),
+            "--node-dir",
+            str(node),
+            "--beacon-node",
+            bn_url,
+            "--validator-api",
+            f"127.0.0.1:{api_port}",
+            *extra,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
         )
     finally:
         log.close()

@@ -55,7 +55,8 @@ class OneNode:
         self.n = nodes
         self.m = smallest_safe_threshold(nodes)
         self.chain = SimChain(
-            ChainParams(validators=validators, nodes=nodes, threshold=self.m, sync_members=0, reorg_rate=0.0), 4
+            ChainParams(validators=validators, nodes=nodes, threshold=self.m, sync_members=0, reorg_rate=0.0),
+            4,
         )
         self.config = NodeConfig(ME, self.m, self.chain.keys, self.chain.config, guards=guards)
         self.state = NodeState(self.config)
@@ -148,11 +149,11 @@ class OneNode:
         consensus: a peer's partial names what it signed)."""
         root = signing_root(self.chain.schedule, kind, message)
         signature = bls.sign(self.chain.shares[validator][share], root)
-        return PartialSignature(self.pubkey(validator), hex0x(root), hex0x(signature), message if carry else None)
+        return PartialSignature(
+            self.pubkey(validator), hex0x(root), hex0x(signature), message if carry else None
+        )
 
-    def peer_partials(
-        self, duty: DutyId, sender: int, partials: list[PartialSignature]
-    ) -> list[NodeAction]:
+    def peer_partials(self, duty: DutyId, sender: int, partials: list[PartialSignature]) -> list[NodeAction]:
         return self.feed(PeerMessage(sender, PeerPayload(partials=PartialSignatures(duty, tuple(partials)))))
 
     # ---- the store and the VC -----------------------------------------------------------------------
