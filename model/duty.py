@@ -57,6 +57,7 @@ class VCRequestKind(StrEnum):
     BEACON_COMMITTEE_SELECTIONS = "beacon_committee_selections"
     # params: selections [{validator_index, slot, subcommittee_index, selection_proof}]
     SYNC_COMMITTEE_SELECTIONS = "sync_committee_selections"
+    SIGN = "sign"  # the Remote Signing API (signer mode): params = the request's identifier and body
 
 
 class SubmissionKind(StrEnum):

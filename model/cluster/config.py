@@ -90,6 +90,9 @@ class NodeConfig:
     round_duration_ms: int = 1_000
     limits: Limits = field(default_factory=Limits)
     guards: Guards = GUARDS  # the safety guards the node runs (replaced only to plant a bug)
+    # signer mode: the node holds its share keys, serves the Remote Signing API, and signs its own
+    # partial as soon as a value is decided and persisted (or a selection / RANDAO duty is known)
+    signs_own_partials: bool = False
 
     def __post_init__(self) -> None:
         n = self.n

@@ -17,7 +17,8 @@ written out field by field.
 
 Message JSON per kind follows the Beacon API (and, for the bare values, the remote-signer API's
 shapes): attestation -> AttestationData; block / blinded_block -> BeaconBlock / BlindedBeaconBlock (or
-a deneb+ BlockContents `{block, ...}`); randao_reveal -> {epoch}; aggregation_slot -> {slot};
+a deneb+ BlockContents `{block, ...}`); block_header -> BeaconBlockHeader (whose root is the block's:
+the remote signer API sends headers from bellatrix on); randao_reveal -> {epoch}; aggregation_slot -> {slot};
 aggregate_and_proof -> AggregateAndProof; sync_committee_message -> {slot, beacon_block_root};
 sync_committee_selection_proof -> SyncAggregatorSelectionData; contribution_and_proof ->
 ContributionAndProof; voluntary_exit -> VoluntaryExit; validator_registration -> ValidatorRegistration.
@@ -198,6 +199,7 @@ class Kind(StrEnum):
     ATTESTATION = "attestation"
     BLOCK = "block"
     BLINDED_BLOCK = "blinded_block"
+    BLOCK_HEADER = "block_header"  # the remote signer's BLOCK_V2 from bellatrix on: same root as the block
     RANDAO_REVEAL = "randao_reveal"
     AGGREGATION_SLOT = "aggregation_slot"
     AGGREGATE_AND_PROOF = "aggregate_and_proof"
@@ -248,6 +250,9 @@ KINDS: Final[Mapping[Kind, KindRule]] = {
     ),
     Kind.BLINDED_BLOCK: KindRule(
         "DOMAIN_BEACON_PROPOSER", _slot_epoch("slot"), lambda s, preset: _blinded(s.fork, preset)[1]
+    ),
+    Kind.BLOCK_HEADER: KindRule(
+        "DOMAIN_BEACON_PROPOSER", _slot_epoch("slot"), lambda s, _: s.BeaconBlockHeader
     ),
     Kind.RANDAO_REVEAL: KindRule(
         "DOMAIN_RANDAO", lambda _, m: _uint(m, "epoch"), lambda s, _: s.Epoch, lambda m: m["epoch"]

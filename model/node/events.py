@@ -16,6 +16,9 @@ Events (what the world tells the node):
   VCRequest      the VC asks for data to sign (attestation data, a block, an aggregate, a contribution)
                  or for combined selection proofs; it waits for a ReplyToVC with the same request id.
   VCSubmission   the VC posts signed objects (its partial signatures).
+  SignRequest    the VC asks the node's Remote Signing API to sign (signer mode): the identifier of
+                 the path and the JSON body as the API spells them; answered with a ReplyToVC.
+  SharesSigned   the runtime signed what a SignWithShare asked, with this node's share keys.
   Persisted      the store committed (fsync'ed) a Persist; `refused` lists validators whose messages the
                  store's slashing check refused (they are never served).
   BNSubmitted    the BN's answer to a SubmitToBN.
@@ -25,6 +28,7 @@ Events (what the world tells the node):
 Actions (what the node asks the runtime to do, in order):
   FetchValidators, FetchDuties, FetchBeaconData (a typed request per duty kind: node/fetch.py),
   Broadcast, Send, StartTimer, Persist, ReplyToVC, PassToBN (the BN answers the VC's request itself),
+  SignWithShare (signer mode: sign these roots with this node's share keys; answered by SharesSigned),
   SubmitToBN, DutyOutcome (a duty ended for a validator: success or a named reason), Log, Metric.
 
 Encoding to and from trace JSON: node/codec.py.
@@ -171,6 +175,32 @@ class VCSubmission(DataClassJsonMixin):
 
 
 @dataclass(frozen=True)
+class SignRequest(DataClassJsonMixin):
+    request_id: int
+    identifier: str  # the path's public key, as the VC sent it
+    body: Json  # the request body as parsed JSON (anything: the model checks it)
+
+
+@dataclass(frozen=True)
+class ShareToSign(DataClassJsonMixin):
+    duty: DutyId
+    key: str  # the validator's key in the duty record (group pubkey, or "pubkey/subcommittee")
+    signing_root: str  # 0x hex
+    message: Json = None  # the signed object, for duties without consensus
+
+
+@dataclass(frozen=True)
+class ShareSigned(DataClassJsonMixin):
+    item: ShareToSign
+    signature: str  # 0x hex: this node's partial signature over item.signing_root
+
+
+@dataclass(frozen=True)
+class SharesSigned(DataClassJsonMixin):
+    signed: tuple[ShareSigned, ...]
+
+
+@dataclass(frozen=True)
 class Persisted(DataClassJsonMixin):
     duty: DutyId
     refused: tuple[tuple[str, str], ...] = ()  # (pubkey, the store's refusal)
@@ -230,6 +260,8 @@ NodeEvent = (
     | PeerMessage
     | VCRequest
     | VCSubmission
+    | SignRequest
+    | SharesSigned
     | Persisted
     | BNSubmitted
     | HeadChanged
@@ -299,6 +331,14 @@ class ReplyToVC(DataClassJsonMixin):
 
 
 @dataclass(frozen=True)
+class SignWithShare(DataClassJsonMixin):
+    """Sign each root with this node's share of the item's validator (signer mode: the node holds its
+    share keys); the runtime answers with one SharesSigned event."""
+
+    items: tuple[ShareToSign, ...]
+
+
+@dataclass(frozen=True)
 class PassToBN(DataClassJsonMixin):
     """Not the cluster's to answer: the VC's request goes to the BN as it is (an aggregation request of
     a VC whose selection proofs were never combined)."""
@@ -348,6 +388,7 @@ NodeAction = (
     | Persist
     | ReplyToVC
     | PassToBN
+    | SignWithShare
     | SubmitToBN
     | DutyOutcome
     | Log
@@ -367,6 +408,8 @@ EVENT_TYPES: dict[str, type[DataClassJsonMixin]] = {
         PeerMessage,
         VCRequest,
         VCSubmission,
+        SignRequest,
+        SharesSigned,
         Persisted,
         BNSubmitted,
         HeadChanged,
@@ -385,6 +428,7 @@ ACTION_TYPES: dict[str, type[DataClassJsonMixin]] = {
         Persist,
         ReplyToVC,
         PassToBN,
+        SignWithShare,
         SubmitToBN,
         DutyOutcome,
         Log,

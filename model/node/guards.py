@@ -9,7 +9,10 @@ Decides the checks the safety theorems assume of the node (proofs/dv_safety.py):
   view accepts (`is_attestation_acceptable` / `is_block_acceptable`);
 - `refused_by_store`: the store's re-check (guard G2): a validator whose slashing records the store
   refused at Persist is never served nor signed;
-- `is_threshold_met`: a signature is combined only from M partials over one root (lemma A).
+- `is_threshold_met`: a signature is combined only from M partials over one root (lemma A);
+- `may_release`: in signer mode this node signs its own partial of a consensus duty, and hands the
+  group signature to the VC, only in a phase `may_serve` allows and only over the decided root
+  (theorem signer_safety).
 The node calls them through `NodeConfig.guards`; nothing else decides these questions. Tests and
 the cluster simulator plant bugs by replacing one (proofs/mutants.py), never by patching the node.
 """
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from covalidator.model.duty import SLASHABLE_KINDS
+from covalidator.model.logic import And
 from covalidator.model.node.phases import UNDECIDED, DutyRecord, Phase, may_serve
 from covalidator.model.slashing.rules import SignedAttestation, SignedBlock, Verdict
 from covalidator.model.slashing.view import SlashingView
@@ -54,12 +58,20 @@ def is_threshold_met(count: Any, threshold: Any) -> Any:
     return count >= threshold
 
 
+def may_release(serves: Any, root: Any, decided_root: Any) -> Any:
+    """A partial (or the group signature) over `root` of a consensus duty leaves this node only when
+    its phase serves (`may_serve`: decided and persisted) and `root` is the decided root
+    (dual-executable: theorem signer_safety proves it on this function)."""
+    return And(serves, root == decided_root)
+
+
 class Guards(NamedTuple):
     may_serve: Callable[[Phase], bool] = may_serve
     is_blocked_by: Callable[[DutyRecord, DutyRecord, Any, Any], bool] = is_blocked_by
     check_slashing: Callable[[SlashingView, str, SignedAttestation | SignedBlock], Verdict] = check_slashing
     refused_by_store: Callable[[tuple[tuple[str, str], ...]], dict[str, str]] = refused_by_store
     is_threshold_met: Callable[[Any, Any], Any] = is_threshold_met
+    may_release: Callable[[Any, Any, Any], Any] = may_release
 
 
 GUARDS = Guards()

@@ -7,6 +7,13 @@ kind), and what a combined RANDAO reveal, selection proof or sync message unlock
 dispatcher). Verification: this node's own partial is verified when its VC hands it over (node/vc.py);
 peers' partials are verified together with the combined signature in one random-linear-combination
 check (`bls.verify_and_combine_many`), whose slow path names the invalid ones.
+
+Signer mode (`NodeConfig.signs_own_partials`: the node holds its share keys): this node's own partial
+is signed by the runtime on request (`SignWithShare` -> `SharesSigned`), for a consensus duty as soon
+as its decided value is persisted (`Guards.may_release`), for a selection or RANDAO duty as soon as
+the duty is known, and for a sync committee message when the VC asks (node/signer.py). Every
+combined signature is kept (`DutyRecord.combined`) and signalled (`GroupSigned`): the Remote Signing
+API answers with it.
 """
 
 from __future__ import annotations
@@ -29,12 +36,16 @@ from covalidator.model.node.events import (
     PartialSignature,
     PartialSignatures,
     PeerPayload,
+    SharesSigned,
+    ShareToSign,
+    SignWithShare,
     SubmitToBN,
 )
 from covalidator.model.node.outcome import finish
 from covalidator.model.node.phases import DutyRecord, Phase, ValidatorDuty
 from covalidator.model.node.signals import (
     AggregationSelected,
+    GroupSigned,
     RandaoCombined,
     SelectionCombined,
     SyncMessageCombined,
@@ -56,6 +67,83 @@ from covalidator.model.outcomes import Reason
 def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature], out: Out) -> None:
     if items:
         out.append(Broadcast(PeerPayload(partials=PartialSignatures(duty, tuple(items)))))
+
+
+# ---- signer mode: this node signs its own partials ------------------------------------------------------
+
+
+def sign_own(state: NodeState, rec: DutyRecord, items: list[tuple[str, str, Any]], out: Out) -> None:
+    """Ask the runtime for this node's partials: (key, signing root, message) of validators that have
+    none yet and none on the way. Only in signer mode; the caller decides what may be signed."""
+    if not state.config.signs_own_partials:
+        return
+    asks = []
+    for key, root, message in items:
+        vd = validator(rec, key)
+        if vd.own is None and (rec.id, key) not in state.signing:
+            state.signing.add((rec.id, key))
+            asks.append(ShareToSign(rec.id, key, root, message))
+    if asks:
+        out.append(SignWithShare(tuple(asks)))
+
+
+def sign_decided(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
+    """Signer mode: this node's partial over each listed validator's decided value, once it may be
+    released (`Guards.may_release`: decided, persisted, and over the decided root)."""
+    if not state.config.signs_own_partials or rec.id.kind not in CONSENSUS_KINDS:
+        return
+    guards = state.config.guards
+    serves = guards.may_serve(rec.phase)
+    items = []
+    for key in keys:
+        vd = rec.validators.get(key)
+        root = rec.roots.get(key)
+        if vd is None or vd.info is None or vd.ended or root is None:
+            continue
+        if guards.may_release(serves, root, rec.roots.get(key)):
+            items.append((key, root, None))
+    sign_own(state, rec, items, out)
+
+
+def sign_duty_message(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
+    """Signer mode: this node's partial of a duty without consensus whose message the duty fixes
+    (RANDAO reveal, selection proofs), as soon as the duty is known."""
+    if not state.config.signs_own_partials:
+        return
+    kind = KINDS[rec.id.kind].partial_message
+    items = []
+    for key in keys:
+        message = expected_message(state, rec.id, key, {})
+        if kind is None or message is None:
+            continue
+        try:
+            items.append((key, root_of(state.config.chain, kind, message), message))
+        except DataProblem as problem:
+            log(out, "error", "cannot sign a duty message", duty=str(rec.id), error=str(problem))
+    sign_own(state, rec, items, out)
+
+
+def on_shares_signed(state: NodeState, event: SharesSigned, out: Out) -> None:
+    """The runtime signed our partials: they count as this node's own, go to the peers, and combine."""
+    by_duty: dict[DutyId, list[PartialSignature]] = {}
+    for signed in event.signed:
+        item = signed.item
+        state.signing.discard((item.duty, item.key))
+        rec = state.duties.get(item.duty)
+        if rec is None or rec.phase is Phase.DONE:
+            continue
+        vd = validator(rec, item.key)
+        if vd.own is not None:
+            continue
+        vd.own, vd.own_message = (item.signing_root, signed.signature), item.message
+        message = item.message if item.duty.kind not in CONSENSUS_KINDS else None
+        by_duty.setdefault(item.duty, []).append(
+            PartialSignature(item.key, item.signing_root, signed.signature, message)
+        )
+        metric(out, "own_partials_signed", kind=item.duty.kind.name.lower())
+    for duty, partials in by_duty.items():
+        broadcast_own(state, duty, partials, out)
+        try_combine(state, state.duties[duty], [p.pubkey for p in partials], out)
 
 
 def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, out: Out) -> None:
@@ -156,6 +244,7 @@ def _candidates(
 def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
     """Combine every listed validator that has M partials over one root; submit what combined."""
     config = state.config
+    sign_decided(state, rec, keys, out)  # signer mode: our own partial first, once it may be released
     submissions: list[tuple[str, Any]] = []
     ready: list[tuple[str, ValidatorDuty, Any]] = []
     jobs: list[bls.CombineJob] = []
@@ -185,10 +274,13 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
             continue
         vd.submitted = True
         signature = "0x" + combination.signature.hex()
+        rec.combined[key] = signature
         metric(out, "signatures_combined", kind=rec.id.kind.name.lower())
         body = _combined(state, rec, key, vd, signature, message, out)
         if body is not None:
             submissions.append((key, body))
+    if combinations and any(c.signature is not None for c in combinations):
+        out.signal(state, GroupSigned(rec.id))
     if submissions:
         kind = KINDS[rec.id.kind].submission
         assert kind is not None
@@ -215,12 +307,10 @@ def _combined(
     kind = rec.id.kind
     config = state.config
     if kind is DutyKind.RANDAO:
-        rec.combined[key] = signature
         finish(state, rec, key, True, out)
         out.signal(state, RandaoCombined(rec.id.slot))
         return None
     if kind in (DutyKind.PREPARE_AGGREGATOR, DutyKind.PREPARE_SYNC_CONTRIBUTION):
-        rec.combined[key] = signature
         finish(state, rec, key, True, out)
         _selection_combined(state, rec, key, signature, out)
         out.signal(state, SelectionCombined(rec.id))

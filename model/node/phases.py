@@ -115,7 +115,7 @@ class DutyRecord:
     decided: dict[str, Any] | None = None
     decided_hash: str = ""
     roots: dict[str, str] = field(default_factory=dict)  # validator key -> signing root of its message
-    combined: dict[str, str] = field(default_factory=dict)  # RANDAO, selections: key -> combined signature
+    combined: dict[str, str] = field(default_factory=dict)  # key -> the combined (group) signature
     combined_roots: dict[str, str] = field(default_factory=dict)  # sync messages: key -> combined block root
     signed: dict[str, Any] = field(default_factory=dict)  # aggregations: key -> the signed message
 

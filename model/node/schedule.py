@@ -13,6 +13,8 @@ node/consensus.py, node/vc.py and node/parsig.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from covalidator.model.clock import SlotClock
 from covalidator.model.duty import CONSENSUS_KINDS, KIND_OF_DUTIES, DutiesKind, DutyId, DutyKind
 from covalidator.model.eth.beacon_data import DataProblem, fork_at_least, uint
@@ -27,7 +29,7 @@ from covalidator.model.node.events import (
     TimerPurpose,
     ValidatorsResolved,
 )
-from covalidator.model.node.parsig import try_combine
+from covalidator.model.node.parsig import sign_duty_message, try_combine
 from covalidator.model.node.phases import Phase
 from covalidator.model.node.state import (
     NodeState,
@@ -154,6 +156,14 @@ def on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
         if kind is DutyKind.PROPOSER:
             randao = record(state, DutyId(slot, DutyKind.RANDAO), out)
             schedule(randao, pubkey, duty_json, out, known=(randao.id, pubkey) in replaced)
+            sign_duty_message(state, randao, [pubkey], out)  # signer mode: our RANDAO partial now
+        elif config.signs_own_partials:  # signer mode: our selection proof now (the VC may never ask)
+            selection = record(state, DutyId(slot, DutyKind.PREPARE_AGGREGATOR), out)
+            index = duty_json.get("validator_index")
+            schedule(
+                selection, pubkey, {"validator_index": str(index)}, out, known=pubkey in selection.validators
+            )
+            sign_duty_message(state, selection, [pubkey], out)
     for req in list(state.requests.values()):  # block requests that came before their duties
         if req.duty.kind is DutyKind.PROPOSER:
             start_block_request(state, req, out)
@@ -183,6 +193,25 @@ def create_sync_message_duties(state: NodeState, epoch: int, out: Out) -> None:
         rec = record(state, duty, out)
         for pubkey, info in members.items():
             schedule(rec, pubkey, info, out)
+        if state.config.signs_own_partials:  # signer mode: our sync selection proofs now
+            _sign_sync_selections(state, slot, members, out)
+
+
+def _sign_sync_selections(state: NodeState, slot: int, members: dict[str, Any], out: Out) -> None:
+    chain = state.config.chain
+    size = chain.sync_committee_size // chain.sync_committee_subnet_count
+    selection = record(state, DutyId(slot, DutyKind.PREPARE_SYNC_CONTRIBUTION), out)
+    keys = []
+    for pubkey, info in members.items():
+        positions = info.get("validator_sync_committee_indices", []) if isinstance(info, dict) else []
+        for sub in sorted({int(i) // size for i in positions if str(i).isdigit()}):
+            key = f"{pubkey}/{sub}"
+            known = key in selection.validators and selection.validators[key].info is not None
+            schedule(
+                selection, key, {"validator_index": str(info.get("validator_index", ""))}, out, known=known
+            )
+            keys.append(key)
+    sign_duty_message(state, selection, keys, out)
 
 
 def on_head(state: NodeState, event: HeadChanged, out: Out) -> None:

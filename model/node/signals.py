@@ -34,4 +34,9 @@ class AggregationSelected:
     key: str
 
 
-Signal = RandaoCombined | SyncMessageCombined | SelectionCombined | AggregationSelected
+@dataclass(frozen=True)
+class GroupSigned:
+    duty: DutyId  # a group signature combined: held Remote Signing API requests may be answered
+
+
+Signal = RandaoCombined | SyncMessageCombined | SelectionCombined | AggregationSelected | GroupSigned

@@ -18,7 +18,15 @@ from typing import Any
 from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.duty import CONSENSUS_KINDS, DutiesKind, DutyId, DutyKind, VCRequestKind
 from covalidator.model.eth.specs import spec
-from covalidator.model.node.events import Log, Metric, NodeAction, StartTimer, TimerKey, TimerPurpose
+from covalidator.model.node.events import (
+    Log,
+    Metric,
+    NodeAction,
+    ReplyToVC,
+    StartTimer,
+    TimerKey,
+    TimerPurpose,
+)
 from covalidator.model.node.phases import DutyRecord, Trigger, ValidatorDuty
 from covalidator.model.node.signals import Signal
 from covalidator.model.slashing.view import SlashingView
@@ -33,6 +41,7 @@ class HeldRequest:
     deadline_ms: int
     randao_shared: bool = False  # a block request's RANDAO partial went to the peers
     selections: list[tuple[DutyId, str]] | None = None  # a selections request's (duty, key) items
+    sign: Any = None  # a Remote Signing API request's target (node/signer.py `Target`)
 
 
 @dataclass
@@ -49,6 +58,7 @@ class NodeState:
     slashing: SlashingView = field(default_factory=SlashingView)
     requests: dict[int, HeldRequest] = field(default_factory=dict)
     finished: set[tuple[DutyId, str]] = field(default_factory=set)
+    signing: set[tuple[DutyId, str]] = field(default_factory=set)  # own partials asked of the runtime
     next_epoch_timer: int = -1
 
 
@@ -64,6 +74,18 @@ class Out(list[NodeAction]):
 
     def signal(self, state: NodeState, signal: Signal) -> None:
         self._route(state, signal, self)
+
+
+def error(code: int, message: str, failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A Beacon-API (and Remote Signing API) error body."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if failures is not None:
+        body["failures"] = failures
+    return body
+
+
+def reply(out: Out, request_id: int, status: int, body: Any, version: str = "") -> None:
+    out.append(ReplyToVC(request_id, status, body, version))
 
 
 def log(out: Out, level: str, message: str, **fields: object) -> None:

@@ -18,6 +18,8 @@ handles it. The pipeline of a duty (phases: node/phases.py; per-kind rules: mode
                   group key, submitted once; a combined RANDAO reveal, selection proof or sync message
                   signals what it unlocks (signals.py), routed here.
 5. outcome.py     every (duty, validator) ends in exactly one DutyOutcome: success or a named reason.
+   signer.py      signer mode: the Remote Signing API's requests, answered with group signatures only
+                  for what the cluster decided and persisted (parsig.py signs this node's partials).
 
 Duty kinds: attester; proposer (the VC's block request carries its RANDAO partial; the RANDAO duty
 combines M of them, then the proposal is decided); sync committee message (no consensus: partials are
@@ -28,7 +30,7 @@ selection proofs first; a combined proof that selects the validator creates the 
 from __future__ import annotations
 
 from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
-from covalidator.model.node import consensus, outcome, parsig, schedule, vc
+from covalidator.model.node import consensus, outcome, parsig, schedule, signer, vc
 from covalidator.model.node.events import (
     BeaconDataFailed,
     BeaconDataFetched,
@@ -40,6 +42,8 @@ from covalidator.model.node.events import (
     NodeEvent,
     PeerMessage,
     Persisted,
+    SharesSigned,
+    SignRequest,
     Started,
     Tick,
     TimerFired,
@@ -51,6 +55,7 @@ from covalidator.model.node.events import (
 )
 from covalidator.model.node.signals import (
     AggregationSelected,
+    GroupSigned,
     RandaoCombined,
     SelectionCombined,
     Signal,
@@ -79,6 +84,7 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
             schedule.on_validators(state, event, out)
         case DutiesFetched():
             schedule.on_duties(state, event, out)
+            signer.answer_all(state, out)  # requests waiting to learn their validator's duty
         case DutiesFailed():
             schedule.on_duties_failed(state, event, out)
         case BeaconDataFetched():
@@ -92,11 +98,18 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
         case VCSubmission():
             vc.on_vc_submission(state, event, out)
             consensus.wake_waiting(state, out)  # a sync contribution waits for the slot's sync messages
+        case SignRequest():
+            signer.on_sign_request(state, event, out)
+            consensus.wake_waiting(state, out)  # a sync message partial may complete the slot's messages
+        case SharesSigned():
+            parsig.on_shares_signed(state, event, out)
+            consensus.wake_waiting(state, out)
         case Persisted():
             if consensus.on_persisted(state, event, out):
                 rec = state.duties[event.duty]
                 vc.answer_held(state, rec.id, out)
                 parsig.try_combine(state, rec, list(rec.validators), out)  # peers' partials kept till now
+                signer.answer_held(state, rec.id, out)
                 consensus.wake_waiting(state, out)
         case BNSubmitted():
             parsig.on_submitted(state, event.duty, event.pubkeys, event.ok, event.error, out)
@@ -110,7 +123,11 @@ def on_timer(state: NodeState, key: TimerKey, out: Out) -> None:
         schedule.on_epoch(state, out)
         return
     if key.purpose is TimerPurpose.REQUEST:
-        vc.on_request_deadline(state, key.request_id, out)
+        held = state.requests.get(key.request_id)
+        if held is not None and held.sign is not None:
+            signer.on_deadline(state, held, out)
+        else:
+            vc.on_request_deadline(state, key.request_id, out)
         return
     rec = state.duties.get(key.duty) if key.duty is not None else None
     if rec is None:
@@ -121,6 +138,7 @@ def on_timer(state: NodeState, key: TimerKey, out: Out) -> None:
         case TimerPurpose.DEADLINE:
             if outcome.on_deadline(state, rec, out):
                 vc.answer_held(state, rec.id, out)
+                signer.answer_held(state, rec.id, out)
                 consensus.wake_waiting(state, out)
         case TimerPurpose.REFETCH:
             consensus.on_refetch(state, rec, out)
@@ -159,6 +177,8 @@ def route(state: NodeState, signal: Signal, out: Out) -> None:
             consensus.wake(state, DutyId(slot, DutyKind.SYNC_CONTRIBUTION), out)
         case SelectionCombined(duty=duty):
             vc.answer_selections(state, duty, out)
+        case GroupSigned(duty=duty):
+            signer.answer_held(state, duty, out)
         case AggregationSelected(duty=duty, key=key):
             rec = state.duties[duty]
             consensus.prepare_signing(state, rec, key, out)

@@ -27,7 +27,6 @@ from covalidator.model.eth.signing import Kind
 from covalidator.model.node.events import (
     PartialSignature,
     PassToBN,
-    ReplyToVC,
     SubmissionKind,
     TimerPurpose,
     VCRequest,
@@ -41,25 +40,16 @@ from covalidator.model.node.state import (
     HeldRequest,
     NodeState,
     Out,
+    combined_randao,
+    error,
     metric,
     record,
+    reply,
     schedule,
     timer,
     validator,
 )
 from covalidator.model.outcomes import Reason
-
-
-def error(code: int, message: str, failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if failures is not None:
-        body["failures"] = failures
-    return body
-
-
-def reply(out: Out, request_id: int, status: int, body: Any, version: str = "") -> None:
-    out.append(ReplyToVC(request_id, status, body, version))
-
 
 # ---- requests -----------------------------------------------------------------------------------------
 
@@ -111,7 +101,7 @@ def on_vc_request(state: NodeState, event: VCRequest, out: Out) -> None:
 
 def answer_held(state: NodeState, duty: DutyId, out: Out) -> None:
     """The duty moved (persisted, or done): answer what its held requests can now get."""
-    for req in [r for r in state.requests.values() if r.duty == duty]:
+    for req in [r for r in state.requests.values() if r.duty == duty and r.sign is None]:
         answer(state, req, out)
 
 
@@ -219,6 +209,12 @@ def start_block_request(state: NodeState, req: HeldRequest, out: Out) -> None:
     reveal = req.params.get("randao_reveal")
     try:
         root = root_of(state.config.chain, Kind.RANDAO_REVEAL, message)
+        if isinstance(reveal, str) and (
+            reveal == combined_randao(state, req.duty.slot)
+            or bls.verify(unhex(pubkey), unhex(root), unhex(reveal))
+        ):
+            req.randao_shared = True  # signer mode: the group reveal our signer API gave the VC
+            return
         valid = isinstance(reveal, str) and bls.verify(
             unhex(state.config.my_share(pubkey)), unhex(root), unhex(reveal)
         )
@@ -326,9 +322,16 @@ def on_vc_submission(state: NodeState, event: VCSubmission, out: Out) -> None:
     accepted: list[tuple[int, DutyId, str, str, Any, Any]] = []
     for i, obj in enumerate(event.objects):
         try:
-            accepted.append((i, *_accept(state, event.kind, obj, out)))
+            item = _accept(state, event.kind, obj, out)
         except DataProblem as problem:
             failures.append({"index": i, "message": str(problem)})
+            continue
+        duty, key, _, signature, _ = item
+        if state.duties[duty].combined.get(key) == signature:
+            # signer mode: the group signature our signer API gave the VC, submitted when it combined
+            metric(out, "vc_submissions_already_combined", kind=duty.kind.name.lower())
+            continue
+        accepted.append((i, *item))
     # every partial of the submission in one batch check (bisection only if one is invalid)
     bad = _invalid_own(
         state, [(state.duties[d].validators[k].pubkey, root, sig) for _, d, k, root, sig, _ in accepted]

@@ -51,14 +51,18 @@ ZERO = "0x" + "00" * 32
 
 
 class OneNode:
-    def __init__(self, validators: int = 2, guards: Guards = GUARDS, nodes: int = N) -> None:
+    def __init__(
+        self, validators: int = 2, guards: Guards = GUARDS, nodes: int = N, signer: bool = False
+    ) -> None:
         self.n = nodes
         self.m = smallest_safe_threshold(nodes)
         self.chain = SimChain(
             ChainParams(validators=validators, nodes=nodes, threshold=self.m, sync_members=0, reorg_rate=0.0),
             4,
         )
-        self.config = NodeConfig(ME, self.m, self.chain.keys, self.chain.config, guards=guards)
+        self.config = NodeConfig(
+            ME, self.m, self.chain.keys, self.chain.config, guards=guards, signs_own_partials=signer
+        )
         self.state = NodeState(self.config)
         self.clock = self.chain.clock
         self.now = 0
@@ -178,6 +182,43 @@ class OneNode:
         }
         self.request_id += 1
         return self.feed(VCSubmission(self.request_id, SubmissionKind.ATTESTATIONS, (attestation,)))
+
+
+    # ---- signer mode --------------------------------------------------------------------------------
+
+    def sign_request(self, validator: int | str, body: dict[str, Any]) -> tuple[int, list[NodeAction]]:
+        """The VC asks the Remote Signing API to sign `body` for a validator (index or identifier)."""
+        from covalidator.model.node.events import SignRequest
+
+        identifier = self.pubkey(validator) if isinstance(validator, int) else validator
+        self.request_id += 1
+        return self.request_id, self.feed(SignRequest(self.request_id, identifier, body))
+
+    def sign_with_shares(self, actions: list[NodeAction]) -> list[NodeAction]:
+        """Do what the runtime does with SignWithShare: sign with this node's shares, feed SharesSigned."""
+        from covalidator.model.node.events import SharesSigned, ShareSigned, SignWithShare
+
+        signed = []
+        for action in of_type(actions, SignWithShare):
+            for item in action.items:
+                validator = self.chain.pubkeys.index(item.key.split("/", 1)[0])
+                signature = bls.sign(self.chain.shares[validator][ME], unhex(item.signing_root))
+                signed.append(ShareSigned(item, hex0x(signature)))
+        return self.feed(SharesSigned(tuple(signed))) if signed else []
+
+    def fork_info(self, slot: int) -> dict[str, Any]:
+        schedule = self.chain.schedule
+        fork = schedule.fork_at_epoch(self.clock.epoch_of(slot))
+        names = [f.name for f in schedule.forks]
+        previous = schedule.forks[max(0, names.index(fork.name) - 1)]
+        return {
+            "fork": {
+                "previous_version": hex0x(previous.version),
+                "current_version": hex0x(fork.version),
+                "epoch": str(fork.epoch),
+            },
+            "genesis_validators_root": hex0x(schedule.genesis_validators_root),
+        }
 
 
 def of_type[T](actions: list[NodeAction], kind: type[T]) -> list[T]:

@@ -1,0 +1,439 @@
+"""The Remote Signing API's requests (signer mode): what the VC may get signed, and when.
+
+In signer mode the validator client holds no key: it asks this node to sign every message, through
+the Remote Signing (Web3Signer) API, and gets the cluster's GROUP signature. Decides, per
+`SignRequest`, whether the request names something the cluster signs and what the VC gets:
+
+  404  the identifier is not a validator of this cluster;
+  400  malformed: an unknown type, a message that does not parse, a `fork_info` that is not this
+       chain's fork at the message's epoch, a `signingRoot` other than the one we compute from the
+       object (we never sign a root we did not compute);
+  412  not signable: other than what the cluster decided, refused by the slashing DB, a duty this
+       validator does not have, a type the cluster does not sign here (DEPOSIT: deposits come from
+       the DKG or create-cluster), or no group signature by the duty's deadline;
+  200  {"signature": the group signature}: only once M partials over the request's root were
+       combined and verified against the group key (node/parsig.py).
+
+What the object must be, per type:
+  ATTESTATION, BLOCK_V2 (a full block before bellatrix, a header from bellatrix on: the same root),
+  AGGREGATE_AND_PROOF, SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF: exactly the value the cluster decided
+    and persisted for this validator's duty (its signing root is the decided one; an aggregation's
+    message carries the cluster's combined selection proof). Checked by `Guards.may_release`, the
+    function theorem signer_safety proves things about.
+  AGGREGATION_SLOT, SYNC_COMMITTEE_SELECTION_PROOF: the same message on every node (no consensus),
+    for a duty this validator has (an attester duty at that slot; sync committee membership with
+    that subcommittee).
+  RANDAO_REVEAL: the epoch of a known proposer duty of the validator, or the current epoch.
+  SYNC_COMMITTEE_MESSAGE: any block root the VC chooses, once per slot; partials are grouped by root.
+
+A request that passes is held (bounded, like the VC's data requests) until the group signature exists
+or its deadline. This node's own partial (node/parsig.py `sign_own`) is signed by the runtime, which
+holds the share keys; the model never sees a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from covalidator.model.cluster.config import hex0x
+from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
+from covalidator.model.eth.beacon_data import DataProblem, root_of, uint
+from covalidator.model.eth.signing import Kind, SigningError
+from covalidator.model.node.events import SignRequest, TimerPurpose, VCRequestKind
+from covalidator.model.node.parsig import sign_own
+from covalidator.model.node.phases import Phase
+from covalidator.model.node.state import (
+    HeldRequest,
+    NodeState,
+    Out,
+    error,
+    metric,
+    on_duty,
+    record,
+    reply,
+    timer,
+    validator,
+)
+from covalidator.model.outcomes import Reason
+
+# The Remote Signing API's types, and the one among them covalidator refuses by design.
+NOT_SIGNED_HERE = {
+    "DEPOSIT": "covalidator does not sign deposits: deposit data comes from the DKG or create-cluster",
+}
+LATER = {
+    "VOLUNTARY_EXIT": "voluntary exits are not signed in signer mode yet (they are cluster duties of "
+    "their own: see the README)",
+    "VALIDATOR_REGISTRATION": "builder registrations are not signed in signer mode yet (see the README)",
+}
+
+
+class Refused(Exception):
+    def __init__(self, status: int, cause: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.cause, self.reason = status, cause, reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request asks for: this validator key's signature in this duty, over `root`."""
+
+    duty: DutyId
+    key: str  # the key in the duty record: group pubkey, or "pubkey/subcommittee"
+    kind: Kind
+    root: str  # the signing root we computed from the request's object
+    message: Any = None  # duties without consensus: the message the partials carry
+
+
+# ---- parsing ----------------------------------------------------------------------------------------
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name)
+    if not isinstance(value, dict):
+        raise Refused(400, "malformed", f"missing object {name!r} for type {body.get('type')}")
+    return value
+
+
+def _fork_field(fork: dict[str, Any], snake: str) -> Any:
+    camel = snake.split("_")[0] + "".join(w.title() for w in snake.split("_")[1:])
+    return fork.get(snake, fork.get(camel))
+
+
+def check_fork_info(state: NodeState, fork_info: Any, epoch: int) -> None:
+    """`fork_info` must be this chain's (genesis validators root) and the fork at the message's epoch."""
+    schedule = state.config.chain.schedule
+    if not isinstance(fork_info, dict) or not isinstance(fork_info.get("fork"), dict):
+        raise Refused(400, "malformed", "missing fork_info.fork")
+    root = fork_info.get("genesis_validators_root", fork_info.get("genesisValidatorsRoot"))
+    ours = hex0x(schedule.genesis_validators_root)
+    if not isinstance(root, str) or root.lower() != ours:
+        raise Refused(
+            400, "wrong_chain", f"fork_info.genesis_validators_root {root} is not this chain's ({ours})"
+        )
+    try:
+        fork = schedule.fork_at_epoch(epoch)
+    except SigningError as problem:
+        raise Refused(400, "wrong_fork", str(problem)) from None
+    position = [f.name for f in schedule.forks].index(fork.name)
+    previous = schedule.forks[position - 1] if position > 0 else fork
+    want = {
+        "previous_version": hex0x(previous.version),
+        "current_version": hex0x(fork.version),
+        "epoch": str(fork.epoch),
+    }
+    got = {k: str(_fork_field(fork_info["fork"], k)).lower() for k in want}
+    if got != want:
+        raise Refused(
+            400, "wrong_fork", f"fork_info.fork {got} is not the fork at epoch {epoch} ({fork.name}: {want})"
+        )
+
+
+def _root(state: NodeState, kind: Kind, message: Any) -> str:
+    try:
+        return root_of(state.config.chain, kind, message)
+    except DataProblem as problem:
+        raise Refused(400, "malformed", str(problem)) from None
+
+
+def _slot(obj: Any, *path: str) -> int:
+    try:
+        return uint(obj, *path)
+    except DataProblem as problem:
+        raise Refused(400, "malformed", str(problem)) from None
+
+
+def parse(state: NodeState, identifier: str, body: Any) -> Target:
+    """The request's target, or `Refused` with the API's status and a named reason."""
+    config = state.config
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        raise Refused(400, "malformed", "the body must be a JSON object with a string 'type'")
+    group = identifier.lower() if isinstance(identifier, str) else ""
+    if group not in config.by_group:
+        mine = group in config.group_of_my_share
+        raise Refused(
+            404,
+            "unknown_key",
+            f"{identifier} is this node's SHARE key: sign with the validator's group key"
+            if mine
+            else f"{identifier} is not a validator of this cluster",
+        )
+    kind_name = body["type"]
+    if kind_name in NOT_SIGNED_HERE:
+        raise Refused(412, "not_signed_here", NOT_SIGNED_HERE[kind_name])
+    if kind_name in LATER:
+        raise Refused(412, "not_signed_here", LATER[kind_name])
+    clock = config.chain.clock
+    target = _target(state, group, kind_name, body)
+    epoch = (
+        clock.epoch_of(target.duty.slot)
+        if target.kind is not Kind.RANDAO_REVEAL
+        else _slot(body, "randao_reveal", "epoch")
+    )
+    check_fork_info(state, body.get("fork_info"), epoch)
+    claimed = body.get("signingRoot", body.get("signing_root"))
+    if claimed is not None and (not isinstance(claimed, str) or claimed.lower() != target.root):
+        raise Refused(
+            400,
+            "signing_root_mismatch",
+            f"signingRoot {claimed} is not the object's signing root {target.root}",
+        )
+    return target
+
+
+def _target(state: NodeState, group: str, kind_name: str, body: dict[str, Any]) -> Target:
+    if kind_name == "ATTESTATION":
+        data = _field(body, "attestation")
+        return Target(
+            DutyId(_slot(data, "slot"), DutyKind.ATTESTER),
+            group,
+            Kind.ATTESTATION,
+            _root(state, Kind.ATTESTATION, data),
+        )
+    if kind_name in ("BLOCK_V2", "BLOCK"):
+        if kind_name == "BLOCK":
+            kind, message = Kind.BLOCK, _field(body, "block")
+        else:
+            wrapped = _field(body, "beacon_block")
+            if isinstance(wrapped.get("block_header"), dict):
+                kind, message = Kind.BLOCK_HEADER, wrapped["block_header"]
+            else:
+                kind, message = Kind.BLOCK, _field(wrapped, "block")
+        slot = _slot(message, "slot")
+        return Target(DutyId(slot, DutyKind.PROPOSER), group, kind, _root(state, kind, message))
+    if kind_name == "AGGREGATE_AND_PROOF":
+        message = _field(body, "aggregate_and_proof")
+        slot = _slot(message, "aggregate", "data", "slot")
+        root = _root(state, Kind.AGGREGATE_AND_PROOF, message)
+        return Target(DutyId(slot, DutyKind.AGGREGATOR), group, Kind.AGGREGATE_AND_PROOF, root)
+    if kind_name == "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF":
+        message = _field(body, "contribution_and_proof")
+        slot = _slot(message, "contribution", "slot")
+        key = f"{group}/{_slot(message, 'contribution', 'subcommittee_index')}"
+        root = _root(state, Kind.CONTRIBUTION_AND_PROOF, message)
+        return Target(DutyId(slot, DutyKind.SYNC_CONTRIBUTION), key, Kind.CONTRIBUTION_AND_PROOF, root)
+    if kind_name == "AGGREGATION_SLOT":
+        slot = _slot(_field(body, "aggregation_slot"), "slot")
+        message = {"slot": str(slot)}
+        root = _root(state, Kind.AGGREGATION_SLOT, message)
+        return Target(DutyId(slot, DutyKind.PREPARE_AGGREGATOR), group, Kind.AGGREGATION_SLOT, root, message)
+    if kind_name == "SYNC_COMMITTEE_SELECTION_PROOF":
+        data = _field(body, "sync_aggregator_selection_data")
+        slot, sub = _slot(data, "slot"), _slot(data, "subcommittee_index")
+        message = {"slot": str(slot), "subcommittee_index": str(sub)}
+        root = _root(state, Kind.SYNC_COMMITTEE_SELECTION_PROOF, message)
+        duty = DutyId(slot, DutyKind.PREPARE_SYNC_CONTRIBUTION)
+        return Target(duty, f"{group}/{sub}", Kind.SYNC_COMMITTEE_SELECTION_PROOF, root, message)
+    if kind_name == "SYNC_COMMITTEE_MESSAGE":
+        data = _field(body, "sync_committee_message")
+        slot = _slot(data, "slot")
+        index = state.indices.get(group)
+        if index is None:
+            raise Refused(412, "no_duty", f"{group} has no validator index yet (not resolved by the BN)")
+        message = {
+            "slot": str(slot),
+            "beacon_block_root": data.get("beacon_block_root"),
+            "validator_index": str(index),
+        }
+        root = _root(state, Kind.SYNC_COMMITTEE_MESSAGE, message)
+        return Target(DutyId(slot, DutyKind.SYNC_MESSAGE), group, Kind.SYNC_COMMITTEE_MESSAGE, root, message)
+    if kind_name == "RANDAO_REVEAL":
+        epoch = _slot(_field(body, "randao_reveal"), "epoch")
+        message = {"epoch": str(epoch)}
+        root = _root(state, Kind.RANDAO_REVEAL, message)
+        return Target(
+            DutyId(_randao_slot(state, group, epoch), DutyKind.RANDAO),
+            group,
+            Kind.RANDAO_REVEAL,
+            root,
+            message,
+        )
+    raise Refused(400, "malformed", f"unknown type {kind_name!r}")
+
+
+def _randao_slot(state: NodeState, group: str, epoch: int) -> int:
+    """The proposal slot a RANDAO request is for: the validator's known proposer duty in `epoch`, or,
+    in the current epoch, the current slot (a VC asks for its reveal in its proposal slot)."""
+    clock = state.config.chain.clock
+    for duty, rec in sorted(state.duties.items()):
+        if duty.kind is DutyKind.PROPOSER and clock.epoch_of(duty.slot) == epoch and group in on_duty(rec):
+            return duty.slot
+    if epoch == clock.epoch_at(state.now_ms):
+        return clock.slot_at(state.now_ms)
+    raise Refused(
+        412, "no_duty", f"no proposer duty of {group} in epoch {epoch}, and it is not the current epoch"
+    )
+
+
+# ---- requests ---------------------------------------------------------------------------------------
+
+
+def on_sign_request(state: NodeState, event: SignRequest, out: Out) -> None:
+    config = state.config
+    try:
+        if not config.signs_own_partials:
+            raise Refused(412, "no_share_keys", "this node holds no share keys (start it with --signer-api)")
+        target = parse(state, event.identifier, event.body)
+    except Refused as refused:
+        metric(out, "signer_requests_refused", cause=refused.cause)
+        reply(out, event.request_id, refused.status, error(refused.status, refused.reason))
+        return
+    if len(state.requests) >= config.limits.held_requests:
+        metric(out, "signer_requests_refused", cause="too_many_held")
+        reply(out, event.request_id, 503, error(503, "too many requests waiting for the co-validators"))
+        return
+    clock = config.chain.clock
+    wait = config.limits.vc_request_wait_ms or clock.slot_ms * 9 // 10
+    deadline = min(clock.duty_deadline_ms(target.duty), state.now_ms + wait)
+    if deadline <= state.now_ms:
+        metric(out, "signer_requests_refused", cause="too_old")
+        reply(out, event.request_id, 412, error(412, f"{target.duty} is past its deadline"))
+        return
+    metric(out, "signer_requests", kind=target.kind.value)
+    req = HeldRequest(
+        event.request_id, VCRequestKind.SIGN, event.identifier, target.duty, deadline, sign=target
+    )
+    state.requests[req.request_id] = req
+    timer(out, TimerPurpose.REQUEST, deadline, target.duty, request_id=req.request_id)
+    answer(state, req, out)
+
+
+def answer_held(state: NodeState, duty: DutyId, out: Out) -> None:
+    for req in [r for r in state.requests.values() if r.sign is not None and r.duty == duty]:
+        answer(state, req, out)
+
+
+def answer_all(state: NodeState, out: Out) -> None:
+    """Duties arrived: requests waiting to learn whether their validator has the duty may move."""
+    for req in [r for r in state.requests.values() if r.sign is not None]:
+        answer(state, req, out)
+
+
+def _done(state: NodeState, req: HeldRequest, out: Out, status: int, body: Any, cause: str = "") -> None:
+    state.requests.pop(req.request_id, None)
+    if status != 200:
+        metric(out, "signer_requests_refused", cause=cause)
+    reply(out, req.request_id, status, body)
+
+
+def answer(state: NodeState, req: HeldRequest, out: Out) -> None:
+    """Move a held request on: contribute this node's partial when it may, answer with the group
+    signature once it exists, refuse when it never can; otherwise keep waiting."""
+    if req.request_id not in state.requests:
+        return  # answered already, by a signal of the same step
+    target: Target = req.sign
+    if target.duty.kind in CONSENSUS_KINDS:
+        _answer_decided(state, req, target, out)
+        return
+    if not _has_duty(state, target):
+        return  # the duty may still be fetched; at the deadline the request is refused
+    rec = record(state, target.duty, out)
+    vd = validator(rec, target.key)
+    if vd.own is not None and vd.own[0] != target.root:
+        _done(
+            state,
+            req,
+            out,
+            412,
+            error(412, f"this node already signed another message for {target.duty}"),
+            "other_message_signed",
+        )
+        return
+    sign_own(state, rec, [(target.key, target.root, target.message)], out)
+    combined = rec.combined.get(target.key)
+    if combined is not None and _combined_root(rec, target) == target.root:
+        _done(state, req, out, 200, {"signature": combined})
+
+
+def _combined_root(rec: Any, target: Target) -> str:
+    """The signing root the combined signature of a duty without consensus is over."""
+    if target.duty.kind is DutyKind.SYNC_MESSAGE:
+        vd = rec.validators.get(target.key)
+        block_root = rec.combined_roots.get(target.key)
+        return (
+            target.root
+            if vd is not None and block_root == (target.message or {}).get("beacon_block_root")
+            else ""
+        )
+    return target.root  # the message is fixed by the duty: one root
+
+
+def _has_duty(state: NodeState, target: Target) -> bool:
+    """A duty without consensus must be one this validator has."""
+    group = target.key.split("/", 1)[0]
+    kind = target.duty.kind
+    chain = state.config.chain
+    if kind is DutyKind.PREPARE_AGGREGATOR:
+        attester = state.duties.get(DutyId(target.duty.slot, DutyKind.ATTESTER))
+        return attester is not None and group in on_duty(attester)
+    if kind in (DutyKind.PREPARE_SYNC_CONTRIBUTION, DutyKind.SYNC_MESSAGE):
+        period = chain.sync_period(chain.clock.epoch_of(target.duty.slot))
+        info = state.sync_members.get(period, {}).get(group)
+        if info is None:
+            return False
+        if kind is DutyKind.SYNC_MESSAGE:
+            return True
+        size = chain.sync_committee_size // chain.sync_committee_subnet_count
+        subs = {int(i) // size for i in info.get("validator_sync_committee_indices", []) if str(i).isdigit()}
+        return int(target.key.split("/", 1)[1]) in subs
+    return kind is DutyKind.RANDAO  # its slot was found from a known duty, or is the current slot
+
+
+def _answer_decided(state: NodeState, req: HeldRequest, target: Target, out: Out) -> None:
+    rec = state.duties.get(target.duty)
+    if rec is None:
+        return
+    vd = rec.validators.get(target.key)
+    if vd is not None and vd.reason is Reason.SLASHING_REFUSED:
+        _done(
+            state,
+            req,
+            out,
+            412,
+            error(412, "slashable: this node's slashing DB refused the decided value"),
+            "slashable",
+        )
+        return
+    guards = state.config.guards
+    serves = guards.may_serve(rec.phase)
+    decided = rec.roots.get(target.key)
+    if guards.may_release(serves, target.root, decided):
+        sign_own(state, rec, [(target.key, target.root, None)], out)
+        combined = rec.combined.get(target.key)
+        if combined is not None:
+            _done(state, req, out, 200, {"signature": combined})
+        return
+    if serves and decided is not None:
+        _done(
+            state,
+            req,
+            out,
+            412,
+            error(412, f"not the value the cluster decided for {target.duty}: its signing root is {decided}"),
+            "not_decided_value",
+        )
+    elif rec.phase is Phase.DONE:
+        _done(
+            state, req, out, 412, error(412, f"{target.duty} ended without a decided value to sign"), "ended"
+        )
+
+
+def on_deadline(state: NodeState, req: HeldRequest, out: Out) -> None:
+    state.requests.pop(req.request_id, None)
+    target: Target = req.sign
+    rec = state.duties.get(target.duty)
+    if target.duty.kind not in CONSENSUS_KINDS and not _has_duty(state, target):
+        why = f"{target.key.split('/', 1)[0]} has no such duty at slot {target.duty.slot}"
+    elif rec is None:
+        why = "the cluster has no such duty (not fetched yet, or none for this slot)"
+    elif target.duty.kind in CONSENSUS_KINDS and not state.config.guards.may_serve(rec.phase):
+        why = f"the co-validators have not decided and persisted it (phase {rec.phase.value})"
+    else:
+        why = "fewer than the threshold of co-validators signed it"
+    metric(out, "signer_requests_refused", cause="deadline")
+    reply(
+        out,
+        req.request_id,
+        412,
+        error(412, f"no group signature for {target.duty} before its deadline: {why}"),
+    )

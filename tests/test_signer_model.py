@@ -1,0 +1,240 @@
+"""Signer mode in the node model: the Remote Signing API's requests, one event at a time (`step`).
+
+The node holds its share keys (`signs_own_partials`): it signs its own partial of a decided value
+once it is persisted, answers a signing request only with the cluster's group signature, and only
+for what the cluster decided. The group signatures are checked against an oracle: the group public
+key and the consensus specs' signing root (`bls.verify`), never the node's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from covalidator.model.cluster.config import unhex
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.eth.signing import Kind, signing_root
+from covalidator.model.node.events import Broadcast, ReplyToVC, SignWithShare, SubmissionKind, VCSubmission
+from covalidator.model.node.guards import GUARDS
+from covalidator.model.node.phases import Phase
+from tests.helpers.one_node import ATTESTER, ROOT_B, OneNode, of_type, replies, submissions, verifies
+
+V = 0
+
+
+def signer_node(**kwargs: Any) -> tuple[OneNode, DutyId, dict[str, Any]]:
+    node = OneNode(signer=True, **kwargs)
+    node.start()
+    duty = DutyId(9, ATTESTER)
+    node.attester_duties(1, node.attester_duty(V, 9))
+    node.advance(node.duty_start(duty))
+    return node, duty, node.attestation_data(9, source=0)
+
+
+def attestation_request(node: OneNode, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "ATTESTATION",
+        "fork_info": node.fork_info(int(data["slot"])),
+        "attestation": data,
+        **extra,
+    }
+
+
+def signed_roots(actions: list[Any], kind: DutyKind = ATTESTER) -> list[str]:
+    """The roots this node asked to sign for duties of `kind` (selection proofs are signed too)."""
+    return [
+        item.signing_root
+        for a in of_type(actions, SignWithShare)
+        for item in a.items
+        if item.duty.kind is kind
+    ]
+
+
+def root_hex(node: OneNode, kind: Kind, message: Any) -> str:
+    return "0x" + signing_root(node.chain.schedule, kind, message).hex()
+
+
+def decide_and_persist(node: OneNode, duty: DutyId, data: dict[str, Any]) -> list[Any]:
+    actions = node.decided_by_peers(duty, {node.pubkey(V): data})
+    assert node.state.duties[duty].phase is Phase.PERSISTING
+    assert signed_roots(actions) == []  # decided, not yet persisted: nothing signed
+    return actions + node.persisted(duty)
+
+
+def peers_sign(
+    node: OneNode, duty: DutyId, kind: Kind, message: Any, senders: range, carry: bool = False
+) -> list[Any]:
+    actions: list[Any] = []
+    for sender in senders:
+        actions += node.peer_partials(duty, sender, [node.partial(sender, V, kind, message, carry)])
+    return actions
+
+
+def test_the_node_signs_its_partial_once_the_decided_value_is_persisted_and_answers_with_the_group_signature() -> (
+    None
+):
+    node, duty, data = signer_node()
+    actions = decide_and_persist(node, duty, data)
+    root = root_hex(node, Kind.ATTESTATION, data)
+    assert signed_roots(actions) == [root]  # proactively: no VC asked yet
+    actions = node.sign_with_shares(actions)
+    assert len(of_type(actions, Broadcast)) == 1  # our partial goes to the peers
+    rid, actions = node.sign_request(V, attestation_request(node, data))
+    assert replies(actions, rid) == []  # only our partial so far: held
+    actions = peers_sign(node, duty, Kind.ATTESTATION, data, range(2, 3))
+    assert replies(actions, rid) == []  # 2 of M = 3
+    actions = peers_sign(node, duty, Kind.ATTESTATION, data, range(3, 4))
+    [reply] = replies(actions, rid)
+    assert reply.status == 200
+    assert verifies(node.pubkey(V), unhex(root), reply.body["signature"])  # the GROUP key verifies it
+    assert len(submissions(actions, duty)) == 1  # and the cluster submitted it itself
+
+
+def test_a_request_before_the_decision_waits_and_nothing_is_signed_until_persisted() -> None:
+    node, duty, data = signer_node()
+    rid, actions = node.sign_request(V, attestation_request(node, data))
+    assert replies(actions, rid) == [] and signed_roots(actions) == []
+    actions = decide_and_persist(node, duty, data)
+    actions = node.sign_with_shares(actions)
+    actions += peers_sign(node, duty, Kind.ATTESTATION, data, range(2, 4))
+    [reply] = replies(actions, rid)
+    assert reply.status == 200
+    assert verifies(node.pubkey(V), unhex(root_hex(node, Kind.ATTESTATION, data)), reply.body["signature"])
+
+
+def test_a_request_for_other_data_than_decided_is_refused_and_never_signed() -> None:
+    node, duty, data = signer_node()
+    other = node.attestation_data(9, source=0, root=ROOT_B)
+    rid, actions = node.sign_request(V, attestation_request(node, other))
+    actions += decide_and_persist(node, duty, data)
+    [reply] = replies(actions, rid)
+    assert reply.status == 412 and "not the value the cluster decided" in reply.body["message"]
+    assert root_hex(node, Kind.ATTESTATION, other) not in signed_roots(node.actions)
+
+
+def test_a_value_the_store_refused_is_never_signed_and_its_request_is_refused_as_slashable() -> None:
+    node, duty, data = signer_node()
+    rid, _ = node.sign_request(V, attestation_request(node, data))
+    node.decided_by_peers(duty, {node.pubkey(V): data})
+    actions = node.persisted(duty, refused=((node.pubkey(V), "surround vote"),))
+    [reply] = replies(actions, rid)
+    assert reply.status == 412 and "slashable" in reply.body["message"]
+    assert signed_roots(node.actions) == []
+
+
+def test_with_the_release_guard_removed_a_request_gets_an_undecided_value_signed() -> None:
+    """The guard is what stops it: planted, the same request makes the node sign before any decision."""
+    node, duty, data = signer_node(guards=GUARDS._replace(may_release=lambda serves, root, decided: True))
+    _, actions = node.sign_request(V, attestation_request(node, data))
+    assert signed_roots(actions) == [root_hex(node, Kind.ATTESTATION, data)]
+
+
+def test_an_unanswered_request_gets_a_named_refusal_within_the_vcs_timeout() -> None:
+    node, duty, data = signer_node()
+    asked = node.now
+    rid, _ = node.sign_request(V, attestation_request(node, data))
+    actions = node.advance(asked + node.clock.slot_ms)
+    [reply] = replies(actions, rid)
+    assert reply.status == 412 and "not decided and persisted" in reply.body["message"]
+    assert node.now - asked <= node.clock.slot_ms
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "words"),
+    [
+        (lambda n, b: b.update(type="NOPE"), 400, "unknown type"),
+        (lambda n, b: b.pop("attestation"), 400, "missing object"),
+        (lambda n, b: b.update(signingRoot="0x" + "11" * 32), 400, "signingRoot"),
+        (lambda n, b: b["fork_info"].update(genesis_validators_root="0x" + "22" * 32), 400, "not this chain"),
+        (lambda n, b: b["fork_info"]["fork"].update(current_version="0x09999999"), 400, "not the fork"),
+        (lambda n, b: b.update(type="DEPOSIT"), 412, "does not sign deposits"),
+    ],
+    ids=["type", "no-object", "signing-root", "other-chain", "other-fork", "deposit"],
+)
+def test_malformed_or_foreign_requests_are_refused_with_the_apis_status(
+    change: Any, status: int, words: str
+) -> None:
+    node, _, data = signer_node()
+    body = attestation_request(node, data)
+    change(node, body)
+    rid, actions = node.sign_request(V, body)
+    [reply] = replies(actions, rid)
+    assert reply.status == status and words in reply.body["message"]
+    assert signed_roots(actions) == []
+
+
+def test_the_signing_root_a_request_names_is_accepted_when_it_is_ours() -> None:
+    node, duty, data = signer_node()
+    body = attestation_request(node, data, signingRoot=root_hex(node, Kind.ATTESTATION, data))
+    rid, actions = node.sign_request(V, body)
+    assert replies(actions, rid) == []  # held: valid, waiting for the decision
+
+
+def test_unknown_and_share_keys_get_404() -> None:
+    node, _, data = signer_node()
+    rid, actions = node.sign_request("0x" + "ab" * 48, attestation_request(node, data))
+    assert [r.status for r in replies(actions, rid)] == [404]
+    share = node.config.my_share(node.pubkey(V))
+    rid, actions = node.sign_request(share, attestation_request(node, data))
+    [reply] = replies(actions, rid)
+    assert reply.status == 404 and "SHARE key" in reply.body["message"]
+
+
+def test_a_node_without_share_keys_refuses_and_never_signs() -> None:
+    node = OneNode(signer=False)
+    node.start()
+    duty = DutyId(9, ATTESTER)
+    node.attester_duties(1, node.attester_duty(V, 9))
+    node.advance(node.duty_start(duty))
+    data = node.attestation_data(9, source=0)
+    rid, actions = node.sign_request(V, attestation_request(node, data))
+    assert [r.status for r in replies(actions, rid)] == [412]
+    node.decided_by_peers(duty, {node.pubkey(V): data})
+    node.persisted(duty)
+    assert of_type(node.actions, SignWithShare) == []
+
+
+def test_selection_proofs_are_signed_when_the_attester_duty_is_known_and_answered_combined() -> None:
+    node = OneNode(signer=True)
+    node.start()
+    actions = node.attester_duties(1, node.attester_duty(V, 9))
+    message = {"slot": "9"}
+    root = root_hex(node, Kind.AGGREGATION_SLOT, message)
+    assert signed_roots(actions, DutyKind.PREPARE_AGGREGATOR) == [root]  # before any VC asks
+    node.sign_with_shares(actions)
+    body = {"type": "AGGREGATION_SLOT", "fork_info": node.fork_info(9), "aggregation_slot": {"slot": "9"}}
+    rid, actions = node.sign_request(V, body)
+    assert replies(actions, rid) == []
+    duty = DutyId(9, DutyKind.PREPARE_AGGREGATOR)
+    actions = peers_sign(node, duty, Kind.AGGREGATION_SLOT, message, range(2, 4), carry=True)
+    [reply] = replies(actions, rid)
+    assert reply.status == 200 and verifies(node.pubkey(V), unhex(root), reply.body["signature"])
+
+
+def test_a_selection_proof_for_a_slot_without_a_duty_is_refused_at_its_deadline() -> None:
+    node = OneNode(signer=True)
+    node.start()
+    node.attester_duties(1, node.attester_duty(V, 9))
+    body = {"type": "AGGREGATION_SLOT", "fork_info": node.fork_info(10), "aggregation_slot": {"slot": "10"}}
+    rid, actions = node.sign_request(V, body)
+    actions = node.advance(node.now + node.clock.slot_ms)
+    [reply] = replies(actions, rid)
+    assert reply.status == 412 and "no such duty" in reply.body["message"]
+    assert signed_roots(node.actions, DutyKind.PREPARE_AGGREGATOR) == [
+        root_hex(node, Kind.AGGREGATION_SLOT, {"slot": "9"})
+    ]
+
+
+def test_the_vcs_group_signed_attestation_is_accepted_and_not_submitted_again() -> None:
+    node, duty, data = signer_node()
+    actions = node.sign_with_shares(decide_and_persist(node, duty, data))
+    actions = peers_sign(node, duty, Kind.ATTESTATION, data, range(2, 4))
+    signature = node.state.duties[duty].combined[node.pubkey(V)]
+    from covalidator.model.eth.beacon_data import bitlist_single
+
+    attestation = {"aggregation_bits": bitlist_single(4, V % 4), "data": data, "signature": signature}
+    node.request_id += 1
+    actions = node.feed(VCSubmission(node.request_id, SubmissionKind.ATTESTATIONS, (attestation,)))
+    assert [(r.status) for r in of_type(actions, ReplyToVC)] == [200]
+    assert submissions(actions, duty) == []
