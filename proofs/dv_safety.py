@@ -207,28 +207,38 @@ def persist_before_serve(
             for kind in sorted(CONSENSUS_KINDS)
         ]
         return all_of("persist_before_serve", "", results)
+    paths = reachable(transitions)
+    for (phase, persisted), path in paths.items():
+        if may_serve(phase) and not persisted:
+            return ProofResult(
+                "persist_before_serve",
+                "",
+                REFUTED,
+                counterexample={"path": " -> ".join([duty_state.INITIAL.value, *path])},
+            )
+    return ProofResult(
+        "persist_before_serve", "", PROVED, detail=f"{len(paths)} reachable (phase, persisted) states"
+    )
+
+
+def reachable(
+    transitions: Mapping[tuple[duty_state.Phase, duty_state.Trigger], duty_state.Phase],
+) -> dict[tuple[duty_state.Phase, bool], list[str]]:
+    """Every (phase, persisted?) a phase table reaches from its initial phase, with a shortest path of
+    triggers to it (breadth-first; persisted? turns true on PERSISTED or RESTORED-from-the-store)."""
     persisting = {duty_state.Trigger.PERSISTED, duty_state.Trigger.RESTORED}
     start = (duty_state.INITIAL, False)
     paths: dict[tuple[duty_state.Phase, bool], list[str]] = {start: []}
     queue = deque([start])
     while queue:
         phase, persisted = queue.popleft()
-        if may_serve(phase) and not persisted:
-            return ProofResult(
-                "persist_before_serve",
-                "",
-                REFUTED,
-                counterexample={"path": " -> ".join([duty_state.INITIAL.value, *paths[(phase, persisted)]])},
-            )
         for (source, trigger), target in transitions.items():
             if source is phase:
                 nxt = (target, persisted or trigger in persisting)
                 if nxt not in paths:
                     paths[nxt] = [*paths[(phase, persisted)], f"{trigger.value}:{target.value}"]
                     queue.append(nxt)
-    return ProofResult(
-        "persist_before_serve", "", PROVED, detail=f"{len(paths)} reachable (phase, persisted) states"
-    )
+    return paths
 
 
 THEOREMS = [

@@ -44,6 +44,16 @@ def below_threshold(count: Any, threshold: Any) -> Any:
     return count >= threshold - 1
 
 
+def release_any_root(serves: Any, root: Any, decided_root: Any) -> Any:
+    """Signer mode: sign whatever a signing request names, decided or not."""
+    return True
+
+
+def release_before_persist(serves: Any, root: Any, decided_root: Any) -> Any:
+    """Signer mode: sign the decided value at once, while the store is still writing it."""
+    return root == decided_root
+
+
 class PlantedBug(NamedTuple):
     guards: Guards
     store_recheck: bool = True  # False: the store records whatever it is given (the bug is the store's)
@@ -60,4 +70,6 @@ PLANTED_BUGS: dict[str, PlantedBug] = {
         store_recheck=False,
     ),
     "below-threshold": PlantedBug(GUARDS._replace(is_threshold_met=below_threshold)),
+    "release-any-root": PlantedBug(GUARDS._replace(may_release=release_any_root)),
+    "release-before-persist": PlantedBug(GUARDS._replace(may_release=release_before_persist)),
 }

@@ -11,6 +11,7 @@ from covalidator.proofs.harness import Theorem
 THEOREM_MODULES = [
     "covalidator.proofs.slashing",
     "covalidator.proofs.dv_safety",
+    "covalidator.proofs.signer",
     "covalidator.proofs.qbft",
 ]
 

@@ -147,7 +147,7 @@ def test_an_unanswered_request_gets_a_named_refusal_within_the_vcs_timeout() -> 
         (lambda n, b: b.pop("attestation"), 400, "missing object"),
         (lambda n, b: b.update(signingRoot="0x" + "11" * 32), 400, "signingRoot"),
         (lambda n, b: b["fork_info"].update(genesis_validators_root="0x" + "22" * 32), 400, "not this chain"),
-        (lambda n, b: b["fork_info"]["fork"].update(current_version="0x09999999"), 400, "not the fork"),
+        (lambda n, b: b["fork_info"]["fork"].update(current_version="0x09999999"), 400, "this chain's is"),
         (lambda n, b: b.update(type="DEPOSIT"), 412, "does not sign deposits"),
     ],
     ids=["type", "no-object", "signing-root", "other-chain", "other-fork", "deposit"],

@@ -39,7 +39,7 @@ from typing import Any
 from covalidator.model.cluster.config import hex0x
 from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
 from covalidator.model.eth.beacon_data import DataProblem, root_of, uint
-from covalidator.model.eth.signing import Kind, SigningError
+from covalidator.model.eth.signing import Kind, SigningError, message_epoch
 from covalidator.model.node.events import SignRequest, TimerPurpose, VCRequestKind
 from covalidator.model.node.parsig import sign_own
 from covalidator.model.node.phases import Phase
@@ -82,6 +82,7 @@ class Target:
     key: str  # the key in the duty record: group pubkey, or "pubkey/subcommittee"
     kind: Kind
     root: str  # the signing root we computed from the request's object
+    epoch: int  # the epoch whose fork signs it (`signing.message_epoch`)
     message: Any = None  # duties without consensus: the message the partials carry
 
 
@@ -101,7 +102,9 @@ def _fork_field(fork: dict[str, Any], snake: str) -> Any:
 
 
 def check_fork_info(state: NodeState, fork_info: Any, epoch: int) -> None:
-    """`fork_info` must be this chain's (genesis validators root) and the fork at the message's epoch."""
+    """`fork_info` must be this chain's (genesis validators root) and name the fork version in force at
+    the message's epoch, read as the API defines it: `previous_version` before `fork.epoch`, else
+    `current_version`. (Lodestar sends the message's own epoch as `fork.epoch`, not the fork's.)"""
     schedule = state.config.chain.schedule
     if not isinstance(fork_info, dict) or not isinstance(fork_info.get("fork"), dict):
         raise Refused(400, "malformed", "missing fork_info.fork")
@@ -111,28 +114,28 @@ def check_fork_info(state: NodeState, fork_info: Any, epoch: int) -> None:
         raise Refused(
             400, "wrong_chain", f"fork_info.genesis_validators_root {root} is not this chain's ({ours})"
         )
+    fork = fork_info["fork"]
     try:
-        fork = schedule.fork_at_epoch(epoch)
-    except SigningError as problem:
-        raise Refused(400, "wrong_fork", str(problem)) from None
-    position = [f.name for f in schedule.forks].index(fork.name)
-    previous = schedule.forks[position - 1] if position > 0 else fork
-    want = {
-        "previous_version": hex0x(previous.version),
-        "current_version": hex0x(fork.version),
-        "epoch": str(fork.epoch),
-    }
-    got = {k: str(_fork_field(fork_info["fork"], k)).lower() for k in want}
-    if got != want:
+        fork_epoch = int(str(_fork_field(fork, "epoch")))
+        ours_at = schedule.fork_at_epoch(epoch)
+    except ValueError as problem:
+        raise Refused(400, "wrong_fork", f"fork_info.fork.epoch: {problem}") from None
+    claimed = str(_fork_field(fork, "previous_version" if epoch < fork_epoch else "current_version")).lower()
+    if claimed != hex0x(ours_at.version):
         raise Refused(
-            400, "wrong_fork", f"fork_info.fork {got} is not the fork at epoch {epoch} ({fork.name}: {want})"
+            400,
+            "wrong_fork",
+            f"fork_info.fork gives version {claimed} at epoch {epoch}; this chain's is "
+            f"{hex0x(ours_at.version)} ({ours_at.name})",
         )
 
 
-def _root(state: NodeState, kind: Kind, message: Any) -> str:
+def _signed(state: NodeState, kind: Kind, message: Any) -> tuple[str, int]:
+    """(our signing root of the message, the epoch whose fork signs it)."""
     try:
-        return root_of(state.config.chain, kind, message)
-    except DataProblem as problem:
+        root = root_of(state.config.chain, kind, message)
+        return root, message_epoch(state.config.chain.schedule, kind, message)
+    except (DataProblem, SigningError) as problem:
         raise Refused(400, "malformed", str(problem)) from None
 
 
@@ -182,72 +185,76 @@ def parse(state: NodeState, identifier: str, body: Any) -> Target:
 
 
 def _target(state: NodeState, group: str, kind_name: str, body: dict[str, Any]) -> Target:
+    duty_kind, kind, key, message, carried = _shape(state, group, kind_name, body)
+    root, epoch = _signed(state, kind, message)
+    slot = (
+        state.config.chain.clock.first_slot(epoch)
+        if kind is Kind.RANDAO_REVEAL
+        else _message_slot(kind, message)
+    )
+    if duty_kind is DutyKind.RANDAO:
+        slot = _randao_slot(state, group, epoch)
+    return Target(DutyId(slot, duty_kind), key, kind, root, epoch, message if carried else None)
+
+
+def _message_slot(kind: Kind, message: Any) -> int:
+    if kind is Kind.ATTESTATION:
+        return _slot(message, "slot")
+    if kind is Kind.AGGREGATE_AND_PROOF:
+        return _slot(message, "aggregate", "data", "slot")
+    if kind is Kind.CONTRIBUTION_AND_PROOF:
+        return _slot(message, "contribution", "slot")
+    return _slot(message, "slot")
+
+
+def _shape(
+    state: NodeState, group: str, kind_name: str, body: dict[str, Any]
+) -> tuple[DutyKind, Kind, str, Any, bool]:
+    """(duty kind, signing kind, key in the duty record, the message signed, whether partials carry it)."""
     if kind_name == "ATTESTATION":
-        data = _field(body, "attestation")
-        return Target(
-            DutyId(_slot(data, "slot"), DutyKind.ATTESTER),
-            group,
-            Kind.ATTESTATION,
-            _root(state, Kind.ATTESTATION, data),
-        )
-    if kind_name in ("BLOCK_V2", "BLOCK"):
-        if kind_name == "BLOCK":
-            kind, message = Kind.BLOCK, _field(body, "block")
-        else:
-            wrapped = _field(body, "beacon_block")
-            if isinstance(wrapped.get("block_header"), dict):
-                kind, message = Kind.BLOCK_HEADER, wrapped["block_header"]
-            else:
-                kind, message = Kind.BLOCK, _field(wrapped, "block")
-        slot = _slot(message, "slot")
-        return Target(DutyId(slot, DutyKind.PROPOSER), group, kind, _root(state, kind, message))
+        return DutyKind.ATTESTER, Kind.ATTESTATION, group, _field(body, "attestation"), False
+    if kind_name == "BLOCK":
+        return DutyKind.PROPOSER, Kind.BLOCK, group, _field(body, "block"), False
+    if kind_name == "BLOCK_V2":
+        wrapped = _field(body, "beacon_block")
+        if isinstance(wrapped.get("block_header"), dict):
+            return DutyKind.PROPOSER, Kind.BLOCK_HEADER, group, wrapped["block_header"], False
+        return DutyKind.PROPOSER, Kind.BLOCK, group, _field(wrapped, "block"), False
     if kind_name == "AGGREGATE_AND_PROOF":
-        message = _field(body, "aggregate_and_proof")
-        slot = _slot(message, "aggregate", "data", "slot")
-        root = _root(state, Kind.AGGREGATE_AND_PROOF, message)
-        return Target(DutyId(slot, DutyKind.AGGREGATOR), group, Kind.AGGREGATE_AND_PROOF, root)
+        return (
+            DutyKind.AGGREGATOR,
+            Kind.AGGREGATE_AND_PROOF,
+            group,
+            _field(body, "aggregate_and_proof"),
+            False,
+        )
     if kind_name == "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF":
         message = _field(body, "contribution_and_proof")
-        slot = _slot(message, "contribution", "slot")
         key = f"{group}/{_slot(message, 'contribution', 'subcommittee_index')}"
-        root = _root(state, Kind.CONTRIBUTION_AND_PROOF, message)
-        return Target(DutyId(slot, DutyKind.SYNC_CONTRIBUTION), key, Kind.CONTRIBUTION_AND_PROOF, root)
+        return DutyKind.SYNC_CONTRIBUTION, Kind.CONTRIBUTION_AND_PROOF, key, message, False
     if kind_name == "AGGREGATION_SLOT":
-        slot = _slot(_field(body, "aggregation_slot"), "slot")
-        message = {"slot": str(slot)}
-        root = _root(state, Kind.AGGREGATION_SLOT, message)
-        return Target(DutyId(slot, DutyKind.PREPARE_AGGREGATOR), group, Kind.AGGREGATION_SLOT, root, message)
+        message = {"slot": str(_slot(_field(body, "aggregation_slot"), "slot"))}
+        return DutyKind.PREPARE_AGGREGATOR, Kind.AGGREGATION_SLOT, group, message, True
     if kind_name == "SYNC_COMMITTEE_SELECTION_PROOF":
         data = _field(body, "sync_aggregator_selection_data")
         slot, sub = _slot(data, "slot"), _slot(data, "subcommittee_index")
         message = {"slot": str(slot), "subcommittee_index": str(sub)}
-        root = _root(state, Kind.SYNC_COMMITTEE_SELECTION_PROOF, message)
-        duty = DutyId(slot, DutyKind.PREPARE_SYNC_CONTRIBUTION)
-        return Target(duty, f"{group}/{sub}", Kind.SYNC_COMMITTEE_SELECTION_PROOF, root, message)
+        kind = Kind.SYNC_COMMITTEE_SELECTION_PROOF
+        return DutyKind.PREPARE_SYNC_CONTRIBUTION, kind, f"{group}/{sub}", message, True
     if kind_name == "SYNC_COMMITTEE_MESSAGE":
         data = _field(body, "sync_committee_message")
-        slot = _slot(data, "slot")
         index = state.indices.get(group)
         if index is None:
             raise Refused(412, "no_duty", f"{group} has no validator index yet (not resolved by the BN)")
         message = {
-            "slot": str(slot),
+            "slot": str(_slot(data, "slot")),
             "beacon_block_root": data.get("beacon_block_root"),
             "validator_index": str(index),
         }
-        root = _root(state, Kind.SYNC_COMMITTEE_MESSAGE, message)
-        return Target(DutyId(slot, DutyKind.SYNC_MESSAGE), group, Kind.SYNC_COMMITTEE_MESSAGE, root, message)
+        return DutyKind.SYNC_MESSAGE, Kind.SYNC_COMMITTEE_MESSAGE, group, message, True
     if kind_name == "RANDAO_REVEAL":
-        epoch = _slot(_field(body, "randao_reveal"), "epoch")
-        message = {"epoch": str(epoch)}
-        root = _root(state, Kind.RANDAO_REVEAL, message)
-        return Target(
-            DutyId(_randao_slot(state, group, epoch), DutyKind.RANDAO),
-            group,
-            Kind.RANDAO_REVEAL,
-            root,
-            message,
-        )
+        message = {"epoch": str(_slot(_field(body, "randao_reveal"), "epoch"))}
+        return DutyKind.RANDAO, Kind.RANDAO_REVEAL, group, message, True
     raise Refused(400, "malformed", f"unknown type {kind_name!r}")
 
 
