@@ -3,8 +3,8 @@
 Start: the node folder (lock, identity key, keystores checked), the batch-verification secret, the BN
 client and its chain check against the lock (a mismatch is fatal: `ConfigError`), the model's config
 from the BN's spec and genesis, the store (WAL, synchronous=FULL) and the `Started` event built from
-it, the trace recorder (in the data folder), the VC-facing API with the reverse proxy behind it, the
-peer transport, the node runner; then ticks on the slot clock, the BN's head events as `HeadChanged`,
+it, the trace recorder (in the data folder), the VC-facing API with the reverse proxy behind it, in
+signer mode the share keys and the Remote Signing API, the peer transport, the node runner; then ticks on the slot clock, the BN's head events as `HeadChanged`,
 and a status line per epoch (peers, clock offsets, BN health).
 
 Stop (SIGTERM, SIGINT or `stop()`): the API stops accepting, the runner finishes the step in progress
@@ -38,6 +38,8 @@ from covalidator.runtime.node_runner import NodeRunner, wall_ms
 from covalidator.runtime.node_setup import ConfigError, NodeFiles, load_node_files, node_config
 from covalidator.runtime.peers import PeerTransport
 from covalidator.runtime.proxy import ReverseProxy
+from covalidator.runtime.share_keys import ShareSigner, load_share_secrets
+from covalidator.runtime.signer_api import SignerAPI
 from covalidator.runtime.store import Store, StoreError
 from covalidator.runtime.trace import TraceHeader, TraceRecorder
 from covalidator.runtime.validator_api import ValidatorAPI
@@ -63,6 +65,8 @@ class Settings:
     trace_keep: int | None = 20
     bn_wait_s: float | None = None  # give up if no BN answers genesis/spec within this (None: wait)
     monitoring: tuple[str, int] | None = None  # /metrics, /livez, /readyz (the CLI: 127.0.0.1:3620)
+    signer_api: tuple[str, int] | None = None  # signer mode: the Remote Signing API (off by default)
+    signer_api_remote: bool = False  # serve it on a non-loopback address (the operator's explicit choice)
 
     @property
     def data(self) -> Path:
@@ -77,12 +81,15 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 def listen_address(lock_address: str) -> tuple[str, int]:
     """Where to listen for peers by default: the lock's port, on every interface unless the lock's
     address is a loopback one (a local cluster); the lock's host may be a public name behind NAT."""
     host, port = parse_host_port(lock_address, "the lock's peer address")
-    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
-    return (host if loopback else "0.0.0.0", port)
+    return (host if is_loopback(host) else "0.0.0.0", port)
 
 
 class NodeApp:
@@ -98,6 +105,8 @@ class NodeApp:
         self.runner: NodeRunner | None = None
         self.proxy: ReverseProxy | None = None
         self.api: ValidatorAPI | None = None
+        self.signer_api: SignerAPI | None = None
+        self.signer_port = 0
         self.metrics = Counters()  # the model's Metric actions and duty outcomes, in the status
         self.prometheus: NodeMetrics | None = None
         self.tracker: DutyTracker | None = None
@@ -105,6 +114,7 @@ class NodeApp:
         self.config: NodeConfig | None = None
         self.api_port = 0
         self._web: web.AppRunner | None = None
+        self._signer_web: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._bn_version = ""
         self.failed = False  # a part of the node ended unexpectedly (exit 1)
@@ -126,11 +136,22 @@ class NodeApp:
                 where = f"{s.monitoring[0]}:{s.monitoring[1]}"
                 raise ConfigError(f"cannot serve monitoring on {where}: {error.strerror or error}") from None
         bls.use_batch_secret(os.urandom(32))  # batch-verification weights no peer can predict
+        signer: ShareSigner | None = None
+        if s.signer_api is not None:
+            if not is_loopback(s.signer_api[0]) and not s.signer_api_remote:
+                raise ConfigError(
+                    f"--signer-api {s.signer_api[0]}:{s.signer_api[1]} is not a loopback address: anyone who "
+                    "reaches it can ask for signatures; add --signer-api-allow-remote to serve it there anyway"
+                )
+            secrets = await asyncio.to_thread(load_share_secrets, files.lock, files.node_index, s.node_dir)
+            signer = ShareSigner(secrets)
         self.bn = BeaconNodeClient(s.beacon_nodes, s.fallback_beacon_nodes)
         info = await self._check_chain(files)
         if info is None:
             return False
-        round_ms = {"round_duration_ms": s.round_ms}
+        round_ms: dict[str, Any] = {"round_duration_ms": s.round_ms}
+        if signer is not None:
+            round_ms["signs_own_partials"] = True
         self.config = config = node_config(files.lock, files.share_index, info.spec, info.genesis, round_ms)
         try:
             s.data.mkdir(parents=True, exist_ok=True)
@@ -168,7 +189,7 @@ class NodeApp:
         self.bn.observer = self.prometheus.bn_call
         sink = Fanout(self.metrics, self.prometheus, self.tracker)
         self.runner = runner = NodeRunner(
-            config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock
+            config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock, signer=signer
         )
         runner.on_commit = self.prometheus.store_committed
         self.transport = PeerTransport(
@@ -184,6 +205,9 @@ class NodeApp:
         )
         self.api.on_request = self.prometheus.vc_request
         await self._serve_api()
+        if s.signer_api is not None:
+            self.signer_api = SignerAPI(runner, config)
+            await self._serve_signer_api(s.signer_api)
         try:
             await self.transport.start()
         except OSError as error:
@@ -202,6 +226,7 @@ class NodeApp:
                     "validators": len(config.validators),
                     "threshold": f"{config.threshold}/{config.n}",
                     "validator_api": f"{s.validator_api[0]}:{self.api_port}",
+                    "signer_api": f"{s.signer_api[0]}:{self.signer_port}" if s.signer_api else "off",
                     "monitoring": f"{self.monitoring.host}:{self.monitoring.port}"
                     if self.monitoring
                     else "off",
@@ -251,6 +276,25 @@ class NodeApp:
             ) from None
         server = getattr(site, "_server", None)
         self.api_port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+
+    async def _serve_signer_api(self, address: tuple[str, int]) -> None:
+        assert self.signer_api is not None
+        host, port = address
+        self._signer_web = web.AppRunner(
+            self.signer_api.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._signer_web.setup()
+        site = web.TCPSite(self._signer_web, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot serve the signer API on {host}:{port}: {error.strerror or error}"
+            ) from None
+        server = getattr(site, "_server", None)
+        self.signer_port = (
+            server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+        )
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -331,7 +375,8 @@ class NodeApp:
             "steps": runner.steps if runner else 0,
             "step_errors": runner.step_errors if runner else 0,
             "queue": runner.queue.qsize() if runner else 0,
-            "held_requests": self.api.held if self.api else 0,
+            "held_requests": (self.api.held if self.api else 0)
+            + (self.signer_api.held if self.signer_api else 0),
             "monitoring": f"{self.monitoring.host}:{self.monitoring.port}" if self.monitoring else None,
         }
 
@@ -380,6 +425,8 @@ class NodeApp:
         self.stopping.set()
         if self._web is not None:
             await self._web.cleanup()  # no new VC requests; held ones end with the connection
+        if self._signer_web is not None:
+            await self._signer_web.cleanup()
         runner_task = next((t for t in self._tasks if t.get_name() == "runner"), None)
         if self.runner is not None:
             self.runner.stop()

@@ -9,7 +9,9 @@ run in order:
   ReplyToVC     resolves the HTTP handler waiting for that request id;
   Fetch*/SubmitToBN  BN calls in background tasks whose results come back as events;
   Broadcast/Send     the peer transport; StartTimer: a loop timer that feeds TimerFired;
-  DutyOutcome   recorded durably; Log / Metric: the logger and the metrics sink.
+  DutyOutcome   recorded durably; Log / Metric: the logger and the metrics sink;
+  SignWithShare signer mode: signed with this node's share keys in a worker thread, back as
+                `SharesSigned` (without share keys the node never asks).
 Events wait in a priority queue (`urgency`: consensus inputs before partials, duties and timers).
 `step` runs in a single worker thread (its BLS work would otherwise block the HTTP servers); only
 that thread touches the node state, one event at a time.
@@ -50,6 +52,8 @@ from covalidator.model.node.events import (
     Persisted,
     ReplyToVC,
     Send,
+    SignRequest,
+    SignWithShare,
     Started,
     StartTimer,
     SubmissionKind,
@@ -66,6 +70,7 @@ from covalidator.model.node.fetch import BeaconCall, assemble, calls
 from covalidator.model.node.state import NodeState
 from covalidator.model.node.step import step
 from covalidator.runtime.bn_client import BNResponse, Duties, Json
+from covalidator.runtime.share_keys import ShareSigner
 
 log = logging.getLogger("covalidator.node")
 
@@ -161,8 +166,10 @@ class NodeRunner:
         trace: StepRecorder | None = None,
         metrics: MetricsSink | None = None,
         clock: Callable[[], int] = wall_ms,
+        signer: ShareSigner | None = None,
     ) -> None:
         self.config = config
+        self.signer = signer  # signer mode: this node's share keys
         self.state = NodeState(config)
         self.store = store
         self.bn = bn
@@ -179,6 +186,7 @@ class NodeRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._step_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-step")
         self._io_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-store")
+        self._sign_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-sign")
         self.steps = 0
         self.last_step_ms = 0.0
         self.stopped = asyncio.Event()
@@ -201,9 +209,9 @@ class NodeRunner:
         return rid
 
     async def ask(
-        self, make: Callable[[int], VCRequest | VCSubmission], timeout_s: float
+        self, make: Callable[[int], VCRequest | VCSubmission | SignRequest], timeout_s: float
     ) -> ReplyToVC | PassToBN | None:
-        """Hand a VC request to the model and wait for its ReplyToVC or PassToBN (None on timeout)."""
+        """Hand a VC request (Beacon API or Remote Signing API) to the model and wait for its ReplyToVC or PassToBN (None on timeout)."""
         rid = self.new_request_id()
         future: asyncio.Future[ReplyToVC | PassToBN] = asyncio.get_running_loop().create_future()
         self.replies[rid] = future
@@ -269,6 +277,7 @@ class NodeRunner:
                 await task
         self._step_thread.shutdown(wait=True)
         self._io_thread.shutdown(wait=True)
+        self._sign_thread.shutdown(wait=True)
 
     def _spawn(self, work: Awaitable[NodeEvent | None]) -> None:
         async def wrapper() -> None:
@@ -295,6 +304,13 @@ class NodeRunner:
                 future = self.replies.get(rid)
                 if future is not None and not future.done():
                     future.set_result(action)
+            case SignWithShare(items=items):
+                if self.signer is not None:
+                    signer = self.signer
+                    loop = asyncio.get_running_loop()
+                    self._spawn(loop.run_in_executor(self._sign_thread, signer.sign, items))
+                else:
+                    log.error("the model asked to sign with share keys this node does not hold")
             case Broadcast(payload=payload):
                 if self.transport is not None:
                     self.transport.broadcast(payload)

@@ -3,8 +3,9 @@
 `load_node_files` reads what `covalidator create-cluster` wrote: the cluster lock (fully verified),
 the node's Ed25519 identity key (which says which operator, hence which share index, this node is),
 and the share keystores in `validator_keys/`, each checked to be a share of THIS node for a validator
-of the lock by its EIP-2335 `pubkey` field. The keystores are not decrypted: the VC signs with them,
-covalidator never needs a share secret (and so never holds one). `node_config` builds the model's
+of the lock by its EIP-2335 `pubkey` field. In middleware mode the keystores are not decrypted: the VC
+signs with them, and covalidator never holds a share secret; in signer mode (`--signer-api`) the node
+decrypts them itself (runtime/share_keys.py) and the VC holds none. `node_config` builds the model's
 configuration from the lock and the BN's spec and genesis, the same way for `run` and `replay`.
 
 Every fault is a `ConfigError` with a one-line message naming the file.
@@ -111,7 +112,8 @@ def node_config(
     settings: dict[str, Any] | None = None,
 ) -> NodeConfig:
     """The model's configuration: the lock's validators and threshold, the BN's chain, and the runtime's
-    model settings (`round_duration_ms`, `vc_request_wait_ms`) as the trace header records them."""
+    model settings (`round_duration_ms`, `vc_request_wait_ms`, `signs_own_partials`) as the trace
+    header records them."""
     settings = settings or {}
     try:
         genesis_time = int(genesis["genesis_time"])
@@ -132,6 +134,7 @@ def node_config(
         chain=chain,
         round_duration_ms=int(settings.get("round_duration_ms", DEFAULT_ROUND_MS)),
         limits=Limits(vc_request_wait_ms=None if wait is None else int(wait)),
+        signs_own_partials=bool(settings.get("signs_own_partials", False)),
     )
 
 

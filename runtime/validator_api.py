@@ -57,24 +57,37 @@ def _dumps(obj: Any) -> str:
 
 
 class PubkeyMapper:
-    """group <-> this node's share pubkeys, for the validator and duties endpoints."""
+    """group <-> this node's share pubkeys, for the validator and duties endpoints.
+
+    Each VC chooses how it names a validator: a middleware-mode VC holds SHARE keystores and asks
+    about share pubkeys; a signer-mode VC knows the GROUP pubkeys from the signer API and asks about
+    those. A validator the VC has asked about by its group pubkey is answered with its group pubkey
+    from then on (`seen_as_group`); every other one with this node's share."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.share_of_group = {v.group: v.shares[config.share_index - 1] for v in config.validators}
         self.group_of_share = {s: g for g, s in self.share_of_group.items()}
+        self.seen_as_group: set[str] = set()
 
     def to_group(self, value: str) -> str:
-        group: str = self.group_of_share.get(value.lower(), value)
+        key = value.lower()
+        if key in self.share_of_group:
+            self.seen_as_group.add(key)  # the VC names it by its group key: answer in kind
+        group: str = self.group_of_share.get(key, value)
         return group
 
     def to_share(self, obj: Any) -> Any:
-        """Every group pubkey of the cluster in a JSON value, replaced by this node's share pubkey."""
+        """Every group pubkey of the cluster in a JSON value, replaced by this node's share pubkey
+        (unless the VC names that validator by its group pubkey)."""
         if isinstance(obj, dict):
             return {k: self.to_share(v) for k, v in obj.items()}
         if isinstance(obj, list):
             return [self.to_share(v) for v in obj]
         if isinstance(obj, str):
-            return self.share_of_group.get(obj.lower(), obj)
+            key = obj.lower()
+            if key in self.seen_as_group:
+                return obj
+            return self.share_of_group.get(key, obj)
         return obj
 
 
@@ -307,6 +320,8 @@ class ValidatorAPI:
         validator_id = request.match_info.get("validator_id")
         if validator_id is not None and validator_id.lower() in self.mapper.group_of_share:
             path = request.path.rsplit("/", 1)[0] + "/" + self.mapper.to_group(validator_id)
+        elif validator_id is not None:
+            self.mapper.to_group(validator_id)  # a group pubkey: remembered as the VC's choice
         body_rewrite = rewrite_body if request.method == "POST" else None
         return await self.forward(
             request, self.mapper.to_share, rewrite_query, body_rewrite=body_rewrite, path=path

@@ -125,13 +125,13 @@ def test_a_value_the_store_refused_is_never_signed_and_its_request_is_refused_as
 
 def test_with_the_release_guard_removed_a_request_gets_an_undecided_value_signed() -> None:
     """The guard is what stops it: planted, the same request makes the node sign before any decision."""
-    node, duty, data = signer_node(guards=GUARDS._replace(may_release=lambda serves, root, decided: True))
+    node, _duty, data = signer_node(guards=GUARDS._replace(may_release=lambda serves, root, decided: True))
     _, actions = node.sign_request(V, attestation_request(node, data))
     assert signed_roots(actions) == [root_hex(node, Kind.ATTESTATION, data)]
 
 
 def test_an_unanswered_request_gets_a_named_refusal_within_the_vcs_timeout() -> None:
-    node, duty, data = signer_node()
+    node, _duty, data = signer_node()
     asked = node.now
     rid, _ = node.sign_request(V, attestation_request(node, data))
     actions = node.advance(asked + node.clock.slot_ms)
@@ -165,7 +165,7 @@ def test_malformed_or_foreign_requests_are_refused_with_the_apis_status(
 
 
 def test_the_signing_root_a_request_names_is_accepted_when_it_is_ours() -> None:
-    node, duty, data = signer_node()
+    node, _duty, data = signer_node()
     body = attestation_request(node, data, signingRoot=root_hex(node, Kind.ATTESTATION, data))
     rid, actions = node.sign_request(V, body)
     assert replies(actions, rid) == []  # held: valid, waiting for the decision

@@ -1,8 +1,15 @@
 """The e2e topology on 127.0.0.1: a Lodestar dev beacon node, a recorder in front of it (one port per
-covalidator), four `covalidator run` nodes, four Lodestar validator clients (VC i holds only node i's
-share keystores and talks to node i's validator API).
+covalidator), four `covalidator run` nodes, four Lodestar validator clients. Three modes:
 
-    VC i ──▶ covalidator node i ──▶ recorder port i ──▶ Lodestar BN
+  signer      VC i holds no key: node i's validator API is its beacon node and node i's Remote
+              Signing API its external signer. The BN is Lodestar as published.
+                  VC i ──▶ covalidator node i ──▶ recorder port i ──▶ Lodestar BN
+                   └──(sign)──▶ node i
+  middleware  VC i holds only node i's share keystores and talks to node i's validator API; the BN is
+              the patched copy (install.sh, patch_bn.py: it packs attestations posted to its API into
+              blocks, since this VC version cannot aggregate as a DV).
+  direct      no covalidator: VC i holds the full keys of validators 2i and 2i+1 and talks to the
+              recorder (so to the BN) itself; the BN is Lodestar as published. The comparison run.
 
 Start order: cluster (interop keys 0..7 split 3-of-4, `devnet` network: minimal preset, genesis fork
 version 0x00000001, genesis validators root adopted from the BN), BN (genesis `genesis_delay_s` ahead),
@@ -39,6 +46,9 @@ START_TIMEOUT_S = 120.0
 PARAMS = ("--params.SECONDS_PER_SLOT", str(SECONDS_PER_SLOT), "--params.ALTAIR_FORK_EPOCH", "0")
 
 
+MODES = ("signer", "middleware", "direct")
+
+
 @dataclass(frozen=True)
 class Ports:
     bn_rest: int
@@ -46,11 +56,12 @@ class Ports:
     recorder: tuple[int, ...]
     api: tuple[int, ...]
     peers: tuple[int, ...]
+    signer: tuple[int, ...]
 
     @classmethod
     def free(cls) -> Ports:
-        p = free_ports(2 + 3 * NODES)
-        return cls(p[0], p[1], tuple(p[2:6]), tuple(p[6:10]), tuple(p[10:14]))
+        p = free_ports(2 + 4 * NODES)
+        return cls(p[0], p[1], tuple(p[2:6]), tuple(p[6:10]), tuple(p[10:14]), tuple(p[14:18]))
 
 
 def covalidator(*args: str) -> list[str]:
@@ -79,9 +90,17 @@ def stop_child(child: Child, signals: list[tuple[int, float]]) -> str:
 
 
 class Devnet:
-    def __init__(self, folder: Path, lodestar: Path, children: Children, genesis_delay_s: float) -> None:
+    def __init__(
+        self, folder: Path, lodestar: Path, children: Children, genesis_delay_s: float, mode: str = "signer"
+    ) -> None:
+        assert mode in MODES
         self.folder, self.lodestar, self.children = folder, lodestar, children
         self.genesis_delay_s = genesis_delay_s
+        self.mode = mode
+        # only the middleware run's BN is the patched copy (install.sh writes it beside the published one)
+        self.lodestar_bn = (
+            lodestar.parent.parent / "patched" / "bin" / "lodestar" if mode == "middleware" else lodestar
+        )
         self.ports = Ports.free()
         self.bn_url = f"http://{HOST}:{self.ports.bn_rest}"
         self.genesis_time = 0
@@ -109,14 +128,16 @@ class Devnet:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         (self.folder / "create-cluster.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise ChildFailed(f"create-cluster exited with code {done.returncode}: {done.stderr.strip()[-500:]}")
+            raise ChildFailed(
+                f"create-cluster exited with code {done.returncode}: {done.stderr.strip()[-500:]}"
+            )
 
     def start_bn(self) -> None:
         self.genesis_time = int(time.time() + self.genesis_delay_s)
         bn_dir = self.folder / "bn"
         bn_dir.mkdir()
         argv = [
-            str(self.lodestar), "dev", "--genesisValidators", str(VALIDATORS),
+            str(self.lodestar_bn), "dev", "--genesisValidators", str(VALIDATORS),
             "--genesisTime", str(self.genesis_time), *PARAMS,
             "--rest.address", HOST, "--rest.port", str(self.ports.bn_rest), "--rest.namespace", "*",
             "--listenAddress", HOST, "--port", str(self.ports.bn_p2p), "--discv5", "false",
@@ -147,19 +168,25 @@ class Devnet:
             )
 
     def node_argv(self, i: int) -> list[str]:
+        signer = ["--signer-api", f"{HOST}:{self.ports.signer[i]}"] if self.mode == "signer" else []
         return covalidator(
             "run", "--lock", str(self.node_dir(i) / "cluster-lock.json"), "--node-dir", str(self.node_dir(i)),
             "--beacon-node", f"http://{HOST}:{self.ports.recorder[i]}",
             "--validator-api", f"{HOST}:{self.ports.api[i]}", "--p2p", f"{HOST}:{self.ports.peers[i]}",
-            "--data-dir", str(self.folder / f"data{i}"), "--monitoring", "off",
+            "--data-dir", str(self.folder / f"data{i}"), "--monitoring", "off", *signer,
         )  # fmt: skip
 
     def start_nodes(self) -> None:
+        if self.mode == "direct":
+            return
         for i in range(NODES):
             self.nodes.append(self.children.spawn(f"node{i}", self.node_argv(i)))
         for i in range(NODES):
             self.children.wait_until(
-                f"node{i} (every peer connected)", lambda i=i: self._node_ready(i), START_TIMEOUT_S, self._core()
+                f"node{i} (every peer connected)",
+                lambda i=i: self._node_ready(i),
+                START_TIMEOUT_S,
+                self._core(),
             )
 
     def _node_ready(self, i: int) -> bool:
@@ -173,26 +200,59 @@ class Devnet:
     def start_vcs(self) -> None:
         for i in range(NODES):
             vc_dir = self.folder / f"vc{i}"
-            keys = vc_dir / "keys"  # a copy: the VC leaves a .lock file beside every keystore
-            keys.mkdir(parents=True)
-            for keystore in sorted((self.node_dir(i) / "validator_keys").glob("keystore-*.json")):
-                shutil.copy(keystore, keys / keystore.name)
-            password = vc_dir / "password.txt"  # create-cluster: one password per node
-            shutil.copy(self.node_dir(i) / "validator_keys" / "keystore-0.txt", password)
+            vc_dir.mkdir(parents=True)
             argv = [
                 str(self.lodestar), "validator", "--network", "dev", *PARAMS, "--dataDir", str(vc_dir / "data"),
-                "--beaconNodes", f"http://{HOST}:{self.ports.api[i]}",
-                "--importKeystores", str(keys), "--importKeystoresPassword", str(password),
+                "--beaconNodes", self.vc_beacon_node(i), *self.vc_keys(i, vc_dir),
             ]  # fmt: skip
             self.vcs.append(self.children.spawn(f"vc{i}", argv, cwd=vc_dir))
         for i in range(NODES):
-            self.children.wait_until(f"vc{i} looking up its validators through node{i}", lambda i=i: self._vc_seen(i), START_TIMEOUT_S, self._core())
+            self.children.wait_until(
+                f"vc{i} looking up its validators",
+                lambda i=i: self._vc_seen(i),
+                START_TIMEOUT_S,
+                self._core(),
+            )
+
+    def vc_beacon_node(self, i: int) -> str:
+        port = self.ports.recorder[i] if self.mode == "direct" else self.ports.api[i]
+        return f"http://{HOST}:{port}"
+
+    def vc_keys(self, i: int, vc_dir: Path) -> list[str]:
+        """The VC's key flags: the signer's URL (signer mode), or keystores copied into its folder (the VC
+        leaves a .lock file beside every keystore): node i's shares, or validators 2i, 2i+1 (direct)."""
+        if self.mode == "signer":
+            return ["--externalSigner.url", f"http://{HOST}:{self.ports.signer[i]}", "--externalSigner.fetch"]
+        keys = vc_dir / "keys"
+        keys.mkdir()
+        password = vc_dir / "password.txt"
+        if self.mode == "middleware":
+            for keystore in sorted((self.node_dir(i) / "validator_keys").glob("keystore-*.json")):
+                shutil.copy(keystore, keys / keystore.name)
+            shutil.copy(self.node_dir(i) / "validator_keys" / "keystore-0.txt", password)  # one per node
+        else:
+            full = self.folder / "full-keys"
+            if not full.is_dir():
+                argv = [
+                    sys.executable,
+                    str(HERE / "make_keystores.py"),
+                    str(full),
+                    "--validators",
+                    str(VALIDATORS),
+                ]
+                subprocess.run(argv, check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+            for keystore in sorted((full / f"vc{i}").glob("keystore-*.json")):
+                shutil.copy(keystore, keys / keystore.name)
+            shutil.copy(full / "password.txt", password)
+        return ["--importKeystores", str(keys), "--importKeystoresPassword", str(password)]
 
     def _vc_seen(self, i: int) -> bool:
-        """VC i has looked up its validators (by share pubkey), which node i passed on to the BN."""
+        """VC i has looked up its validators (share or group pubkeys), which reached the BN (through node i)."""
         path = self.recording(i)
         lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
-        return any('"/eth/v1/beacon/states/head/validators"' in x and '"User-Agent":"node-fetch' in x for x in lines)
+        return any(
+            '"/eth/v1/beacon/states/head/validators"' in x and '"User-Agent":"node-fetch' in x for x in lines
+        )
 
     def kill_node(self, i: int) -> None:
         """SIGKILL node i (the fault run); it stays out of `check()` until restarted."""
@@ -206,7 +266,11 @@ class Devnet:
         self.nodes[i] = self.children.spawn(f"node{i}-restarted", self.node_argv(i))
 
     def _core(self) -> list[Child]:
-        return [c for c in (self.bn, self.recorder, *self.nodes, *self.vcs) if c is not None and c not in self.killed]
+        return [
+            c
+            for c in (self.bn, self.recorder, *self.nodes, *self.vcs)
+            if c is not None and c not in self.killed
+        ]
 
     def check(self) -> None:
         """ChildFailed when any process of the devnet has exited."""

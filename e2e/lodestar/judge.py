@@ -148,12 +148,16 @@ def judge(
     _, finality = http("GET", f"{bn}/eth/v1/beacon/states/head/finality_checkpoints")
     finalized = int(finality["data"]["finalized"]["epoch"]) if isinstance(finality, dict) else -1
 
-    included: set[tuple[int, int]] = set()  # (validator, attestation slot)
-    for message in found.values():
+    first_inclusion: dict[tuple[int, int], int] = {}  # (validator, attestation slot) -> first block slot
+    for block_slot, message in sorted(found.items()):
         for a in message["body"]["attestations"]:
-            members = duties.committees.get((int(a["data"]["slot"]), int(a["data"]["index"])), [])
+            slot = int(a["data"]["slot"])
+            members = duties.committees.get((slot, int(a["data"]["index"])), [])
             bits = _bits(a["aggregation_bits"])
-            included |= {(v, int(a["data"]["slot"])) for pos, v in enumerate(members) if bits >> pos & 1}
+            for pos, v in enumerate(members):
+                if bits >> pos & 1:
+                    first_inclusion.setdefault((v, slot), block_slot)
+    included = set(first_inclusion)
     # from epoch 1 on, up to two slots before the head (each has had a later block to be included in)
     expected = [
         (v, s)
@@ -177,7 +181,9 @@ def judge(
                 sync_expected += 1
                 sync_included += bits >> pos & 1
 
-    in_blocks = sum(len(m["body"]["attester_slashings"]) + len(m["body"]["proposer_slashings"]) for m in found.values())
+    in_blocks = sum(
+        len(m["body"]["attester_slashings"]) + len(m["body"]["proposer_slashings"]) for m in found.values()
+    )
     pools = sum(
         len(answer["data"])
         for status, answer in (
@@ -192,6 +198,7 @@ def judge(
     sent = submissions(recordings)
     total = total_active_balance(bn)
 
+    distances = [first_inclusion[x] - x[1] for x in expected if x in first_inclusion]
     figures: dict[str, Any] = {
         "finalized_epoch": finalized,
         "head_slot": head_slot,
@@ -200,11 +207,15 @@ def judge(
         "dv_stake_fraction": round(sum(dv.values()) / total, 4) if total else 0.0,
         "dv_attestations_expected": len(expected),
         "dv_attestations_included": sum(1 for x in expected if x in included),
+        "inclusion_distance_avg": round(sum(distances) / len(distances), 3) if distances else None,
         "dv_blocks_expected": len(proposals),
         "dv_blocks_proposed": len(proposed),
         "dv_sync_messages_expected": sync_expected,
         "dv_sync_messages_included": sync_included,
         "dv_aggregations_submitted": sent["aggregations_submitted"],
+        # the BN accepted them (200): in its pool, for the next blocks (aggregates of the DV's aggregators)
+        "dv_aggregates_included": sent["answers"].get("/validator/aggregate_and_proofs 200", 0),
+        "dv_sync_contributions": sent["answers"].get("/validator/contribution_and_proofs 200", 0),
         "slashings": in_blocks + pools + slashed,
         "invalid_signatures": sent["invalid_signatures"],
         "submissions_rejected": sent["rejected_count"],
@@ -223,7 +234,10 @@ def criteria(f: dict[str, Any]) -> list[str]:
         failures.append(f"finalized epoch {f['finalized_epoch']} < 3")
     if f["dv_stake_fraction"] <= 2 / 3:
         failures.append(f"DV stake {f['dv_stake_fraction']} <= 2/3")
-    if f["dv_attestations_expected"] == 0 or f["dv_attestations_included"] < 0.98 * f["dv_attestations_expected"]:
+    if (
+        f["dv_attestations_expected"] == 0
+        or f["dv_attestations_included"] < 0.98 * f["dv_attestations_expected"]
+    ):
         failures.append(f"attestations {f['dv_attestations_included']}/{f['dv_attestations_expected']} < 98%")
     if f["dv_blocks_expected"] == 0 or f["dv_blocks_proposed"] < f["dv_blocks_expected"]:
         failures.append(f"blocks {f['dv_blocks_proposed']}/{f['dv_blocks_expected']}")

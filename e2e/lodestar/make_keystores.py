@@ -5,7 +5,8 @@
 OUT_DIR/vc<i>/keystore-<index>.json (client i gets validators i*k .. i*k+k-1, k = validators/clients)
 and OUT_DIR/password.txt (one password for all, as `lodestar validator --importKeystoresPassword`
 wants). pbkdf2 with a small work factor: these keys are public (interop) and only for devnets.
-Uses the project's model.interop and model.keystore.
+Uses the project's model (eth.interop, crypto.keystore). The direct run of `run.py` (VCs straight to
+the BN, the comparison for signer mode) uses it for the VCs' keys.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from model import bls, keystore  # noqa: E402
-from model.interop import interop_secret_key  # noqa: E402
+from covalidator.model.crypto import bls, keystore
+from covalidator.model.eth.interop import interop_secret_key
 
 PUBKEY_0 = "a99a76ed7796f7be22d5b7e85deeb7c5677e88e511e0b337618f8c4eb61349b4bf2d153f649f7b53359fe8b94a38e44c"
 PASSWORD = "covalidator-devnet"

@@ -44,7 +44,7 @@ EDITS = (
         "                        try {\n"
         "                            const contribution = chain.syncCommitteeMessagePool.getContribution(subnet, signature.slot, signature.beaconBlockRoot);\n"
         "                            if (contribution) chain.syncContributionAndProofPool.add({ contribution }, contribution.aggregationBits.getTrueBitIndexes().length);\n"
-        "                        } catch (e) { logger.warn(\"covalidator e2e patch: contribution not pooled\", {}, e); }\n"
+        '                        } catch (e) { logger.warn("covalidator e2e patch: contribution not pooled", {}, e); }\n'
         "                    }\n"
         "                    // TODO: Broadcast at once to all topics\n",
     ),
@@ -57,7 +57,10 @@ def main() -> int:
         path = modules / relative
         text = path.read_text()
         if text.count(old) != 1:
-            print(f"patch_bn.py: {relative}: expected text found {text.count(old)} times (not Lodestar 1.5.1?)", file=sys.stderr)
+            print(
+                f"patch_bn.py: {relative}: expected text found {text.count(old)} times (not Lodestar 1.5.1?)",
+                file=sys.stderr,
+            )
             return 1
         path.write_text(text.replace(old, new))
     print(f"patch_bn.py: {len(EDITS)} edits applied", file=sys.stderr)

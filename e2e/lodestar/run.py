@@ -1,11 +1,14 @@
 """`make e2e`: a Lodestar devnet run through a 4-node covalidator cluster, judged from the BN's API.
 
-    .venv/bin/python e2e/lodestar/run.py [--out DIR] [--finalized 3] [--max-seconds 600] [--faults]
+    .venv/bin/python e2e/lodestar/run.py [--mode signer|middleware|direct] [--out DIR] [--finalized 3]
+                                         [--max-seconds 600] [--faults]
 
 Installs Lodestar 1.5.1 (install.sh, cached), creates a 3-of-4 cluster from interop keys 0..7 (all
-8 genesis validators are distributed), starts the topology of `devnet.py`, runs until the BN
-finalizes `--finalized` or the bound passes, judges (`judge.py`), stops every process it started,
-and prints the figures as one JSON object on the last line. Exit 0 when the judgement passes, 1
+8 genesis validators are distributed), starts the topology of `devnet.py` in the chosen mode (signer:
+keyless VCs with covalidator as their external signer, BN as published; middleware: VCs with share
+keystores, patched BN; direct: VCs with the full keys straight to the BN, no covalidator), runs until
+the BN finalizes `--finalized` or the bound passes, judges (`judge.py`), stops every process it
+started, and prints the figures as one JSON object on the last line. Exit 0 when the judgement passes, 1
 when it does not or the run broke; without node/npm it skips (exit 0) unless CI=true (exit 1).
 """
 
@@ -22,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devnet import SECONDS_PER_SLOT, SLOTS_PER_EPOCH, Devnet
+from devnet import MODES, SECONDS_PER_SLOT, SLOTS_PER_EPOCH, Devnet
 from judge import Duties, dv_indices, http, judge
 
 from covalidator.runtime.devnet.processes import ChildFailed, Children
@@ -44,7 +47,9 @@ def install_lodestar(ci: bool) -> Path | None:
         return None
     done = subprocess.run([str(HERE / "install.sh")], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"e2e FAILED: e2e/lodestar/install.sh exited with code {done.returncode} (see above)")
+        raise SystemExit(
+            f"e2e FAILED: e2e/lodestar/install.sh exited with code {done.returncode} (see above)"
+        )
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -63,8 +68,14 @@ def inject_fault(devnet: Devnet, since_genesis: float, fault: dict[str, Any]) ->
     if "killed_at_s" not in fault and since_genesis >= kill_at:
         devnet.kill_node(FAULT_NODE)
         fault["killed_at_s"] = round(since_genesis, 1)
-        log(f"fault: node{FAULT_NODE} SIGKILLed at {since_genesis:.1f} s after genesis (slot {FAULT_AT_SLOT})")
-    elif "killed_at_s" in fault and "restarted_at_s" not in fault and since_genesis >= kill_at + SECONDS_PER_SLOT:
+        log(
+            f"fault: node{FAULT_NODE} SIGKILLed at {since_genesis:.1f} s after genesis (slot {FAULT_AT_SLOT})"
+        )
+    elif (
+        "killed_at_s" in fault
+        and "restarted_at_s" not in fault
+        and since_genesis >= kill_at + SECONDS_PER_SLOT
+    ):
         devnet.restart_node(FAULT_NODE)
         fault["restarted_at_s"] = round(since_genesis, 1)
         log(f"fault: node{FAULT_NODE} restarted at {since_genesis:.1f} s after genesis")
@@ -76,16 +87,18 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
     log(f"BN up at {devnet.bn_url}; genesis in {devnet.genesis_time - time.time():.0f} s")
     devnet.start_recorder()
     devnet.start_nodes()
-    log(f"4 covalidator nodes up, peers connected; genesis in {devnet.genesis_time - time.time():.0f} s")
+    if devnet.mode != "direct":
+        log(f"4 covalidator nodes up, peers connected; genesis in {devnet.genesis_time - time.time():.0f} s")
     devnet.start_vcs()
     margin = devnet.genesis_time - time.time()
-    log(f"4 Lodestar VCs calling their nodes; genesis in {margin:.0f} s")
+    log(f"4 Lodestar VCs up ({devnet.mode} mode); genesis in {margin:.0f} s")
     bn = devnet.bn_url
     dv = dv_indices(bn, group_pubkeys(devnet))
     duties = Duties()
     head_slot = finalized = 0
     epoch_s = SECONDS_PER_SLOT * SLOTS_PER_EPOCH
     fault: dict[str, Any] = {}
+    finalized_at: int | None = None  # the head slot when the target epoch was first finalized
     while time.time() < deadline:
         devnet.check()
         since = time.time() - devnet.genesis_time
@@ -104,11 +117,13 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
                     log(f"head slot {slot}, finalized epoch {now_final} ({since:.0f} s after genesis)")
                 head_slot, finalized = slot, now_final
             if finalized >= finalized_target:
+                finalized_at = head_slot
                 break
         time.sleep(2.0)
     log("judging from the BN's API ...")
     recordings = [devnet.recording(i) for i in range(len(devnet.nodes))]
     result = judge(bn, head_slot, duties, dv, recordings)
+    result = {"mode": devnet.mode, **result, "finalized_at_head_slot": finalized_at}
     result["genesis_margin_s"] = round(margin, 1)
     if faults:
         result["fault"] = {"node": FAULT_NODE, **fault}
@@ -121,13 +136,21 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--out", type=Path, default=None, help="a fresh folder for the run, kept (default: a temp one, removed if passed)"
+        "--out",
+        type=Path,
+        default=None,
+        help="a fresh folder for the run, kept (default: a temp one, removed if passed)",
+    )
+    parser.add_argument(
+        "--mode", choices=MODES, default="signer", help="signer, middleware, or direct (no covalidator)"
     )
     parser.add_argument("--finalized", type=int, default=3, help="stop once the BN finalizes this epoch")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on the run, install excluded")
     parser.add_argument("--genesis-delay", type=float, default=40, help="seconds from BN start to genesis")
     parser.add_argument(
-        "--faults", action="store_true", help=f"SIGKILL node{FAULT_NODE} at slot {FAULT_AT_SLOT}, restart it a slot later"
+        "--faults",
+        action="store_true",
+        help=f"SIGKILL node{FAULT_NODE} at slot {FAULT_AT_SLOT}, restart it a slot later",
     )
     args = parser.parse_args()
 
@@ -146,7 +169,7 @@ def main() -> int:
     started = time.time()
     result: dict[str, Any] = {"passed": False}
     with Children(out, stop_timeout_s=20.0) as children:
-        devnet = Devnet(out, lodestar, children, args.genesis_delay)
+        devnet = Devnet(out, lodestar, children, args.genesis_delay, args.mode)
         try:
             result = run(devnet, args.finalized, started + args.max_seconds, args.faults)
         except ChildFailed as error:

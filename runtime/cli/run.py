@@ -123,6 +123,20 @@ def _env(name: str) -> str:
     help="HOST:PORT for /metrics (Prometheus), /livez, /readyz and the status; 'off' serves none.",
 )
 @click.option(
+    "--signer-api",
+    default=None,
+    envvar=_env("SIGNER_API"),
+    help="HOST:PORT to serve the Remote Signing (Web3Signer) API on: signer mode. The node decrypts its "
+    "share keystores and the VC, started with this URL as its external signer, holds no key. Off by default.",
+)
+@click.option(
+    "--signer-api-allow-remote",
+    is_flag=True,
+    default=False,
+    envvar=_env("SIGNER_API_ALLOW_REMOTE"),
+    help="Serve the signer API on a non-loopback address (anyone who reaches it can ask for signatures).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -148,6 +162,8 @@ def run(
     round_ms: int,
     bn_wait: float | None,
     monitoring: str,
+    signer_api: str | None,
+    signer_api_allow_remote: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -175,6 +191,8 @@ def run(
             monitoring=None
             if monitoring.strip().lower() == "off"
             else parse_host_port(monitoring, "--monitoring"),
+            signer_api=None if signer_api is None else parse_host_port(signer_api, "--signer-api"),
+            signer_api_remote=signer_api_allow_remote,
         )
     except ConfigError as error:
         fail(str(error))

@@ -183,7 +183,6 @@ class OneNode:
         self.request_id += 1
         return self.feed(VCSubmission(self.request_id, SubmissionKind.ATTESTATIONS, (attestation,)))
 
-
     # ---- signer mode --------------------------------------------------------------------------------
 
     def sign_request(self, validator: int | str, body: dict[str, Any]) -> tuple[int, list[NodeAction]]:
@@ -196,7 +195,7 @@ class OneNode:
 
     def sign_with_shares(self, actions: list[NodeAction]) -> list[NodeAction]:
         """Do what the runtime does with SignWithShare: sign with this node's shares, feed SharesSigned."""
-        from covalidator.model.node.events import SharesSigned, ShareSigned, SignWithShare
+        from covalidator.model.node.events import ShareSigned, SharesSigned, SignWithShare
 
         signed = []
         for action in of_type(actions, SignWithShare):
