@@ -15,10 +15,19 @@ import pytest
 from covalidator.model.cluster.config import unhex
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.eth.signing import Kind, signing_root
-from covalidator.model.node.events import Broadcast, ReplyToVC, SignWithShare, SubmissionKind, VCSubmission
-from covalidator.model.node.guards import GUARDS
+from covalidator.model.node.events import (
+    Broadcast,
+    DutiesFetched,
+    DutiesKind,
+    ReplyToVC,
+    SignWithShare,
+    SubmissionKind,
+    SubmitToBN,
+    VCSubmission,
+)
+from covalidator.model.node.guards import GUARDS, Guards
 from covalidator.model.node.phases import Phase
-from tests.helpers.one_node import ATTESTER, ROOT_B, OneNode, of_type, replies, submissions, verifies
+from tests.helpers.one_node import ATTESTER, ROOT_A, ROOT_B, OneNode, of_type, replies, submissions, verifies
 
 V = 0
 
@@ -238,3 +247,111 @@ def test_the_vcs_group_signed_attestation_is_accepted_and_not_submitted_again() 
     actions = node.feed(VCSubmission(node.request_id, SubmissionKind.ATTESTATIONS, (attestation,)))
     assert [(r.status) for r in of_type(actions, ReplyToVC)] == [200]
     assert submissions(actions, duty) == []
+
+
+# ---- sync committee messages: the co-validators' VCs may see different heads ---------------------------
+
+
+def sync_node(guards: Guards = GUARDS) -> OneNode:
+    """A signer-mode node whose validator V is a sync committee member, at slot 9's sync message."""
+    node = OneNode(signer=True, guards=guards)
+    node.start()
+    member = {"pubkey": node.pubkey(V), "validator_index": str(V), "validator_sync_committee_indices": ["0"]}
+    node.feed(DutiesFetched(DutiesKind.SYNC, 1, (member,), ROOT_A))
+    node.advance(node.clock.slot_start_ms(9))
+    return node
+
+
+def sync_message(slot: int, root: str) -> dict[str, Any]:
+    return {"slot": str(slot), "beacon_block_root": root, "validator_index": str(V)}
+
+
+def sync_request(node: OneNode, slot: int, root: str) -> dict[str, Any]:
+    return {
+        "type": "SYNC_COMMITTEE_MESSAGE",
+        "fork_info": node.fork_info(slot),
+        "sync_committee_message": {"beacon_block_root": root, "slot": str(slot)},
+    }
+
+
+SYNC = DutyId(9, DutyKind.SYNC_MESSAGE)
+
+
+def test_a_sync_committee_split_two_and_two_over_heads_still_signs_each_vcs_root() -> None:
+    """Measured on the devnet: at an epoch's first slot two VCs signed the parent, two the new block;
+    with one partial per node and root neither reached M. The node co-signs a root F + 1 peers signed
+    (no slashing condition covers sync committee messages), so both roots combine."""
+    node = sync_node()
+    rid, actions = node.sign_request(V, sync_request(node, 9, ROOT_A))
+    actions = node.sign_with_shares(actions)
+    actions += peers_sign(
+        node, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, ROOT_A), range(2, 3), carry=True
+    )
+    assert replies(actions, rid) == []  # ROOT_A: this node and peer 2 only
+    actions = peers_sign(
+        node, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, ROOT_B), range(3, 5), carry=True
+    )
+    root_b = root_hex(node, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, ROOT_B))
+    assert signed_roots(actions, DutyKind.SYNC_MESSAGE) == [root_b]  # peers 3 and 4: F + 1 = 2 signed it
+    actions = node.sign_with_shares(actions)
+    assert verifies(
+        node.pubkey(V), unhex(root_b), node.state.duties[SYNC].group_signed[node.pubkey(V)][root_b]
+    )
+    # peers 3 and 4 co-sign ROOT_A the same way: this node's VC gets the group signature over its root
+    actions = peers_sign(
+        node, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, ROOT_A), range(3, 4), carry=True
+    )
+    [reply] = replies(actions, rid)
+    root_a = root_hex(node, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, ROOT_A))
+    assert reply.status == 200 and verifies(node.pubkey(V), unhex(root_a), reply.body["signature"])
+    assert len([s for a in node.actions if isinstance(a, SubmitToBN) and a.duty == SYNC for s in a.body]) == 1
+
+
+def test_a_root_one_peer_signed_alone_is_not_co_signed_and_the_guard_is_what_stops_it() -> None:
+    message = sync_message(9, ROOT_B)
+    node = sync_node()
+    actions = peers_sign(node, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, message, range(2, 3), carry=True)
+    assert signed_roots(actions, DutyKind.SYNC_MESSAGE) == []  # one peer may be the Byzantine one
+    planted = sync_node(GUARDS._replace(may_cosign=lambda slashable, senders, faulty: True))
+    actions = peers_sign(planted, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, message, range(2, 3), carry=True)
+    assert signed_roots(actions, DutyKind.SYNC_MESSAGE) == [
+        root_hex(node, Kind.SYNC_COMMITTEE_MESSAGE, message)
+    ]
+
+
+def test_co_signing_is_refused_for_a_slashable_kind() -> None:
+    assert GUARDS.may_cosign(False, 2, 1) and not GUARDS.may_cosign(False, 1, 1)
+    assert not GUARDS.may_cosign(True, 4, 1)  # an attestation or block: never a root a peer chose
+
+
+def test_a_peer_may_sign_only_a_bounded_number_of_sync_roots() -> None:
+    node = sync_node()
+    limit = node.config.limits.sync_roots
+    roots = ["0x" + f"{i:02x}" * 32 for i in range(1, limit + 3)]
+    for root in roots:
+        peers_sign(node, SYNC, Kind.SYNC_COMMITTEE_MESSAGE, sync_message(9, root), range(2, 4), carry=True)
+    vd = node.state.duties[SYNC].validators[node.pubkey(V)]
+    assert 1 + len([k for k in vd.peer_cosigned if k[0] == 2]) == limit  # the rest dropped and counted
+    assert len(signed_roots(node.actions, DutyKind.SYNC_MESSAGE)) == limit  # and this node signs as many
+
+
+# ---- RANDAO: a validator may propose twice in an epoch -------------------------------------------------
+
+
+def test_a_randao_request_is_for_the_proposal_at_hand_not_the_epochs_first() -> None:
+    node = OneNode(signer=True)
+    node.start()
+    duties = [{"pubkey": node.pubkey(V), "validator_index": str(V), "slot": str(s)} for s in (9, 10)]
+    node.proposer_duties(1, *duties)
+    node.advance(node.clock.slot_start_ms(10) + 10)  # slot 9 proposed; the VC asks in slot 10
+    body = {"type": "RANDAO_REVEAL", "fork_info": node.fork_info(10), "randao_reveal": {"epoch": "1"}}
+    rid, actions = node.sign_request(V, body)
+    assert replies(actions, rid) == []  # held, not "past its deadline"
+    assert node.state.requests[rid].duty == DutyId(10, DutyKind.RANDAO)
+    node.sign_with_shares(node.actions)
+    root = root_hex(node, Kind.RANDAO_REVEAL, {"epoch": "1"})
+    actions = peers_sign(
+        node, DutyId(10, DutyKind.RANDAO), Kind.RANDAO_REVEAL, {"epoch": "1"}, range(2, 4), True
+    )
+    [reply] = replies(actions, rid)
+    assert reply.status == 200 and verifies(node.pubkey(V), unhex(root), reply.body["signature"])

@@ -79,6 +79,7 @@ class Limits:
     buffered_peer_messages: int = 256  # per duty, before this node joins its consensus
     duties: int = 4096  # live duty records
     vc_request_wait_ms: int | None = None  # how long a VC request may hang (default: its duty's deadline)
+    sync_roots: int = 3  # block roots one sender's sync committee message partials may cover per slot
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ Decides the checks the safety theorems assume of the node (proofs/dv_safety.py):
 - `is_threshold_met`: a signature is combined only from M partials over one root (lemma A);
 - `may_release`: in signer mode this node signs its own partial of a consensus duty, and hands the
   group signature to the VC, only in a phase `may_serve` allows and only over the decided root
-  (theorem signer_safety).
+  (theorem signer_safety);
+- `may_cosign`: in signer mode this node adds its partial over a message a PEER chose only for a kind
+  no slashing condition covers (sync committee messages) and only once more peers than may be
+  Byzantine signed it (one honest co-validator's beacon node saw that head).
 The node calls them through `NodeConfig.guards`; nothing else decides these questions. Tests and
 the cluster simulator plant bugs by replacing one (proofs/mutants.py), never by patching the node.
 """
@@ -65,6 +68,12 @@ def may_release(serves: Any, root: Any, decided_root: Any) -> Any:
     return And(serves, root == decided_root)
 
 
+def may_cosign(slashable: bool, senders: int, faulty: int) -> bool:
+    """This node signs a root its peers chose (a sync committee message's block root): never for a
+    slashable kind, and only when more than `faulty` peers signed it."""
+    return not slashable and senders > faulty
+
+
 class Guards(NamedTuple):
     may_serve: Callable[[Phase], bool] = may_serve
     is_blocked_by: Callable[[DutyRecord, DutyRecord, Any, Any], bool] = is_blocked_by
@@ -72,6 +81,7 @@ class Guards(NamedTuple):
     refused_by_store: Callable[[tuple[tuple[str, str], ...]], dict[str, str]] = refused_by_store
     is_threshold_met: Callable[[Any, Any], Any] = is_threshold_met
     may_release: Callable[[Any, Any, Any], Any] = may_release
+    may_cosign: Callable[[bool, int, int], bool] = may_cosign
 
 
 GUARDS = Guards()

@@ -22,7 +22,7 @@ from typing import Any
 
 from covalidator.model.cluster.config import unhex
 from covalidator.model.crypto import bls
-from covalidator.model.duty import CONSENSUS_KINDS, KINDS, DutyId, DutyKind, SubmissionKind
+from covalidator.model.duty import CONSENSUS_KINDS, KINDS, SLASHABLE_KINDS, DutyId, DutyKind, SubmissionKind
 from covalidator.model.eth.beacon_data import (
     DataProblem,
     bitlist_single,
@@ -62,6 +62,7 @@ from covalidator.model.node.state import (
     validator,
 )
 from covalidator.model.outcomes import Reason
+from covalidator.model.qbft.rules import fault_tolerance
 
 
 def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature], out: Out) -> None:
@@ -72,19 +73,68 @@ def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature],
 # ---- signer mode: this node signs its own partials ------------------------------------------------------
 
 
+def many_roots(kind: DutyKind) -> bool:
+    """A kind whose partials may cover several messages per validator and slot: sync committee
+    messages (their block root is each VC's view of the head, and no slashing condition covers them)."""
+    return kind is DutyKind.SYNC_MESSAGE
+
+
+def signed_roots(vd: ValidatorDuty) -> set[str]:
+    """The signing roots this node has its own partial over."""
+    return ({vd.own[0]} if vd.own is not None else set()) | set(vd.cosigned)
+
+
 def sign_own(state: NodeState, rec: DutyRecord, items: list[tuple[str, str, Any]], out: Out) -> None:
     """Ask the runtime for this node's partials: (key, signing root, message) of validators that have
-    none yet and none on the way. Only in signer mode; the caller decides what may be signed."""
+    none yet and none on the way (a sync committee message: none over that root, and fewer than
+    `Limits.sync_roots` roots). Only in signer mode; the caller decides what may be signed."""
     if not state.config.signs_own_partials:
         return
     asks = []
     for key, root, message in items:
         vd = validator(rec, key)
-        if vd.own is None and (rec.id, key) not in state.signing:
-            state.signing.add((rec.id, key))
-            asks.append(ShareToSign(rec.id, key, root, message))
+        pending = state.signing.get((rec.id, key), set())
+        done = signed_roots(vd)
+        if many_roots(rec.id.kind):
+            if root in done or root in pending or len(done | pending) >= state.config.limits.sync_roots:
+                continue
+        elif done or pending:
+            continue
+        state.signing.setdefault((rec.id, key), set()).add(root)
+        asks.append(ShareToSign(rec.id, key, root, message))
     if asks:
         out.append(SignWithShare(tuple(asks)))
+
+
+def cosign(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
+    """Signer mode: add this node's partial over a sync committee message root that more peers than may
+    be Byzantine signed (`Guards.may_cosign`). The co-validators' VCs may see different heads when
+    they sign (a block arriving at that moment); each root any honest VC asked for then still gets M
+    partials, so every VC gets its group signature, even this node's VC when it is down."""
+    if not state.config.signs_own_partials or not many_roots(rec.id.kind):
+        return
+    faulty = fault_tolerance(state.config.n)
+    slashable = rec.id.kind in SLASHABLE_KINDS
+    items = []
+    for key in keys:
+        vd = rec.validators.get(key)
+        if vd is None:
+            continue
+        senders: dict[str, set[int]] = {}
+        messages: dict[str, Any] = {}
+        for sender, (root, _, message) in vd.partials.items():
+            senders.setdefault(root, set()).add(sender)
+            messages.setdefault(root, message)
+        for (sender, root), (_, message) in vd.peer_cosigned.items():
+            senders.setdefault(root, set()).add(sender)
+            messages.setdefault(root, message)
+        for root, who in sorted(senders.items()):
+            if not state.config.guards.may_cosign(slashable, len(who - vd.invalid_senders), faulty):
+                continue
+            message = expected_message(state, rec.id, key, messages[root])
+            if message is not None:
+                items.append((key, root, message))
+    sign_own(state, rec, items, out)
 
 
 def sign_decided(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
@@ -128,14 +178,21 @@ def on_shares_signed(state: NodeState, event: SharesSigned, out: Out) -> None:
     by_duty: dict[DutyId, list[PartialSignature]] = {}
     for signed in event.signed:
         item = signed.item
-        state.signing.discard((item.duty, item.key))
+        pending = state.signing.get((item.duty, item.key))
+        if pending is not None:
+            pending.discard(item.signing_root)
+            if not pending:
+                del state.signing[(item.duty, item.key)]
         rec = state.duties.get(item.duty)
         if rec is None or rec.phase is Phase.DONE:
             continue
         vd = validator(rec, item.key)
-        if vd.own is not None:
+        if vd.own is None:
+            vd.own, vd.own_message = (item.signing_root, signed.signature), item.message
+        elif many_roots(item.duty.kind) and item.signing_root not in signed_roots(vd):
+            vd.cosigned[item.signing_root] = (signed.signature, item.message)
+        else:
             continue
-        vd.own, vd.own_message = (item.signing_root, signed.signature), item.message
         message = item.message if item.duty.kind not in CONSENSUS_KINDS else None
         by_duty.setdefault(item.duty, []).append(
             PartialSignature(item.key, item.signing_root, signed.signature, message)
@@ -164,17 +221,31 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
         if sender in vd.invalid_senders:
             continue
         previous = vd.partials.get(sender)
-        if previous is not None:
+        another = previous is not None and previous[0] != item.signing_root and many_roots(rec.id.kind)
+        if previous is not None and not another:
             if previous[:2] != (item.signing_root, item.signature):
                 metric(out, "peer_message_dropped", cause="equivocating_partial", peer=sender)
             continue
+        if another:
+            extra = vd.peer_cosigned.get((sender, item.signing_root))
+            if extra is not None:
+                if extra[0] != item.signature:
+                    metric(out, "peer_message_dropped", cause="equivocating_partial", peer=sender)
+                continue
+            if 1 + sum(s == sender for s, _ in vd.peer_cosigned) >= config.limits.sync_roots:
+                metric(out, "peer_message_dropped", cause="too_many_roots", peer=sender)
+                continue
         if batch.duty.kind not in CONSENSUS_KINDS and not _message_matches(state, rec, item):
             vd.invalid_senders.add(sender)
             metric(out, "peer_message_dropped", cause="partial_message_mismatch", peer=sender)
             continue
-        vd.partials[sender] = (item.signing_root, item.signature, item.message)
+        if another:
+            vd.peer_cosigned[(sender, item.signing_root)] = (item.signature, item.message)
+        else:
+            vd.partials[sender] = (item.signing_root, item.signature, item.message)
         metric(out, "partial_signatures_received", peer=sender, kind=batch.duty.kind.name.lower())
         touched.append(item.pubkey)
+    cosign(state, rec, touched, out)
     try_combine(state, rec, touched, out)
 
 
@@ -215,42 +286,63 @@ def expected_message(
     return None
 
 
-def _candidates(
-    state: NodeState, rec: DutyRecord, key: str, vd: ValidatorDuty
-) -> tuple[str, dict[int, bytes], Any] | None:
-    """(root, {share: partial}, message) with the most partials for this validator, if any root has M."""
+def _by_root(state: NodeState, vd: ValidatorDuty) -> tuple[dict[str, dict[int, bytes]], dict[str, Any]]:
+    """Every partial of a validator, this node's and its peers', grouped by signing root (with a
+    message per root, for duties without consensus)."""
     by_root: dict[str, dict[int, bytes]] = {}
     messages: dict[str, Any] = {}
+    me = state.config.share_index
     if vd.own is not None:
-        by_root.setdefault(vd.own[0], {})[state.config.share_index] = unhex(vd.own[1])
+        by_root.setdefault(vd.own[0], {})[me] = unhex(vd.own[1])
+        if vd.own_message is not None:
+            messages[vd.own[0]] = vd.own_message
+    for root, (sig, message) in vd.cosigned.items():
+        by_root.setdefault(root, {})[me] = unhex(sig)
+        messages.setdefault(root, message)
     for sender, (root, sig, message) in vd.partials.items():
         by_root.setdefault(root, {})[sender] = unhex(sig)
         messages.setdefault(root, message)
+    for (sender, root), (sig, message) in vd.peer_cosigned.items():
+        if sender not in vd.invalid_senders:
+            by_root.setdefault(root, {})[sender] = unhex(sig)
+            messages.setdefault(root, message)
+    return by_root, messages
+
+
+def _candidates(
+    state: NodeState, rec: DutyRecord, key: str, vd: ValidatorDuty
+) -> tuple[str, dict[int, bytes], Any] | None:
+    """(root, {share: partial}, message) with the most partials for this validator among the roots not
+    combined yet, if one has M."""
+    by_root, messages = _by_root(state, vd)
+    done = rec.group_signed.get(key, {})
     if rec.id.kind in CONSENSUS_KINDS:
         if not state.config.guards.may_serve(rec.phase) or key not in rec.roots:
             return None  # wait until the decided data is persisted
         root = rec.roots[key]
         chosen = by_root.get(root, {})
-    elif by_root:
-        root, chosen = max(by_root.items(), key=lambda item: (len(item[1]), item[0]))
     else:
+        open_roots = [(len(p), r) for r, p in by_root.items() if r not in done]
+        if not open_roots:
+            return None
+        root = max(open_roots)[1]
+        chosen = by_root[root]
+    if root in done or not state.config.guards.is_threshold_met(len(chosen), state.config.threshold):
         return None
-    if not state.config.guards.is_threshold_met(len(chosen), state.config.threshold):
-        return None
-    own_message = vd.own_message if vd.own is not None and vd.own[0] == root else None
-    return root, chosen, messages.get(root, own_message)
+    return root, chosen, messages.get(root)
 
 
 def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
-    """Combine every listed validator that has M partials over one root; submit what combined."""
+    """Combine every listed validator that has M partials over one root; submit what combined (a
+    second root of a sync committee message is combined for the signer API, not submitted)."""
     config = state.config
     sign_decided(state, rec, keys, out)  # signer mode: our own partial first, once it may be released
     submissions: list[tuple[str, Any]] = []
-    ready: list[tuple[str, ValidatorDuty, Any]] = []
+    ready: list[tuple[str, ValidatorDuty, str, Any]] = []
     jobs: list[bls.CombineJob] = []
     for key in dict.fromkeys(keys):
         vd = rec.validators.get(key)
-        if vd is None or vd.submitted or vd.ended:
+        if vd is None or ((vd.submitted or vd.ended) and not many_roots(rec.id.kind)):
             continue
         if rec.id.kind in CONSENSUS_KINDS and vd.info is None:
             continue  # restored before its duty is known again: the submission needs the duty
@@ -262,18 +354,25 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
         shares = {i + 1: unhex(s) for i, s in enumerate(config.by_group[group].shares)}
         verified = {config.share_index} if config.share_index in partials else set()
         jobs.append(bls.CombineJob(unhex(group), shares, unhex(root), partials, config.threshold, verified))
-        ready.append((key, vd, message))
+        ready.append((key, vd, root, message))
     # every validator's partials of this duty in one batch check (one pairing per distinct root)
     combinations = bls.verify_and_combine_many(jobs) if jobs else []
-    for (key, vd, message), combination in zip(ready, combinations, strict=True):
+    again = []
+    for (key, vd, root, message), combination in zip(ready, combinations, strict=True):
         for bad in combination.invalid:
-            vd.partials.pop(bad, None)
+            if vd.partials.get(bad, ("",))[0] == root:
+                vd.partials.pop(bad)
+            vd.peer_cosigned.pop((bad, root), None)
             vd.invalid_senders.add(bad)
             metric(out, "peer_message_dropped", cause="invalid_partial_signature", peer=bad)
         if combination.signature is None:
             continue
-        vd.submitted = True
         signature = "0x" + combination.signature.hex()
+        rec.group_signed.setdefault(key, {})[root] = signature
+        again.append(key)
+        if vd.submitted or vd.ended:
+            continue  # another block root of a sync committee message: for the signer API only
+        vd.submitted = True
         rec.combined[key] = signature
         metric(out, "signatures_combined", kind=rec.id.kind.name.lower())
         body = _combined(state, rec, key, vd, signature, message, out)
@@ -298,6 +397,8 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
                     tuple(pubkey_of(k) for k, _ in submissions),
                 )
             )
+    if again and many_roots(rec.id.kind):
+        try_combine(state, rec, again, out)  # a further root of the same validators may have M too
 
 
 def _combined(

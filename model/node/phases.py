@@ -95,6 +95,10 @@ class ValidatorDuty:
     own: tuple[str, str] | None = None  # (signing root, partial) from this node's VC, verified
     own_message: Any = None  # what the VC signed, for duties without consensus
     partials: dict[int, tuple[str, str, Any]] = field(default_factory=dict)  # share -> (root, sig, message)
+    # sync committee messages only (no slashing condition covers them): partials over more block roots
+    # than the first, this node's (root -> (sig, message)) and the peers' ((share, root) -> (sig, message))
+    cosigned: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    peer_cosigned: dict[tuple[int, str], tuple[str, Any]] = field(default_factory=dict)
     invalid_senders: set[int] = field(default_factory=set)
     submitted: bool = False
     ended: bool = False  # its DutyOutcome was emitted
@@ -115,7 +119,8 @@ class DutyRecord:
     decided: dict[str, Any] | None = None
     decided_hash: str = ""
     roots: dict[str, str] = field(default_factory=dict)  # validator key -> signing root of its message
-    combined: dict[str, str] = field(default_factory=dict)  # key -> the combined (group) signature
+    combined: dict[str, str] = field(default_factory=dict)  # key -> the combined (group) signature submitted
+    group_signed: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> signing root -> group sig
     combined_roots: dict[str, str] = field(default_factory=dict)  # sync messages: key -> combined block root
     signed: dict[str, Any] = field(default_factory=dict)  # aggregations: key -> the signed message
 

@@ -24,7 +24,10 @@ What the object must be, per type:
     for a duty this validator has (an attester duty at that slot; sync committee membership with
     that subcommittee).
   RANDAO_REVEAL: the epoch of a known proposer duty of the validator, or the current epoch.
-  SYNC_COMMITTEE_MESSAGE: any block root the VC chooses, once per slot; partials are grouped by root.
+  SYNC_COMMITTEE_MESSAGE: any block root the VC chooses (up to `Limits.sync_roots` per slot; no
+    slashing condition covers them); partials are grouped by root, and the node co-signs a root more
+    peers than may be Byzantine signed (`Guards.may_cosign`), so co-validators whose VCs saw different
+    heads each still get a group signature over their own root.
 
 A request that passes is held (bounded, like the VC's data requests) until the group signature exists
 or its deadline. This node's own partial (node/parsig.py `sign_own`) is signed by the runtime, which
@@ -41,7 +44,7 @@ from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
 from covalidator.model.eth.beacon_data import DataProblem, root_of, uint
 from covalidator.model.eth.signing import Kind, SigningError, message_epoch
 from covalidator.model.node.events import SignRequest, TimerPurpose, VCRequestKind
-from covalidator.model.node.parsig import sign_own
+from covalidator.model.node.parsig import many_roots, sign_own, signed_roots
 from covalidator.model.node.phases import Phase
 from covalidator.model.node.state import (
     HeldRequest,
@@ -259,11 +262,17 @@ def _shape(
 
 
 def _randao_slot(state: NodeState, group: str, epoch: int) -> int:
-    """The proposal slot a RANDAO request is for: the validator's known proposer duty in `epoch`, or,
-    in the current epoch, the current slot (a VC asks for its reveal in its proposal slot)."""
+    """The proposal slot a RANDAO request is for. A VC asks for its reveal in its proposal slot, and a
+    validator may propose more than once in an epoch: the earliest of its known proposer duties in
+    `epoch` whose reveal is not past its deadline, else, in the current epoch, the current slot."""
     clock = state.config.chain.clock
     for duty, rec in sorted(state.duties.items()):
-        if duty.kind is DutyKind.PROPOSER and clock.epoch_of(duty.slot) == epoch and group in on_duty(rec):
+        if (
+            duty.kind is DutyKind.PROPOSER
+            and clock.epoch_of(duty.slot) == epoch
+            and group in on_duty(rec)
+            and clock.duty_deadline_ms(DutyId(duty.slot, DutyKind.RANDAO)) > state.now_ms
+        ):
             return duty.slot
     if epoch == clock.epoch_at(state.now_ms):
         return clock.slot_at(state.now_ms)
@@ -336,33 +345,30 @@ def answer(state: NodeState, req: HeldRequest, out: Out) -> None:
         return  # the duty may still be fetched; at the deadline the request is refused
     rec = record(state, target.duty, out)
     vd = validator(rec, target.key)
-    if vd.own is not None and vd.own[0] != target.root:
-        _done(
-            state,
-            req,
-            out,
-            412,
-            error(412, f"this node already signed another message for {target.duty}"),
-            "other_message_signed",
+    signed = signed_roots(vd) | state.signing.get((target.duty, target.key), set())
+    if target.root not in signed and signed and not many_roots(target.duty.kind):
+        _refuse(
+            state, req, out, f"this node already signed another message for {target.duty}", "other_message"
+        )
+        return
+    if target.root not in signed and len(signed) >= state.config.limits.sync_roots:
+        _refuse(
+            state, req, out, f"this node already signed {len(signed)} block roots for {target.duty}", "roots"
         )
         return
     sign_own(state, rec, [(target.key, target.root, target.message)], out)
-    combined = rec.combined.get(target.key)
-    if combined is not None and _combined_root(rec, target) == target.root:
+    _answer_if_combined(state, req, rec, target, out)
+
+
+def _refuse(state: NodeState, req: HeldRequest, out: Out, reason: str, cause: str) -> None:
+    _done(state, req, out, 412, error(412, reason), cause)
+
+
+def _answer_if_combined(state: NodeState, req: HeldRequest, rec: Any, target: Target, out: Out) -> None:
+    """Answer with the cluster's group signature over exactly the requested signing root, once combined."""
+    combined = rec.group_signed.get(target.key, {}).get(target.root)
+    if combined is not None:
         _done(state, req, out, 200, {"signature": combined})
-
-
-def _combined_root(rec: Any, target: Target) -> str:
-    """The signing root the combined signature of a duty without consensus is over."""
-    if target.duty.kind is DutyKind.SYNC_MESSAGE:
-        vd = rec.validators.get(target.key)
-        block_root = rec.combined_roots.get(target.key)
-        return (
-            target.root
-            if vd is not None and block_root == (target.message or {}).get("beacon_block_root")
-            else ""
-        )
-    return target.root  # the message is fixed by the duty: one root
 
 
 def _has_duty(state: NodeState, target: Target) -> bool:
@@ -406,9 +412,7 @@ def _answer_decided(state: NodeState, req: HeldRequest, target: Target, out: Out
     decided = rec.roots.get(target.key)
     if guards.may_release(serves, target.root, decided):
         sign_own(state, rec, [(target.key, target.root, None)], out)
-        combined = rec.combined.get(target.key)
-        if combined is not None:
-            _done(state, req, out, 200, {"signature": combined})
+        _answer_if_combined(state, req, rec, target, out)
         return
     if serves and decided is not None:
         _done(

@@ -58,7 +58,7 @@ class NodeState:
     slashing: SlashingView = field(default_factory=SlashingView)
     requests: dict[int, HeldRequest] = field(default_factory=dict)
     finished: set[tuple[DutyId, str]] = field(default_factory=set)
-    signing: set[tuple[DutyId, str]] = field(default_factory=set)  # own partials asked of the runtime
+    signing: dict[tuple[DutyId, str], set[str]] = field(default_factory=dict)  # own partials asked: roots
     next_epoch_timer: int = -1
 
 

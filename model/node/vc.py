@@ -327,7 +327,7 @@ def on_vc_submission(state: NodeState, event: VCSubmission, out: Out) -> None:
             failures.append({"index": i, "message": str(problem)})
             continue
         duty, key, _, signature, _ = item
-        if state.duties[duty].combined.get(key) == signature:
+        if signature in state.duties[duty].group_signed.get(key, {}).values():
             # signer mode: the group signature our signer API gave the VC, submitted when it combined
             metric(out, "vc_submissions_already_combined", kind=duty.kind.name.lower())
             continue
