@@ -10,7 +10,8 @@ run in order:
   Fetch*/SubmitToBN  BN calls in background tasks whose results come back as events;
   Broadcast/Send     the peer transport; StartTimer: a loop timer that feeds TimerFired;
   DutyOutcome   recorded durably; Log / Metric: the logger and the metrics sink;
-  SignWithShare signer mode: signed with this node's share keys in a worker thread, back as
+  SignWithShare signer mode: signed with this node's share keys in a worker thread, earliest duty
+                deadline first (runtime/sign_queue.py), back as
                 `SharesSigned` (without share keys the node never asks).
 Events wait in a priority queue (`urgency`: consensus inputs before partials, duties and timers).
 `step` runs in a single worker thread (its BLS work would otherwise block the HTTP servers); only
@@ -71,6 +72,7 @@ from covalidator.model.node.state import NodeState
 from covalidator.model.node.step import step
 from covalidator.runtime.bn_client import BNResponse, Duties, Json
 from covalidator.runtime.share_keys import ShareSigner
+from covalidator.runtime.sign_queue import SignQueue
 
 log = logging.getLogger("covalidator.node")
 
@@ -187,6 +189,14 @@ class NodeRunner:
         self._step_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-step")
         self._io_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-store")
         self._sign_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-sign")
+        clock_rules = config.chain.clock
+        self.sign_queue = (
+            SignQueue(
+                signer, lambda item: clock_rules.duty_deadline_ms(item.duty), self.submit, self._sign_thread
+            )
+            if signer is not None
+            else None
+        )
         self.steps = 0
         self.last_step_ms = 0.0
         self.stopped = asyncio.Event()
@@ -275,6 +285,8 @@ class NodeRunner:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        if self.sign_queue is not None:
+            await self.sign_queue.close()
         self._step_thread.shutdown(wait=True)
         self._io_thread.shutdown(wait=True)
         self._sign_thread.shutdown(wait=True)
@@ -305,10 +317,8 @@ class NodeRunner:
                 if future is not None and not future.done():
                     future.set_result(action)
             case SignWithShare(items=items):
-                if self.signer is not None:
-                    signer = self.signer
-                    loop = asyncio.get_running_loop()
-                    self._spawn(loop.run_in_executor(self._sign_thread, signer.sign, items))
+                if self.sign_queue is not None:
+                    self.sign_queue.add(items)  # earliest duty deadline first (runtime/sign_queue.py)
                 else:
                     log.error("the model asked to sign with share keys this node does not hold")
             case Broadcast(payload=payload):
