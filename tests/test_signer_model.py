@@ -355,3 +355,29 @@ def test_a_randao_request_is_for_the_proposal_at_hand_not_the_epochs_first() -> 
     )
     [reply] = replies(actions, rid)
     assert reply.status == 200 and verifies(node.pubkey(V), unhex(root), reply.body["signature"])
+
+
+def test_sync_selection_proofs_are_signed_a_slot_ahead_not_an_epoch_at_once() -> None:
+    """At an epoch's start a whole epoch of selection proofs (every slot and subcommittee) held a RANDAO
+    reveal back by seconds on the devnet: they are signed a slot ahead instead."""
+    node = OneNode(signer=True)
+    node.start()
+    member = {"pubkey": node.pubkey(V), "validator_index": str(V), "validator_sync_committee_indices": ["0"]}
+    actions = node.feed(DutiesFetched(DutiesKind.SYNC, 1, (member,), ROOT_A))
+    first = node.clock.first_slot(1)
+
+    def slots(actions: list[Any]) -> list[int]:
+        return [
+            item.duty.slot
+            for a in of_type(actions, SignWithShare)
+            for item in a.items
+            if item.duty.kind is DutyKind.PREPARE_SYNC_CONTRIBUTION
+        ]
+
+    assert slots(actions) == [first]  # the epoch's first slot only
+    node.sign_with_shares(actions)
+    for slot in range(first, first + 3):
+        actions = node.advance(node.clock.slot_start_ms(slot) + node.clock.slot_ms // 2)
+        # during slot s, the proofs of slot s + 1 (and at an epoch's start the next epoch's first slot)
+        expected = [slot + 1] + ([node.clock.first_slot(2)] if slot == first else [])
+        assert sorted(slots(actions)) == expected

@@ -207,6 +207,7 @@ def judge(
         "dv_stake_fraction": round(sum(dv.values()) / total, 4) if total else 0.0,
         "dv_attestations_expected": len(expected),
         "dv_attestations_included": sum(1 for x in expected if x in included),
+        "dv_attestations_missing": sorted([v, s] for v, s in expected if (v, s) not in included),
         "inclusion_distance_avg": round(sum(distances) / len(distances), 3) if distances else None,
         "dv_blocks_expected": len(proposals),
         "dv_blocks_proposed": len(proposed),

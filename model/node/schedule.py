@@ -193,8 +193,20 @@ def create_sync_message_duties(state: NodeState, epoch: int, out: Out) -> None:
         rec = record(state, duty, out)
         for pubkey, info in members.items():
             schedule(rec, pubkey, info, out)
-        if state.config.signs_own_partials:  # signer mode: our sync selection proofs now
-            _sign_sync_selections(state, slot, members, out)
+        # the epoch's first slot (its previous slot may have no sync duty here) and the next slot now,
+        # the others a slot ahead (sign_sync_selections)
+        if slot == clock.first_slot(epoch) or slot <= clock.slot_at(state.now_ms) + 1:
+            sign_sync_selections(state, slot, out)
+
+
+def sign_sync_selections(state: NodeState, slot: int, out: Out) -> None:
+    """Signer mode: this node's sync committee selection proofs for `slot`, signed a slot ahead (at
+    the previous slot's sync message start), not a whole epoch at once: at an epoch's start that burst
+    (every slot and subcommittee of the next epoch) held a RANDAO reveal back by seconds on the devnet."""
+    chain = state.config.chain
+    members = state.sync_members.get(chain.sync_period(chain.clock.epoch_of(slot)), {})
+    if state.config.signs_own_partials and members and fork_at_least(chain, slot, "altair"):
+        _sign_sync_selections(state, slot, members, out)
 
 
 def _sign_sync_selections(state: NodeState, slot: int, members: dict[str, Any], out: Out) -> None:

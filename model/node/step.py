@@ -135,6 +135,8 @@ def on_timer(state: NodeState, key: TimerKey, out: Out) -> None:
     match key.purpose:
         case TimerPurpose.START:
             consensus.on_start(state, rec, out)
+            if rec.id.kind is DutyKind.SYNC_MESSAGE:
+                schedule.sign_sync_selections(state, rec.id.slot + 1, out)
         case TimerPurpose.DEADLINE:
             if outcome.on_deadline(state, rec, out):
                 vc.answer_held(state, rec.id, out)
