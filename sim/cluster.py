@@ -15,6 +15,7 @@ finished outcomes), and executes the actions in order:
                      (`slashing.check_attestation` / `check_block` over every record it holds),
                      answered by `Persisted` (with refusals) a moment later;
   ReplyToVC          to its simulated VC, which signs and posts back (`sim_vc`);
+  SignWithShare      signer mode: signed with the node's share a moment later (`SharesSigned`);
   SubmitToBN         to the chain (the judge), answered by `BNSubmitted`;
   DutyOutcome, Metric, Log  collected.
 A crash loses the node's memory and its pending I/O; the durable store and the VC survive.
@@ -80,6 +81,10 @@ from covalidator.model.node.events import (
     Persisted,
     ReplyToVC,
     Send,
+    ShareSigned,
+    SharesSigned,
+    ShareToSign,
+    SignWithShare,
     SlashingRecord,
     Started,
     StartTimer,
@@ -124,7 +129,7 @@ from covalidator.sim.network import (
     SimNode,
     Simulator,
 )
-from covalidator.sim.vc import HTTP_MS, SimVC, VCAction, VCBehaviour
+from covalidator.sim.vc import HTTP_MS, SIGN_MS, SimVC, VCAction, VCBehaviour
 
 BN_MS = (5, 40)  # a BN answer's latency
 STORE_MS = 2  # an fsync'ed write
@@ -175,6 +180,7 @@ class ClusterScenario:
     slot_ms: int = 6_000
     store_ms: int = STORE_MS  # how long a Persist takes to be durable
     vc_jitter_ms: int = 0  # each VC request and submission up to this much later (seeded)
+    signer: bool = False  # signer mode: nodes hold their shares, VCs hold no key and ask the node to sign
     guards: Guards = GUARDS  # the node's guards (another set only to plant a bug: proofs/mutants.py)
     store_recheck: bool = True  # False: the durable store records what it is given (a planted bug)
     planted_bug: str = "none"  # the name of the planted bug, for the report
@@ -378,6 +384,7 @@ class NodeRuntime:
             round_duration_ms=run.scenario.round_duration_ms,
             limits=Limits(),
             guards=run.scenario.guards,
+            signs_own_partials=run.scenario.signer,
         )
         self.state: NodeState | None = None
         self.now = 0
@@ -564,6 +571,9 @@ class NodeRuntime:
                 self._io(self.run.scenario.store_ms, lambda now: Persisted(action.duty, refused))
             case ReplyToVC() | PassToBN():
                 self._vc_reply(action)
+            case SignWithShare(items=items):
+                signed = SharesSigned(tuple(ShareSigned(item, self._share_sign(item)) for item in items))
+                self._io(SIGN_MS, lambda now: signed)
             case SubmitToBN():
                 self._submit(action)
             case DutyOutcome():
@@ -630,6 +640,11 @@ class NodeRuntime:
             self._bn_delay("submit", action.duty, self.now),
             lambda now: BNSubmitted(action.duty, action.pubkeys, ok, error),
         )
+
+    def _share_sign(self, item: ShareToSign) -> str:
+        """Signer mode: what the runtime's ShareSigner does, with this node's share of the validator."""
+        validator = self.chain.pubkeys.index(item.key.split("/", 1)[0])
+        return hex0x(bls.sign(self.chain.shares[validator][self.index], unhex(item.signing_root)))
 
     # ---- the VC ---------------------------------------------------------------------------------------
 
@@ -888,7 +903,9 @@ def build_nodes(run: ClusterRun) -> dict[int, NodeRuntime]:
     scenario, plan = run.scenario, run.plan
     runtimes: dict[int, NodeRuntime] = {}
     for i in range(1, scenario.nodes + 1):
-        vc = SimVC(run.chain, i, plan.vcs.get(i, VCBehaviour.HONEST), scenario.vc_jitter_ms)
+        vc = SimVC(
+            run.chain, i, plan.vcs.get(i, VCBehaviour.HONEST), scenario.vc_jitter_ms, signer=scenario.signer
+        )
         if i in plan.byzantine:
             runtimes[i] = ByzantineRuntime(run, i, vc, scenario.byzantine_behaviour)
         else:

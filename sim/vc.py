@@ -12,6 +12,13 @@ validator flow says, in virtual time:
   2/3         where the combined proof selects the validator: aggregate_attestation, signed as an
               AggregateAndProof; sync_committee_contribution, signed as a ContributionAndProof.
 
+Signer mode (`signer=True`): the VC holds no key. Every signature is a Remote Signing API request to
+its node (`SignRequest`, body from `eth.remote_signing`), answered with the cluster's GROUP signature:
+the RANDAO reveal before the block request, selection proofs (AGGREGATION_SLOT,
+SYNC_COMMITTEE_SELECTION_PROOF) at the slot's start instead of the selections endpoints, and each
+attestation, sync committee message, block, AggregateAndProof and ContributionAndProof before it is
+posted (one object per post, as its signature arrives).
+
 Faulty behaviours: `slow` (every request and submission late, by more than a second), `missing`
 (never asks, never signs), `other_data` (signs something other than what the node served). The VC
 is a separate process: it survives its node's crash (its in-flight requests are lost).
@@ -21,20 +28,21 @@ It knows its duties from its BN (the simulated chain's view for its node), like 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from covalidator.model.cluster.config import hex0x
 from covalidator.model.crypto import bls
-from covalidator.model.eth import ssz_json, vc_flow
+from covalidator.model.eth import remote_signing, ssz_json, vc_flow
 from covalidator.model.eth.beacon_data import is_aggregator, is_sync_committee_aggregator
 from covalidator.model.eth.signing import Kind, signing_root
 from covalidator.model.eth.vc_flow import AttesterDuty
 from covalidator.model.node.events import (
     PassToBN,
     ReplyToVC,
+    SignRequest,
     SubmissionKind,
     VCRequest,
     VCRequestKind,
@@ -54,7 +62,8 @@ class VCBehaviour(StrEnum):
     OTHER_DATA = "other_data"
 
 
-VCEvent = VCRequest | VCSubmission
+VCEvent = VCRequest | VCSubmission | SignRequest
+Then = Callable[[str], list["VCAction"]]  # signer mode: what to do with a group signature
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,15 @@ class _Pending:
 
 class SimVC:
     def __init__(
-        self, chain: SimChain, node: int, behaviour: VCBehaviour = VCBehaviour.HONEST, jitter_ms: int = 0
+        self,
+        chain: SimChain,
+        node: int,
+        behaviour: VCBehaviour = VCBehaviour.HONEST,
+        jitter_ms: int = 0,
+        signer: bool = False,
     ) -> None:
         self.chain = chain
+        self.signer = signer  # signer mode: no key here, the node signs
         self.node = node  # share index
         self.behaviour = behaviour
         self.jitter_ms = jitter_ms  # each request and submission up to this much later (seeded)
@@ -122,6 +137,42 @@ class SimVC:
         self.pending[self.next_id] = _Pending("submit:" + kind.value, slot)
         self.stats.submissions += 1
         return VCAction(self._delay(SIGN_MS + HTTP_MS), VCSubmission(self.next_id, kind, tuple(objects)))
+
+    def _ask_signer(
+        self, slot: int, index: int, kind: Kind, message: Mapping[str, Any], then: Then
+    ) -> VCAction:
+        """Signer mode: ask the node's Remote Signing API to sign `message` as validator `index`."""
+        self.next_id += 1
+        self.pending[self.next_id] = _Pending("sign:" + kind.value, slot, then)
+        self.stats.requests += 1
+        body = remote_signing.sign_request(self.chain.schedule, kind, message)
+        return VCAction(self._delay(HTTP_MS), SignRequest(self.next_id, self.chain.pubkeys[index], body))
+
+    def _signed(
+        self, slot: int, submission: SubmissionKind, build: Callable[[vc_flow.Sign], list[dict[str, Any]]]
+    ) -> list[VCAction]:
+        """Objects that each carry one signature, posted: signed here with the share, or (signer mode)
+        each posted once the node's signer API answers with its group signature."""
+        if not self.signer:
+            return [self._submit(submission, slot, build(self._sign_as))]
+        asks: list[tuple[int, Kind, Mapping[str, Any]]] = []
+
+        def record(index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+            asks.append((index, kind, message))
+            return ""
+
+        objects = build(record)
+        assert len(objects) == len(asks), "one signature per object"
+        return [
+            self._ask_signer(
+                slot,
+                index,
+                kind,
+                message,
+                lambda sig, obj=obj: [self._submit(submission, slot, [{**obj, "signature": sig}])],  # type: ignore[misc]
+            )
+            for obj, (index, kind, message) in zip(objects, asks, strict=True)
+        ]
 
     def _attester_duties(self, slot: int, now_ms: int) -> list[AttesterDuty]:
         epoch = self.chain.clock.epoch_of(slot)
@@ -168,11 +219,19 @@ class SimVC:
         proposer = proposers.get(slot)
         if proposer is not None and proposer < chain.params.validators:
             pubkey = chain.pubkeys[proposer]
-            reveal = self._sign(pubkey, Kind.RANDAO_REVEAL, {"epoch": str(epoch)})
-            actions.append(
-                self._request(VCRequestKind.BLOCK, slot, {"slot": str(slot), "randao_reveal": reveal}, pubkey)
-            )
+
+            def block_request(reveal: str, pubkey: str = pubkey) -> list[VCAction]:
+                params = {"slot": str(slot), "randao_reveal": reveal}
+                return [self._request(VCRequestKind.BLOCK, slot, params, pubkey)]
+
+            randao = {"epoch": str(epoch)}
+            if self.signer:
+                actions.append(self._ask_signer(slot, proposer, Kind.RANDAO_REVEAL, randao, block_request))
+            else:
+                actions += block_request(self._sign(pubkey, Kind.RANDAO_REVEAL, randao))
         duties = self._attester_duties(slot, now_ms)
+        if self.signer:  # the group selection proofs straight from the signer: no selections endpoints
+            return actions + self._signer_selections(slot, duties)
         if duties:
             selections = vc_flow.beacon_committee_selections(slot, [d.index for d in duties], self._sign_as)
             actions.append(
@@ -191,6 +250,28 @@ class SimVC:
             sync_selections = vc_flow.sync_committee_selections(slot, pairs, self._sign_as)
             actions.append(
                 self._request(VCRequestKind.SYNC_COMMITTEE_SELECTIONS, slot, {"selections": sync_selections})
+            )
+        return actions
+
+    def _signer_selections(self, slot: int, duties: list[AttesterDuty]) -> list[VCAction]:
+        actions = []
+        for d in duties:
+
+            def keep(proof: str, index: int = d.index) -> list[VCAction]:
+                self.proofs[(slot, index)] = proof
+                return []
+
+            actions.append(self._ask_signer(slot, d.index, Kind.AGGREGATION_SLOT, {"slot": str(slot)}, keep))
+        for index, position in sorted(self._sync_members(slot).items()):
+            sub = position // SYNC_SUBCOMMITTEE_SIZE
+
+            def keep_sync(proof: str, index: int = index, sub: int = sub) -> list[VCAction]:
+                self.sync_proofs[(slot, index, sub)] = proof
+                return []
+
+            message = {"slot": str(slot), "subcommittee_index": str(sub)}
+            actions.append(
+                self._ask_signer(slot, index, Kind.SYNC_COMMITTEE_SELECTION_PROOF, message, keep_sync)
             )
         return actions
 
@@ -213,8 +294,11 @@ class SimVC:
             signed_root = root
             if self.behaviour is VCBehaviour.OTHER_DATA:
                 signed_root = _hash_hex("other", slot)
-            messages = vc_flow.sync_committee_messages(slot, signed_root, sorted(members), self._sign_as)
-            actions.append(self._submit(SubmissionKind.SYNC_COMMITTEE_MESSAGES, slot, messages))
+            actions += self._signed(
+                slot,
+                SubmissionKind.SYNC_COMMITTEE_MESSAGES,
+                lambda sign: vc_flow.sync_committee_messages(slot, signed_root, sorted(members), sign),
+            )
         return actions
 
     def _two_thirds(self, slot: int, now_ms: int) -> list[VCAction]:
@@ -252,6 +336,9 @@ class SimVC:
         if pending.kind.startswith("submit:") or self.behaviour is VCBehaviour.MISSING:
             return []
         body = reply.body if isinstance(reply.body, dict) else {}
+        if pending.kind.startswith("sign:"):
+            then: Then = pending.context
+            return then(str(body.get("signature", "")))
         data: Any = body.get("data")
         chain = self.chain
         slot = pending.slot
@@ -261,8 +348,12 @@ class SimVC:
             block = dict(data)
             if other:
                 block = {**block, "state_root": _hash_hex("other", slot)}
-            signature = self._sign(pending.context, Kind.BLOCK, block)
-            return [self._submit(SubmissionKind.BLOCK, slot, [{"message": block, "signature": signature}])]
+            index = chain.pubkeys.index(pending.context)
+            return self._signed(
+                slot,
+                SubmissionKind.BLOCK,
+                lambda sign: [{"message": block, "signature": sign(index, Kind.BLOCK, block)}],
+            )
         if kind is VCRequestKind.ATTESTATION_DATA:
             duties: list[AttesterDuty] = pending.context
             if other:
@@ -270,8 +361,9 @@ class SimVC:
             self.data_roots[(slot, duties[0].committee_index)] = (
                 "0x" + ssz_json.hash_tree_root(chain.spec.AttestationData, data).hex()
             )
-            objects = vc_flow.attestations(data, duties, self._sign_as)
-            return [self._submit(SubmissionKind.ATTESTATIONS, slot, objects)]
+            return self._signed(
+                slot, SubmissionKind.ATTESTATIONS, lambda sign: vc_flow.attestations(data, duties, sign)
+            )
         if kind is VCRequestKind.BEACON_COMMITTEE_SELECTIONS:
             for item in data or []:
                 self.proofs[(int(item["slot"]), int(item["validator_index"]))] = item["selection_proof"]
@@ -285,10 +377,16 @@ class SimVC:
         if other:
             data = {**data, "signature": _other_signature(slot)}
         if kind is VCRequestKind.AGGREGATE_ATTESTATION:
-            signed = vc_flow.signed_aggregate_and_proof(index, data, proof, self._sign_as)
-            return [self._submit(SubmissionKind.AGGREGATE_AND_PROOFS, slot, [signed])]
-        signed = vc_flow.signed_contribution_and_proof(index, data, proof, self._sign_as)
-        return [self._submit(SubmissionKind.CONTRIBUTION_AND_PROOFS, slot, [signed])]
+            return self._signed(
+                slot,
+                SubmissionKind.AGGREGATE_AND_PROOFS,
+                lambda sign: [vc_flow.signed_aggregate_and_proof(index, data, proof, sign)],
+            )
+        return self._signed(
+            slot,
+            SubmissionKind.CONTRIBUTION_AND_PROOFS,
+            lambda sign: [vc_flow.signed_contribution_and_proof(index, data, proof, sign)],
+        )
 
 
 def _other_signature(slot: int) -> str:

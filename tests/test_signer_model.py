@@ -381,3 +381,14 @@ def test_sync_selection_proofs_are_signed_a_slot_ahead_not_an_epoch_at_once() ->
         # during slot s, the proofs of slot s + 1 (and at an epoch's start the next epoch's first slot)
         expected = [slot + 1] + ([node.clock.first_slot(2)] if slot == first else [])
         assert sorted(slots(actions)) == expected
+
+
+def test_with_release_before_persist_planted_the_node_signs_while_the_store_is_still_writing() -> None:
+    """The guard is the only gate: the node asks it at the decision, and the real one says no until
+    Persisted (decide_and_persist asserts nothing is signed while PERSISTING)."""
+    from covalidator.proofs.mutants import PLANTED_BUGS
+
+    node, duty, data = signer_node(guards=PLANTED_BUGS["release-before-persist"].guards)
+    actions = node.decided_by_peers(duty, {node.pubkey(V): data})
+    assert node.state.duties[duty].phase is Phase.PERSISTING
+    assert signed_roots(actions) == [root_hex(node, Kind.ATTESTATION, data)]

@@ -67,6 +67,8 @@ class PartialSignature(DataClassJsonMixin):
 class PartialSignatures(DataClassJsonMixin):
     duty: DutyId
     partials: tuple[PartialSignature, ...]
+    # the sender is still waiting to combine these (signer mode, sent again): peers answer with theirs
+    waiting: bool = False
 
 
 @dataclass(frozen=True)

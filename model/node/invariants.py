@@ -3,11 +3,13 @@
 - persist before serve: decided data reaches the VC (a 200 ReplyToVC to a data request) only for a
   duty whose Persisted event (or restore from the store at Started) came earlier in this life, and,
   where the driver knows the store (the simulator), only data the store holds for the duty;
+- sign after persist (signer mode): this node's own partial of a consensus duty is asked of the
+  runtime (`SignWithShare`) only for a duty whose Persisted came earlier in this life;
 - one submission per (duty, validator) per life, and after a restart never a different message for
   a (duty, validator) submitted before.
 
 Each violation is one line naming the invariant (`served_before_persisted: ...`,
-`double_submission: ...`), the step and the duty.
+`signed_before_persisted: ...`, `double_submission: ...`), the step and the duty.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from covalidator.model.duty import REQUEST_DUTY, DutyId, DutyKind, VCRequestKind
+from covalidator.model.duty import CONSENSUS_KINDS, REQUEST_DUTY, DutyId, DutyKind, VCRequestKind
 from covalidator.model.node.codec import to_json
-from covalidator.model.node.events import Persisted, ReplyToVC, Started, SubmitToBN, VCRequest
+from covalidator.model.node.events import Persisted, ReplyToVC, SignWithShare, Started, SubmitToBN, VCRequest
 
 DATA_REQUESTS = frozenset(
     {
@@ -68,6 +70,12 @@ class InvariantMonitor:
                     self._served(index, duty, action.body)
             elif isinstance(action, SubmitToBN):
                 self._submitted(index, action)
+            elif isinstance(action, SignWithShare):
+                for item in action.items:
+                    if item.duty.kind in CONSENSUS_KINDS and item.duty not in self.persisted:
+                        self.violations.append(
+                            f"signed_before_persisted: step {index} signed {item.duty} before Persisted"
+                        )
 
     def _served(self, index: int, duty: DutyId, body: Any) -> None:
         if duty not in self.persisted:

@@ -36,6 +36,7 @@ from covalidator.model.node.events import (
     PartialSignature,
     PartialSignatures,
     PeerPayload,
+    Send,
     SharesSigned,
     ShareToSign,
     SignWithShare,
@@ -71,6 +72,39 @@ def broadcast_own(state: NodeState, duty: DutyId, items: list[PartialSignature],
 
 
 # ---- signer mode: this node signs its own partials ------------------------------------------------------
+
+
+def rebroadcast_own(state: NodeState, duty: DutyId, key: str, out: Out) -> None:
+    """Signer mode: a VC asks for a signature the cluster has not combined yet: send this node's own
+    partials again (peers ignore a partial they hold). Partials signed ahead of time (selection proofs,
+    RANDAO) go out once, possibly before a peer is connected; the simulator's lossy start showed a
+    peer then missing two of them until the duty's deadline."""
+    rec = state.duties.get(duty)
+    vd = rec.validators.get(key) if rec is not None else None
+    if rec is None or vd is None or vd.own is None:
+        return
+    combined = rec.group_signed.get(key, {})
+    mine = [(vd.own[0], vd.own[1], vd.own_message)] + [(r, sig, m) for r, (sig, m) in vd.cosigned.items()]
+    carry = duty.kind not in CONSENSUS_KINDS
+    items = [PartialSignature(key, r, sig, m if carry else None) for r, sig, m in mine if r not in combined]
+    if items:
+        metric(out, "own_partials_rebroadcast", kind=duty.kind.name.lower())
+        out.append(Broadcast(PeerPayload(partials=PartialSignatures(duty, tuple(items), waiting=True))))
+
+
+def _answer_waiting(state: NodeState, sender: int, rec: DutyRecord, keys: list[str], out: Out) -> None:
+    """A peer is still waiting to combine: send it this node's own partials of those validators (once
+    per such message; the answer itself asks nothing back, so two nodes never loop)."""
+    carry = rec.id.kind not in CONSENSUS_KINDS
+    items = []
+    for key in dict.fromkeys(keys):
+        vd = rec.validators.get(key)
+        if vd is None or vd.own is None:
+            continue
+        items.append(PartialSignature(key, vd.own[0], vd.own[1], vd.own_message if carry else None))
+        items += [PartialSignature(key, r, sig, m if carry else None) for r, (sig, m) in vd.cosigned.items()]
+    if items:
+        out.append(Send(sender, PeerPayload(partials=PartialSignatures(rec.id, tuple(items)))))
 
 
 def many_roots(kind: DutyKind) -> bool:
@@ -245,6 +279,8 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
             vd.partials[sender] = (item.signing_root, item.signature, item.message)
         metric(out, "partial_signatures_received", peer=sender, kind=batch.duty.kind.name.lower())
         touched.append(item.pubkey)
+    if batch.waiting:
+        _answer_waiting(state, sender, rec, [item.pubkey for item in batch.partials], out)
     cosign(state, rec, touched, out)
     try_combine(state, rec, touched, out)
 

@@ -44,7 +44,7 @@ from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
 from covalidator.model.eth.beacon_data import DataProblem, root_of, uint
 from covalidator.model.eth.signing import Kind, SigningError, message_epoch
 from covalidator.model.node.events import SignRequest, TimerPurpose, VCRequestKind
-from covalidator.model.node.parsig import many_roots, sign_own, signed_roots
+from covalidator.model.node.parsig import many_roots, rebroadcast_own, sign_own, signed_roots
 from covalidator.model.node.phases import Phase
 from covalidator.model.node.state import (
     HeldRequest,
@@ -312,6 +312,8 @@ def on_sign_request(state: NodeState, event: SignRequest, out: Out) -> None:
     state.requests[req.request_id] = req
     timer(out, TimerPurpose.REQUEST, deadline, target.duty, request_id=req.request_id)
     answer(state, req, out)
+    if req.request_id in state.requests:  # still waiting: peers may have missed our partial
+        rebroadcast_own(state, target.duty, target.key, out)
 
 
 def answer_held(state: NodeState, duty: DutyId, out: Out) -> None:

@@ -167,7 +167,13 @@ def on_peer(state: NodeState, event: PeerMessage, out: Out) -> None:
     if duty.kind not in CONSENSUS_KINDS or not in_window(state, duty.slot):
         metric(out, "peer_message_dropped", cause="stale_or_future_instance", peer=event.sender)
         return
+    before = state.duties[duty].phase if duty in state.duties else None
     consensus.on_qbft_message(state, event.sender, envelope, out)
+    rec = state.duties.get(duty)
+    if rec is not None and rec.phase is not before and rec.decided is not None:
+        # signer mode: our partial as soon as `Guards.may_release` allows. At the decision it does not
+        # (the store has not answered yet); asking here is what makes the guard the only gate
+        parsig.sign_decided(state, rec, list(rec.validators), out)
 
 
 def route(state: NodeState, signal: Signal, out: Out) -> None:
