@@ -37,7 +37,7 @@ prove: setup
 unit: setup
 	$(BIN)/python -m pytest -q --durations=15
 
-test: lint typecheck prove unit e2e-middleware
+test: lint typecheck prove unit e2e e2e-middleware
 
 # Signer mode: a Lodestar BN as published + 4 keyless Lodestar VCs, each with its covalidator node as
 # beacon node and external signer, until finality (~6 min; README "End to end with real clients");

@@ -9,6 +9,10 @@ per node (VmHWM). Not a test: it prints figures.
 
     python bench/cluster.py                     # 100 and 1000 validators, 1 epoch, 4 s slots
     python bench/cluster.py --validators 100,1000,5000 --epochs 2 --json
+    python bench/cluster.py --signer            # signer mode: keyless VCs, the nodes' signer APIs
+
+In signer mode each VC times every Remote Signing request (send to group signature received): the
+table adds those latencies per request type, p50 / p99 over the 4 VCs.
 """
 
 from __future__ import annotations
@@ -109,8 +113,36 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             "peak_rss_mb": round(max(rss)),
             "slashable_pairs": summary["slashable_pairs"],
             "invalid_signatures": summary["invalid_signatures"],
+            "sign_ms": sign_latencies(folder, spec.nodes) if spec.signer else {},
         }
     raise RuntimeError("the cluster was never ready before genesis")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def sign_latencies(folder: Path, nodes: int) -> dict[str, dict[str, float]]:
+    """Signer mode: request type -> count, p50 and p99 ms of the VCs' signing requests."""
+    merged: dict[str, list[float]] = {}
+    for i in range(nodes):
+        stats = folder / f"vc{i}.stats.json"
+        if stats.is_file():
+            for kind, values in json.loads(stats.read_text()).get("sign_ms", {}).items():
+                merged.setdefault(kind, []).extend(values)
+    return {
+        kind: {"n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99)}
+        for kind, v in sorted(merged.items())
+    }
+
+
+def sign_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| validators | request type | requests | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    for r in rows:
+        for kind, f in r["sign_ms"].items():
+            lines.append(f"| {r['validators']:,} | {kind} | {f['n']:,} | {f['p50']} | {f['p99']} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -136,6 +168,7 @@ def main() -> None:
     parser.add_argument("--seconds-per-slot", type=int, default=4)
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--json", action="store_true", help="also print each row as a JSON line")
+    parser.add_argument("--signer", action="store_true", help="signer mode (keyless VCs)")
     args = parser.parse_args()
     os.environ.setdefault("COVALIDATOR_MONITORING", "127.0.0.1:0")  # no fixed ports: the machine is shared
     rows = []
@@ -148,6 +181,7 @@ def main() -> None:
             epochs=args.epochs,
             seconds_per_slot=args.seconds_per_slot,
             genesis_delay_s=20 + count / 20,
+            signer=args.signer,
         )
         print(
             f"{count} validators: {args.epochs} epoch(s) of {args.seconds_per_slot} s slots", file=sys.stderr
@@ -161,6 +195,8 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
     print(table(rows))
+    if args.signer:
+        print(sign_table(rows))
 
 
 if __name__ == "__main__":

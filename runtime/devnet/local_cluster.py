@@ -37,6 +37,7 @@ class ClusterSpec:
     epochs: int = 3
     seconds_per_slot: int = 2
     genesis_delay_s: float = 20.0
+    signer: bool = False  # signer mode: nodes serve --signer-api, the VCs hold no key and use it
 
 
 def covalidator(*args: str) -> list[str]:
@@ -52,6 +53,7 @@ class LocalCluster:
         self.nodes: list[Child] = []
         self.vcs: list[Child] = []
         self.api_ports: list[int] = []
+        self.signer_ports: list[int] = []
         self.monitoring: list[str | None] = []  # node i's monitoring URL (from its status), None: off
 
     def node_dir(self, i: int) -> Path:
@@ -90,12 +92,14 @@ class LocalCluster:
 
     def start_nodes(self, p2p_ports: list[int]) -> None:
         self.api_ports = free_ports(self.spec.nodes)
+        self.signer_ports = free_ports(self.spec.nodes) if self.spec.signer else []
         for i in range(self.spec.nodes):
+            signer = ("--signer-api", f"{HOST}:{self.signer_ports[i]}") if self.spec.signer else ()
             argv = covalidator(
                 "run", "--lock", str(self.node_dir(i) / "cluster-lock.json"), "--node-dir", str(self.node_dir(i)),
                 "--beacon-node", self.bn_url, "--validator-api", f"{HOST}:{self.api_ports[i]}",
                 "--p2p", f"{HOST}:{p2p_ports[i]}", "--data-dir", str(self.data_dir(i)),
-                *self.monitoring_flag(i),
+                *signer, *self.monitoring_flag(i),
             )  # fmt: skip
             self.nodes.append(self.children.spawn(f"node{i}", argv))
 
@@ -129,7 +133,9 @@ class LocalCluster:
         for i in range(self.spec.nodes):
             argv = [
                 sys.executable, "-m", "covalidator.runtime.devnet.vc",
-                "--base-url", f"http://{HOST}:{self.api_ports[i]}", "--keys", str(self.node_dir(i)),
+                "--base-url", f"http://{HOST}:{self.api_ports[i]}",
+                *(("--signer", f"http://{HOST}:{self.signer_ports[i]}") if self.spec.signer
+                  else ("--keys", str(self.node_dir(i)))),
                 "--epochs", str(self.spec.epochs), "--stats-file", str(self.folder / f"vc{i}.stats.json"),
                 "--ready-file", str(self.folder / f"vc{i}.ready"),
             ]  # fmt: skip

@@ -19,7 +19,14 @@ What it signs comes from `model.vc_flow` (shared with the simulated VC, `model.s
 error and submission (`stats`). Must not: keep any slashing protection (covalidator and the judge
 do that) or retry on its own schedule.
 
-As a process: `python -m covalidator.runtime.devnet.vc --base-url URL --keys DIR [--epochs E]`.
+Signer mode (`signer_url`: a covalidator's Remote Signing API): the VC holds no key. Its validators
+are the signer's `publicKeys` (group keys); every signature is a `POST /api/v1/eth2/sign/{pubkey}`
+(body from `model.eth.remote_signing`) answered with the cluster's group signature; selection proofs
+come from the signer (AGGREGATION_SLOT, SYNC_COMMITTEE_SELECTION_PROOF), not the selections endpoints.
+Each request's latency is kept per type (`stats.sign_ms`): the time covalidator adds to a signature.
+
+As a process: `python -m covalidator.runtime.devnet.vc --base-url URL (--keys DIR | --signer URL)
+[--epochs E]`.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import aiohttp
 
 from covalidator.model.cluster.config import ChainConfig, hex0x
 from covalidator.model.crypto import bls
-from covalidator.model.eth import ssz_json, vc_flow
+from covalidator.model.eth import remote_signing, ssz_json, vc_flow
 from covalidator.model.eth.beacon_data import is_aggregator, is_sync_committee_aggregator
 from covalidator.model.eth.signing import Kind, signing_root
 from covalidator.model.eth.specs import spec
@@ -66,6 +73,7 @@ class VCStats:
     errors: dict[str, int] = field(default_factory=dict)  # endpoint name -> failed calls
     submitted: dict[str, int] = field(default_factory=dict)  # kind -> objects accepted
     last_errors: list[str] = field(default_factory=list)
+    sign_ms: dict[str, list[float]] = field(default_factory=dict)  # signer mode: request type -> latencies
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,7 @@ class VCStats:
             "by_endpoint": {k: [v, self.errors.get(k, 0)] for k, v in sorted(self.requests.items())},
             "submitted": dict(sorted(self.submitted.items())),
             "last_errors": self.last_errors[-10:],
+            "sign_ms": {k: sorted(v) for k, v in sorted(self.sign_ms.items())},
         }
 
 
@@ -90,8 +99,10 @@ class DevnetVC:
         *,
         clock: Callable[[], float] = time.time,
         fee_recipient: str = "0x" + "00" * 20,
+        signer_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.signer_url = signer_url.rstrip("/") if signer_url else None  # signer mode: no key here
         self.secrets = {pk.lower(): sk for pk, sk in secrets.items()}  # pubkey -> secret (or share)
         self.clock = clock
         self.fee_recipient = fee_recipient
@@ -119,6 +130,7 @@ class DevnetVC:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         missing_ok: bool = False,
+        base: str | None = None,
     ) -> tuple[int, Any, Mapping[str, str]]:
         """(status, JSON body, headers) of a 2xx answer (or of a route-missing one if `missing_ok`)."""
         if self._session is None:
@@ -127,7 +139,7 @@ class DevnetVC:
         try:
             async with self._session.request(
                 method,
-                self.base_url + path,
+                (base or self.base_url) + path,
                 params=params,
                 json=body,
                 headers=headers,
@@ -146,6 +158,48 @@ class DevnetVC:
         self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         self.stats.last_errors = [*self.stats.last_errors[-49:], problem]
         raise VCError(problem)
+
+    async def remote_sign(self, index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+        """Signer mode: the cluster's group signature over `message`, from the node's signer API."""
+        assert self.signer_url is not None
+        body = remote_signing.sign_request(self.chain.schedule, kind, message)
+        name = "sign_" + body["type"].lower()
+        began = time.perf_counter()
+        _, answer, _ = await self.call(
+            name,
+            "POST",
+            f"/api/v1/eth2/sign/{self.pubkey_of[index]}",
+            body=body,
+            timeout=self.chain.clock.slot_ms / 1000,
+            base=self.signer_url,
+        )
+        self.stats.sign_ms.setdefault(body["type"], []).append(round((time.perf_counter() - began) * 1000, 1))
+        if not isinstance(answer, dict) or not isinstance(answer.get("signature"), str):
+            raise VCError(f"{name}: an answer without a signature")
+        return str(answer["signature"])
+
+    async def sign_any(self, index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+        """With our key (share), or from the signer API in signer mode."""
+        if self.signer_url is None:
+            return self.sign(index, kind, message)
+        return await self.remote_sign(index, kind, message)
+
+    async def signed(
+        self, build: Callable[[vc_flow.Sign], list[dict[str, Any]]], field: str = "signature"
+    ) -> list[dict[str, Any]]:
+        """Objects that each carry one signature in `field` (`vc_flow`): signed with our key, or in
+        signer mode built first and each signature asked of the signer API, all at once."""
+        if self.signer_url is None:
+            return build(self.sign)
+        asks: list[tuple[int, Kind, Mapping[str, Any]]] = []
+
+        def record(index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+            asks.append((index, kind, message))
+            return ""
+
+        objects = build(record)
+        signatures = await asyncio.gather(*(self.remote_sign(*ask) for ask in asks))
+        return [{**obj, field: sig} for obj, sig in zip(objects, signatures, strict=True)]
 
     async def data(self, name: str, method: str, path: str, **options: Any) -> Any:
         _, body, _ = await self.call(name, method, path, **options)
@@ -166,6 +220,11 @@ class DevnetVC:
         """Genesis, spec and our validators' indices; retried while the node is not up yet."""
         for attempt in range(attempts):
             try:
+                if self.signer_url is not None and not self.secrets:  # signer mode: its keys
+                    _, keys, _ = await self.call(
+                        "public_keys", "GET", "/api/v1/eth2/publicKeys", base=self.signer_url
+                    )
+                    self.secrets = {str(k).lower(): 0 for k in keys}
                 genesis = await self.data("genesis", "GET", "/eth/v1/beacon/genesis")
                 config = await self.data("spec", "GET", "/eth/v1/config/spec")
                 root = bytes.fromhex(genesis["genesis_validators_root"][2:])
@@ -322,7 +381,7 @@ class DevnetVC:
 
     async def propose(self, slot: int, index: int) -> None:
         epoch = self.chain.clock.epoch_of(slot)
-        reveal = self.sign(index, Kind.RANDAO_REVEAL, {"epoch": str(epoch)})
+        reveal = await self.sign_any(index, Kind.RANDAO_REVEAL, {"epoch": str(epoch)})
         _, body, headers = await self.call(
             "produce_block",
             "GET",
@@ -332,7 +391,7 @@ class DevnetVC:
         )
         block, version = body["data"], headers.get("Eth-Consensus-Version", body.get("version", ""))
         blinded = str(body.get("execution_payload_blinded", False)).lower() == "true"
-        signed = {"message": block, "signature": self.sign(index, Kind.BLOCK, block)}
+        signed = {"message": block, "signature": await self.sign_any(index, Kind.BLOCK, block)}
         kind = "blinded_blocks" if blinded else "blocks"
         await self.call(
             "publish_block",
@@ -372,13 +431,27 @@ class DevnetVC:
         return {key(o): o["selection_proof"] for o in body["data"]}
 
     async def selections(self, slot: int, duties: list[vc_flow.AttesterDuty]) -> dict[tuple[str, ...], str]:
-        objects = vc_flow.beacon_committee_selections(slot, [d.index for d in duties], self.sign)
+        indices = [d.index for d in duties]
+        if self.signer_url is not None:  # the group proofs straight from the signer
+            objects = await self.signed(
+                lambda sign: vc_flow.beacon_committee_selections(slot, indices, sign), "selection_proof"
+            )
+            return {(o["validator_index"], o["slot"]): o["selection_proof"] for o in objects}
+        objects = vc_flow.beacon_committee_selections(slot, indices, self.sign)
         return await self._selections("beacon_committee_selections", objects)
 
     async def sync_selections(
         self, slot: int, members: Mapping[int, list[int]]
     ) -> dict[tuple[str, ...], str]:
         pairs = [(index, sub) for index, subs in sorted(members.items()) for sub in subs]
+        if self.signer_url is not None:
+            objects = await self.signed(
+                lambda sign: vc_flow.sync_committee_selections(slot, pairs, sign), "selection_proof"
+            )
+            return {
+                (o["validator_index"], o["slot"], o["subcommittee_index"]): o["selection_proof"]
+                for o in objects
+            }
         objects = vc_flow.sync_committee_selections(slot, pairs, self.sign)
         return await self._selections("sync_committee_selections", objects)
 
@@ -398,7 +471,7 @@ class DevnetVC:
             roots[index] = hex0x(
                 ssz_json.hash_tree_root(spec(fork, self.chain.schedule.preset).AttestationData, data)
             )
-            objects = vc_flow.attestations(data, members, self.sign)
+            objects = await self.signed(lambda sign: vc_flow.attestations(data, members, sign))
             await self.call("submit_attestations", "POST", "/eth/v1/beacon/pool/attestations", body=objects)
             self._count("attestations", len(objects))
 
@@ -412,7 +485,9 @@ class DevnetVC:
             return None
         try:
             root = (await self.data("head_root", "GET", "/eth/v1/beacon/blocks/head/root"))["root"]
-            messages = vc_flow.sync_committee_messages(slot, root, sorted(members), self.sign)
+            messages = await self.signed(
+                lambda sign: vc_flow.sync_committee_messages(slot, root, sorted(members), sign)
+            )
             await self.call(
                 "submit_sync_messages", "POST", "/eth/v1/beacon/pool/sync_committees", body=messages
             )
@@ -436,7 +511,9 @@ class DevnetVC:
                 params={"attestation_data_root": root, "slot": str(slot)},
                 timeout=self.chain.clock.slot_ms / 1000,
             )
-            signed = vc_flow.signed_aggregate_and_proof(d.index, aggregate, proof, self.sign)
+            [signed] = await self.signed(
+                lambda sign: [vc_flow.signed_aggregate_and_proof(d.index, aggregate, proof, sign)]
+            )
             await self.call(
                 "submit_aggregates", "POST", "/eth/v1/validator/aggregate_and_proofs", body=[signed]
             )
@@ -466,7 +543,9 @@ class DevnetVC:
                 params={"slot": str(slot), "subcommittee_index": sub, "beacon_block_root": root},
                 timeout=self.chain.clock.slot_ms / 1000,
             )
-            signed = vc_flow.signed_contribution_and_proof(int(index), contribution, proof, self.sign)
+            [signed] = await self.signed(
+                lambda sign: [vc_flow.signed_contribution_and_proof(int(index), contribution, proof, sign)]
+            )
             await self.call(
                 "submit_contributions", "POST", "/eth/v1/validator/contribution_and_proofs", body=[signed]
             )
@@ -528,10 +607,8 @@ async def run_vc(
         first = clock.slot_at(vc.now_ms())
         with contextlib.suppress(VCError, KeyError, TypeError, ValueError):  # else fetched at the slot
             await vc.duties_of(clock.epoch_of(first))  # known before the first slot
-        for index in sorted(vc.pubkey_of)[
-            :1
-        ]:  # first signing root now (imports the fork's spec), not at slot 0
-            vc.sign(index, Kind.AGGREGATION_SLOT, {"slot": str(first)})
+        if vc.pubkey_of:  # the first signing root now (it imports the fork's spec), not at slot 0
+            vc._signing_root(Kind.AGGREGATION_SLOT, {"slot": str(first)})
         if ready_file:  # genesis, spec and our validators known: the run's driver may start the clock
             write_file(Path(ready_file), b"ready\n")
         until = None if epochs is None else epochs * vc.chain.clock.slots_per_epoch - 1
@@ -559,6 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-url", required=True, help="the Beacon API to validate through")
     keys = parser.add_mutually_exclusive_group(required=True)
     keys.add_argument("--keys", help="a folder of EIP-2335 keystores (a node folder: its validator_keys/)")
+    keys.add_argument("--signer", help="no keys: a Remote Signing API (covalidator --signer-api) signs")
     keys.add_argument("--interop-validators", type=int, help="sign with interop keys 0..V-1 (1-of-1)")
     parser.add_argument(
         "--epochs", type=int, default=None, help="stop after epoch E-1 (default: run until SIGTERM)"
@@ -570,8 +648,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     use_fixture_bls_backend()
-    secrets = load_secrets(args.keys) if args.keys else interop_secrets(args.interop_validators)
-    asyncio.run(run_vc(DevnetVC(args.base_url, secrets), args.epochs, args.stats_file, args.ready_file))
+    if args.signer:
+        vc = DevnetVC(args.base_url, {}, signer_url=args.signer)
+    else:
+        vc = DevnetVC(
+            args.base_url, load_secrets(args.keys) if args.keys else interop_secrets(args.interop_validators)
+        )
+    asyncio.run(run_vc(vc, args.epochs, args.stats_file, args.ready_file))
 
 
 if __name__ == "__main__":
