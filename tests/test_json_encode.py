@@ -21,9 +21,15 @@ def traced_run() -> ClusterResult:
     return run_cluster(ClusterScenario(validators=4, epochs=2, seed=9, crash=1), trace_node=2)
 
 
+@cache
+def traced_signer_run() -> ClusterResult:
+    """Signer mode: the Remote Signing requests and this node's share signatures."""
+    return run_cluster(ClusterScenario(validators=4, epochs=1, seed=9, signer=True), trace_node=2)
+
+
 def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> None:
     seen: set[str] = set()
-    for event, actions in traced_run().trace:
+    for event, actions in [*traced_run().trace, *traced_signer_run().trace]:
         for item in (event, *actions):
             seen.add(type(item).__name__)
             assert json.dumps(to_json(item)) == json.dumps(item.to_dict(encode_json=True))
