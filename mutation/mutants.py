@@ -96,8 +96,8 @@ TARGETS = (
     Target(
         "node-guards",
         "model/node/guards.py",
-        ("tests/test_node_guards.py",),
-        ("dv_safety.dv_safety",),
+        ("tests/test_node_guards.py", "tests/test_signer_model.py"),
+        ("dv_safety.dv_safety", "signer.signer_safety", "signer.signer_broken_variants_refuted"),
     ),
     Target(
         "store-selection",
