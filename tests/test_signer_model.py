@@ -321,6 +321,7 @@ def test_a_root_one_peer_signed_alone_is_not_co_signed_and_the_guard_is_what_sto
 
 def test_co_signing_is_refused_for_a_slashable_kind() -> None:
     assert GUARDS.may_cosign(False, 2, 1) and not GUARDS.may_cosign(False, 1, 1)
+    assert not GUARDS.may_cosign(False, 0, 1)  # a root whose every sender proved invalid: never
     assert not GUARDS.may_cosign(True, 4, 1)  # an attestation or block: never a root a peer chose
 
 
