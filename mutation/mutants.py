@@ -69,7 +69,7 @@ TARGETS = (
     Target(
         "slashing-view",
         "model/slashing/view.py",
-        ("tests/test_store_oracle.py", "tests/test_node_guards.py"),
+        ("tests/test_store_oracle.py", "tests/test_node_guards.py", "tests/test_slashing_view.py"),
     ),
     Target(
         "qbft-rules",

@@ -44,6 +44,7 @@ from covalidator.model.node.state import (
 )
 from covalidator.model.node.vc import answer_held, start_block_request
 from covalidator.model.slashing.rules import SignedAttestation, SignedBlock
+from covalidator.model.slashing.view import KEEP_EPOCHS
 
 
 def on_started(state: NodeState, event: Started, out: Out) -> None:
@@ -252,7 +253,7 @@ def on_epoch(state: NodeState, out: Out) -> None:
         if rec.phase is Phase.DONE and clock.duty_deadline_ms(duty) < horizon:
             del state.duties[duty]
     state.finished = {(d, k) for d, k in state.finished if d.slot >= clock.first_slot(epoch - 2)}
-    state.slashing.prune(epoch - 4, clock.first_slot(epoch - 4))
+    state.slashing.prune(epoch - KEEP_EPOCHS, clock.first_slot(epoch - KEEP_EPOCHS))
     for key in [k for k in state.fetched if k[1] < epoch - 2]:
         del state.fetched[key]
     for period in [p for p in state.sync_members if p < state.config.chain.sync_period(epoch) - 1]:
