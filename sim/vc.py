@@ -155,14 +155,7 @@ class SimVC:
         each posted once the node's signer API answers with its group signature."""
         if not self.signer:
             return [self._submit(submission, slot, build(self._sign_as))]
-        asks: list[tuple[int, Kind, Mapping[str, Any]]] = []
-
-        def record(index: int, kind: Kind, message: Mapping[str, Any]) -> str:
-            asks.append((index, kind, message))
-            return ""
-
-        objects = build(record)
-        assert len(objects) == len(asks), "one signature per object"
+        objects, asks = vc_flow.unsigned(build)
         return [
             self._ask_signer(
                 slot,

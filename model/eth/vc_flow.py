@@ -118,3 +118,19 @@ def signed_contribution_and_proof(
         "selection_proof": selection_proof,
     }
     return {"message": message, "signature": sign(index, Kind.CONTRIBUTION_AND_PROOF, message)}
+
+
+def unsigned(
+    build: Callable[[Sign], list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[tuple[int, Kind, Mapping[str, Any]]]]:
+    """Objects that each carry one signature, built before the signatures exist (a remote signer signs
+    them later): the objects (signature empty) and, in the same order, what each one's signature signs."""
+    asks: list[tuple[int, Kind, Mapping[str, Any]]] = []
+
+    def record(index: int, kind: Kind, message: Mapping[str, Any]) -> str:
+        asks.append((index, kind, message))
+        return ""
+
+    objects = build(record)
+    assert len(objects) == len(asks), "one signature per object"
+    return objects, asks

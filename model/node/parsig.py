@@ -81,28 +81,33 @@ def rebroadcast_own(state: NodeState, duty: DutyId, key: str, out: Out) -> None:
     peer then missing two of them until the duty's deadline."""
     rec = state.duties.get(duty)
     vd = rec.validators.get(key) if rec is not None else None
-    if rec is None or vd is None or vd.own is None:
+    if rec is None or vd is None:
         return
     combined = rec.group_signed.get(key, {})
-    mine = [(vd.own[0], vd.own[1], vd.own_message)] + [(r, sig, m) for r, (sig, m) in vd.cosigned.items()]
-    carry = duty.kind not in CONSENSUS_KINDS
-    items = [PartialSignature(key, r, sig, m if carry else None) for r, sig, m in mine if r not in combined]
+    items = [p for p in _own_partials(rec, key, vd) if p.signing_root not in combined]
     if items:
         metric(out, "own_partials_rebroadcast", kind=duty.kind.name.lower())
         out.append(Broadcast(PeerPayload(partials=PartialSignatures(duty, tuple(items), waiting=True))))
 
 
+def _own_partials(rec: DutyRecord, key: str, vd: ValidatorDuty) -> list[PartialSignature]:
+    """This node's own partials of a validator (its first, then co-signed sync roots) as peers get them:
+    with the message for duties without consensus."""
+    if vd.own is None:
+        return []
+    carry = rec.id.kind not in CONSENSUS_KINDS
+    mine = [(vd.own[0], vd.own[1], vd.own_message), *((r, sig, m) for r, (sig, m) in vd.cosigned.items())]
+    return [PartialSignature(key, r, sig, m if carry else None) for r, sig, m in mine]
+
+
 def _answer_waiting(state: NodeState, sender: int, rec: DutyRecord, keys: list[str], out: Out) -> None:
     """A peer is still waiting to combine: send it this node's own partials of those validators (once
     per such message; the answer itself asks nothing back, so two nodes never loop)."""
-    carry = rec.id.kind not in CONSENSUS_KINDS
     items = []
     for key in dict.fromkeys(keys):
         vd = rec.validators.get(key)
-        if vd is None or vd.own is None:
-            continue
-        items.append(PartialSignature(key, vd.own[0], vd.own[1], vd.own_message if carry else None))
-        items += [PartialSignature(key, r, sig, m if carry else None) for r, (sig, m) in vd.cosigned.items()]
+        if vd is not None:
+            items += _own_partials(rec, key, vd)
     if items:
         out.append(Send(sender, PeerPayload(partials=PartialSignatures(rec.id, tuple(items)))))
 
@@ -154,16 +159,10 @@ def cosign(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None
         vd = rec.validators.get(key)
         if vd is None:
             continue
-        senders: dict[str, set[int]] = {}
-        messages: dict[str, Any] = {}
-        for sender, (root, _, message) in vd.partials.items():
-            senders.setdefault(root, set()).add(sender)
-            messages.setdefault(root, message)
-        for (sender, root), (_, message) in vd.peer_cosigned.items():
-            senders.setdefault(root, set()).add(sender)
-            messages.setdefault(root, message)
-        for root, who in sorted(senders.items()):
-            if not state.config.guards.may_cosign(slashable, len(who - vd.invalid_senders), faulty):
+        by_root, messages = _by_root(state, vd)
+        for root, partials in sorted(by_root.items()):
+            peers = set(partials) - {state.config.share_index} - vd.invalid_senders
+            if not state.config.guards.may_cosign(slashable, len(peers), faulty):
                 continue
             message = expected_message(state, rec.id, key, messages[root])
             if message is not None:

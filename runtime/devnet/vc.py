@@ -191,13 +191,7 @@ class DevnetVC:
         signer mode built first and each signature asked of the signer API, all at once."""
         if self.signer_url is None:
             return build(self.sign)
-        asks: list[tuple[int, Kind, Mapping[str, Any]]] = []
-
-        def record(index: int, kind: Kind, message: Mapping[str, Any]) -> str:
-            asks.append((index, kind, message))
-            return ""
-
-        objects = build(record)
+        objects, asks = vc_flow.unsigned(build)
         signatures = await asyncio.gather(*(self.remote_sign(*ask) for ask in asks))
         return [{**obj, field: sig} for obj, sig in zip(objects, signatures, strict=True)]
 

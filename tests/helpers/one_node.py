@@ -206,18 +206,9 @@ class OneNode:
         return self.feed(SharesSigned(tuple(signed))) if signed else []
 
     def fork_info(self, slot: int) -> dict[str, Any]:
-        schedule = self.chain.schedule
-        fork = schedule.fork_at_epoch(self.clock.epoch_of(slot))
-        names = [f.name for f in schedule.forks]
-        previous = schedule.forks[max(0, names.index(fork.name) - 1)]
-        return {
-            "fork": {
-                "previous_version": hex0x(previous.version),
-                "current_version": hex0x(fork.version),
-                "epoch": str(fork.epoch),
-            },
-            "genesis_validators_root": hex0x(schedule.genesis_validators_root),
-        }
+        from covalidator.model.eth.remote_signing import fork_info
+
+        return fork_info(self.chain.schedule, self.clock.epoch_of(slot))
 
 
 def of_type[T](actions: list[NodeAction], kind: type[T]) -> list[T]:
