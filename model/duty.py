@@ -28,7 +28,8 @@ class DutyKind(IntEnum):
     RANDAO = 5
     PREPARE_AGGREGATOR = 6  # beacon committee selection proofs
     PREPARE_SYNC_CONTRIBUTION = 7  # sync committee selection proofs
-    BUILDER_REGISTRATION = 8
+    BUILDER_REGISTRATION = 8  # a builder registration (node/pool.py: no slot, no consensus)
+    VOLUNTARY_EXIT = 9  # a voluntary exit (node/pool.py)
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +67,12 @@ class SubmissionKind(StrEnum):
     AGGREGATE_AND_PROOFS = "aggregate_and_proofs"
     SYNC_COMMITTEE_MESSAGES = "sync_committee_messages"
     CONTRIBUTION_AND_PROOFS = "contribution_and_proofs"
+    # node/pool.py: messages without a slot
+    VOLUNTARY_EXIT = "voluntary_exit"  # one SignedVoluntaryExit (a VC's: a partial over a share key)
+    REGISTRATIONS = "validator_registrations"  # SignedValidatorRegistrationV1 objects
+    PREPARE_PROPOSER = "prepare_beacon_proposer"  # [{validator_index, fee_recipient}]
+    # an operator's partial over a NEW registration (`covalidator registration sign`)
+    OPERATOR_REGISTRATION = "operator_registration"
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,20 @@ KINDS: dict[DutyKind, KindRules] = {
         vc_request=VCRequestKind.SYNC_COMMITTEE_SELECTIONS,
         partial_message=Kind.SYNC_COMMITTEE_SELECTION_PROOF,
     ),
-    DutyKind.BUILDER_REGISTRATION: KindRules(False, False, (0, 1), 2),
+    # no slot: kept until done (node/pool.py); the DutyId's slot is when a submission was made
+    DutyKind.BUILDER_REGISTRATION: KindRules(
+        False,
+        False,
+        (0, 1),
+        2,
+        SubmissionKind.REGISTRATIONS,
+        partial_message=Kind.VALIDATOR_REGISTRATION,
+    ),
+    DutyKind.VOLUNTARY_EXIT: KindRules(
+        False, False, (0, 1), 2, SubmissionKind.VOLUNTARY_EXIT, partial_message=Kind.VOLUNTARY_EXIT
+    ),
 }
+POOL_KINDS = frozenset({DutyKind.BUILDER_REGISTRATION, DutyKind.VOLUNTARY_EXIT})
 
 # Read off the table (never written anywhere else):
 CONSENSUS_KINDS = frozenset(k for k, rules in KINDS.items() if rules.consensus)

@@ -22,12 +22,12 @@ from covalidator.model.clock import SlotClock
 from covalidator.model.cluster.config import ChainConfig, NodeConfig, ValidatorKeys
 from covalidator.model.eth.signing import Fork, ForkSchedule
 from covalidator.model.eth.specs import FORKS
-from covalidator.model.node import signer
+from covalidator.model.node import pool, signer
 from covalidator.model.node.state import NodeState
 from tests.conftest import shared_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lodestar-1.5.1-signer-requests.json"
-LATER_TYPES = {"VOLUNTARY_EXIT", "VALIDATOR_REGISTRATION"}  # signed as cluster duties (not here yet)
+POOL_TYPES = {"VOLUNTARY_EXIT", "VALIDATOR_REGISTRATION"}  # messages without a slot: node/pool.py
 
 
 def state_for(schedule: ForkSchedule, pubkey: str, epoch: int) -> NodeState:
@@ -59,10 +59,8 @@ def test_every_request_lodestar_sends_is_read_as_the_root_lodestar_computed(
 ) -> None:
     schedule = lodestar_schedule()
     state = state_for(schedule, pubkey, epoch=2)  # the captured messages are of slot 19, epoch 2
-    if body["type"] in LATER_TYPES:  # cluster duties of their own: refused here, by name
-        with pytest.raises(signer.Refused) as refused:
-            signer.parse(state, pubkey, body)
-        assert refused.value.status == 412 and "not signed in signer mode yet" in refused.value.reason
+    if body["type"] in POOL_TYPES:  # no slot, no consensus: node/pool.py reads them
+        assert pool.parse_sign(state, pubkey, body)[3] == body["signingRoot"]
         return
     target = signer.parse(state, pubkey, body)
     assert target.root == body["signingRoot"]
@@ -78,14 +76,25 @@ def remote_signing_examples() -> list[Any]:
 
 @pytest.mark.parametrize("body", remote_signing_examples())
 def test_the_remote_signing_apis_own_examples_are_read_as_their_roots(body: dict[str, Any]) -> None:
-    refusal = {"DEPOSIT": 412, "VOLUNTARY_EXIT": 412, "VALIDATOR_REGISTRATION": 412, "BLOCK": 400}
+    refusal = {"DEPOSIT": 412, "BLOCK": 400}
     if body["type"] in refusal:
-        # by design (deposits), later (exits, registrations: issue 15), or a shape no client sends
+        # by design (deposits), or a shape no client sends
         # (the deprecated BLOCK example is camelCase, the eth2.0 API v0): refused, with the API's status
         state = state_for(ForkSchedule((Fork("phase0", 0, bytes(4)),), bytes(32)), "0x" + "8f" * 48, 1)
         with pytest.raises(signer.Refused) as refused:
             signer.parse(state, "0x" + "8f" * 48, body)
         assert refused.value.status == refusal[body["type"]]
+        return
+    if body["type"] == "VALIDATOR_REGISTRATION":  # no fork_info: the builder domain over a genesis version
+        pubkey = body["validator_registration"]["pubkey"]
+        roots = set()
+        for version in ("00000000", "00000001"):
+            schedule = ForkSchedule((Fork("phase0", 0, bytes.fromhex(version)),), bytes(32))
+            try:
+                roots.add(pool.parse_sign(state_for(schedule, pubkey, 1), pubkey, body)[3])
+            except signer.Refused as refused:
+                roots.add(f"refused under {version}: {refused.reason}")
+        assert body["signingRoot"] in roots, roots
         return
     fork = body["fork_info"]["fork"]
     version = bytes.fromhex((fork.get("current_version") or fork["currentVersion"])[2:])
@@ -102,7 +111,10 @@ def test_the_remote_signing_apis_own_examples_are_read_as_their_roots(body: dict
     for preset in ("mainnet", "minimal"):
         state = state_for(ForkSchedule(forks, gvr, preset, 32), "0x" + "8f" * 48, epoch)
         try:
-            roots.add(signer.parse(state, "0x" + "8f" * 48, body).root)
+            if body["type"] in POOL_TYPES:
+                roots.add(pool.parse_sign(state, "0x" + "8f" * 48, body)[3])
+            else:
+                roots.add(signer.parse(state, "0x" + "8f" * 48, body).root)
         except signer.Refused as refused:
             roots.add(f"refused under {preset}: {refused.reason}")
     assert body["signingRoot"] in roots, roots

@@ -69,6 +69,8 @@ class ChainConfig:
 class ValidatorKeys:
     group: Pubkey
     shares: tuple[Pubkey, ...]  # position i: share index i + 1
+    # the lock's SignedValidatorRegistrationV1 JSON ({"message": {...}, "signature"}), if it has one
+    registration: Any = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Limits:
     duties: int = 4096  # live duty records
     vc_request_wait_ms: int | None = None  # how long a VC request may hang (default: its duty's deadline)
     sync_roots: int = 3  # block roots one sender's sync committee message partials may cover per slot
+    pool_messages: int = 2  # exits / registrations per validator and kind one operator may have open
+    pool_items: int = 1024  # partials over exits and registrations in one peer message
 
 
 @dataclass(frozen=True)

@@ -338,3 +338,16 @@ def signing_root(
         raise SigningError(f"{kind} message must be a JSON object, got {type(message).__name__}")
     domain = signing_domain(schedule, kind, message, current_epoch)
     return compute_signing_root(container_of(schedule, kind, message), domain)
+
+
+def registration_signing_root(genesis_fork_version: bytes, message: Mapping[str, Any]) -> bytes:
+    """The signing root of a ValidatorRegistrationV1 (JSON) under the builder domain, from the genesis
+    fork version alone (what a cluster lock pins; no fork schedule needed)."""
+    if not isinstance(message, Mapping):
+        raise SigningError("validator_registration message must be a JSON object")
+    domain = compute_domain(DOMAIN_APPLICATION_BUILDER, genesis_fork_version, bytes(32))
+    try:
+        value = ssz_json.from_json(_validator_registration(), message)
+    except KeyError as error:
+        raise SigningError(f"message lacks {error.args[0]}") from None
+    return compute_signing_root(value, domain)

@@ -42,7 +42,7 @@ from typing import Any
 
 from dataclasses_json import DataClassJsonMixin, config
 
-from covalidator.model.duty import DutiesKind, DutyId, SubmissionKind, VCRequestKind
+from covalidator.model.duty import DutiesKind, DutyId, DutyKind, SubmissionKind, VCRequestKind
 from covalidator.model.node.requests import BeaconRequest, request_from_json, request_to_json
 from covalidator.model.qbft.messages import Envelope
 
@@ -72,11 +72,26 @@ class PartialSignatures(DataClassJsonMixin):
 
 
 @dataclass(frozen=True)
+class PoolPartial(DataClassJsonMixin):
+    """One operator's partial over a message without a slot (node/pool.py): a voluntary exit or a
+    builder registration. Carries its own share index, so a node may relay what it holds (each is
+    verified against that share's pubkey, whoever sends it)."""
+
+    kind: DutyKind  # VOLUNTARY_EXIT or BUILDER_REGISTRATION
+    pubkey: str  # the validator's group pubkey
+    message: Json  # VoluntaryExit / ValidatorRegistrationV1, Beacon-API JSON
+    signing_root: str
+    share: int  # the signer's share index
+    signature: str
+
+
+@dataclass(frozen=True)
 class PeerPayload(DataClassJsonMixin):
-    """Exactly one of the two is set."""
+    """Exactly one of the three is set."""
 
     qbft: Envelope | None = None
     partials: PartialSignatures | None = None
+    pool: tuple[PoolPartial, ...] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,6 +124,7 @@ class Started(DataClassJsonMixin):
     ] = ()  # recent records of the cluster's validators (at least the latest)
     decided: tuple[DecidedRecord, ...] = ()
     finished: tuple[tuple[DutyId, str], ...] = ()  # (duty, pubkey) whose outcome is already recorded
+    pool: tuple[PoolPartial, ...] = ()  # partials over exits and registrations (node/pool.py)
 
 
 @dataclass(frozen=True)
@@ -324,6 +340,14 @@ class Persist(DataClassJsonMixin):
 
 
 @dataclass(frozen=True)
+class PersistPool(DataClassJsonMixin):
+    """Record these partials durably BEFORE anything later in the same step runs (an exit's partials
+    must survive restarts: gathering M operators may take days). No answer event."""
+
+    partials: tuple[PoolPartial, ...]
+
+
+@dataclass(frozen=True)
 class ReplyToVC(DataClassJsonMixin):
     request_id: int
     status: int  # HTTP status
@@ -388,6 +412,7 @@ NodeAction = (
     | Send
     | StartTimer
     | Persist
+    | PersistPool
     | ReplyToVC
     | PassToBN
     | SignWithShare
@@ -428,6 +453,7 @@ ACTION_TYPES: dict[str, type[DataClassJsonMixin]] = {
         Send,
         StartTimer,
         Persist,
+        PersistPool,
         ReplyToVC,
         PassToBN,
         SignWithShare,

@@ -87,10 +87,14 @@ def schedule_epoch_timer(state: NodeState, out: Out) -> None:
 
 
 def on_validators(state: NodeState, event: ValidatorsResolved, out: Out) -> None:
+    new = False
     for info in event.validators:
-        if info.pubkey in state.config.by_group:
+        if info.pubkey in state.config.by_group and state.indices.get(info.pubkey) != info.index:
             state.indices[info.pubkey] = info.index
             state.by_index[info.index] = info.pubkey
+            new = True
+    if not new:
+        return  # a status refresh (node/pool.py: is an exit on chain?): the duties are known
     epoch = state.config.chain.clock.epoch_at(state.now_ms)
     fetch_duties(state, epoch, out, force=True)
     fetch_duties(state, epoch + 1, out, force=True)

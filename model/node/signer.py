@@ -64,11 +64,6 @@ from covalidator.model.outcomes import Reason
 NOT_SIGNED_HERE = {
     "DEPOSIT": "covalidator does not sign deposits: deposit data comes from the DKG or create-cluster",
 }
-LATER = {
-    "VOLUNTARY_EXIT": "voluntary exits are not signed in signer mode yet (they are cluster duties of "
-    "their own: see the README)",
-    "VALIDATOR_REGISTRATION": "builder registrations are not signed in signer mode yet (see the README)",
-}
 
 
 class Refused(Exception):
@@ -167,8 +162,6 @@ def parse(state: NodeState, identifier: str, body: Any) -> Target:
     kind_name = body["type"]
     if kind_name in NOT_SIGNED_HERE:
         raise Refused(412, "not_signed_here", NOT_SIGNED_HERE[kind_name])
-    if kind_name in LATER:
-        raise Refused(412, "not_signed_here", LATER[kind_name])
     clock = config.chain.clock
     target = _target(state, group, kind_name, body)
     epoch = (

@@ -28,6 +28,7 @@ from covalidator.model.node.events import (
     TimerPurpose,
 )
 from covalidator.model.node.phases import DutyRecord, Trigger, ValidatorDuty
+from covalidator.model.node.pool_state import PoolEntry
 from covalidator.model.node.signals import Signal
 from covalidator.model.slashing.view import SlashingView
 
@@ -60,6 +61,9 @@ class NodeState:
     finished: set[tuple[DutyId, str]] = field(default_factory=set)
     signing: dict[tuple[DutyId, str], set[str]] = field(default_factory=dict)  # own partials asked: roots
     next_epoch_timer: int = -1
+    pool: dict[str, PoolEntry] = field(default_factory=dict)  # exits, registrations: signing root -> entry
+    # group pubkey -> (ValidatorRegistrationV1 JSON, group signature): the lock's, or a newer combined one
+    registrations: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
 
 
 class Out(list[NodeAction]):

@@ -29,8 +29,8 @@ selection proofs first; a combined proof that selects the validator creates the 
 
 from __future__ import annotations
 
-from covalidator.model.duty import CONSENSUS_KINDS, DutyId, DutyKind
-from covalidator.model.node import consensus, outcome, parsig, schedule, signer, vc
+from covalidator.model.duty import CONSENSUS_KINDS, POOL_KINDS, DutyId, DutyKind
+from covalidator.model.node import consensus, outcome, parsig, pool, schedule, signer, vc
 from covalidator.model.node.events import (
     BeaconDataFailed,
     BeaconDataFetched,
@@ -69,6 +69,7 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
     out = Out(route)
     if isinstance(event, Started):
         schedule.on_started(state, event, out)
+        pool.on_started(state, event.pool, out)
         return state, tuple(out)
     if not state.started:
         log(out, "warn", "event before Started dropped", event=type(event).__name__)
@@ -82,6 +83,7 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
             on_timer(state, key, out)
         case ValidatorsResolved():
             schedule.on_validators(state, event, out)
+            pool.on_validators(state, event, out)
         case DutiesFetched():
             schedule.on_duties(state, event, out)
             signer.answer_all(state, out)  # requests waiting to learn their validator's duty
@@ -95,13 +97,18 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
             on_peer(state, event, out)
         case VCRequest():
             vc.on_vc_request(state, event, out)
+        case VCSubmission() if event.kind in pool.SUBMISSIONS:
+            pool.on_vc_submission(state, event, out)
         case VCSubmission():
             vc.on_vc_submission(state, event, out)
             consensus.wake_waiting(state, out)  # a sync contribution waits for the slot's sync messages
+        case SignRequest() if pool.is_sign_request(event):
+            pool.on_sign_request(state, event, out)
         case SignRequest():
             signer.on_sign_request(state, event, out)
             consensus.wake_waiting(state, out)  # a sync message partial may complete the slot's messages
         case SharesSigned():
+            pool.on_shares_signed(state, event, out)
             parsig.on_shares_signed(state, event, out)
             consensus.wake_waiting(state, out)
         case Persisted():
@@ -111,6 +118,8 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
                 parsig.try_combine(state, rec, list(rec.validators), out)  # peers' partials kept till now
                 signer.answer_held(state, rec.id, out)
                 consensus.wake_waiting(state, out)
+        case BNSubmitted() if event.duty.kind in POOL_KINDS:
+            pool.on_submitted(state, event, out)
         case BNSubmitted():
             parsig.on_submitted(state, event.duty, event.pubkeys, event.ok, event.error, out)
         case HeadChanged():
@@ -121,6 +130,7 @@ def step(state: NodeState, event: NodeEvent) -> tuple[NodeState, tuple[NodeActio
 def on_timer(state: NodeState, key: TimerKey, out: Out) -> None:
     if key.purpose is TimerPurpose.EPOCH:
         schedule.on_epoch(state, out)
+        pool.on_epoch(state, out)
         return
     if key.purpose is TimerPurpose.REQUEST:
         held = state.requests.get(key.request_id)
@@ -155,6 +165,9 @@ def on_peer(state: NodeState, event: PeerMessage, out: Out) -> None:
         return
     if payload.partials is not None:
         parsig.on_peer_partials(state, event.sender, payload.partials, out)
+        return
+    if payload.pool is not None:
+        pool.on_peer(state, event.sender, payload.pool, out)
         return
     envelope = payload.qbft
     if envelope is None:
