@@ -12,6 +12,7 @@ THEOREM_MODULES = [
     "covalidator.proofs.slashing",
     "covalidator.proofs.dv_safety",
     "covalidator.proofs.signer",
+    "covalidator.proofs.pool",
     "covalidator.proofs.qbft",
 ]
 

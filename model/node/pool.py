@@ -27,6 +27,7 @@ still collecting.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from covalidator.model.cluster.config import hex0x, unhex
@@ -34,6 +35,7 @@ from covalidator.model.crypto import bls
 from covalidator.model.duty import POOL_KINDS, DutyId, DutyKind, SubmissionKind
 from covalidator.model.eth.beacon_data import DataProblem, root_of
 from covalidator.model.eth.signing import Kind, SigningError, signing_root
+from covalidator.model.logic import If, Sum
 from covalidator.model.node.events import (
     BNSubmitted,
     Broadcast,
@@ -209,10 +211,18 @@ def _accept(state: NodeState, partials: list[PoolPartial], out: Out, broadcast: 
 # ---- combining ----------------------------------------------------------------------------------------------
 
 
+def may_combine(signed: Sequence[Any], threshold: Any, is_threshold_met: Callable[[Any, Any], Any]) -> Any:
+    """`signed[i]`: operator i + 1's verified partial over the message is held. A group signature is
+    made (and so can leave the node) only when M operators signed (dual-executable: theorem
+    pool.pool_safety evaluates this function with Z3 values)."""
+    return is_threshold_met(Sum(*[If(s, 1, 0) for s in signed]), threshold)
+
+
 def _combine(state: NodeState, entry: PoolEntry, out: Out) -> None:
     config = state.config
-    if entry.signature is not None or not config.guards.is_threshold_met(
-        len(entry.partials), config.threshold
+    signed = [share in entry.partials for share in range(1, config.n + 1)]
+    if entry.signature is not None or not may_combine(
+        signed, config.threshold, config.guards.is_threshold_met
     ):
         return
     shares = {i + 1: unhex(s) for i, s in enumerate(config.by_group[entry.pubkey].shares)}
