@@ -755,6 +755,18 @@ class BeaconNodeClient:
             return await self.submit_sync_committee_messages(objects)
         if kind is SubmissionKind.CONTRIBUTION_AND_PROOFS:
             return await self.submit_contribution_and_proofs(objects)
+        if kind is SubmissionKind.VOLUNTARY_EXIT:  # one SignedVoluntaryExit object
+            path = "/eth/v1/beacon/pool/voluntary_exits"
+            variant = _Variant("v1", "POST", path, body=body, has_body=True)
+            return await self.call("submit", [variant], family="submit_voluntary_exit", submit=True)
+        if kind is SubmissionKind.REGISTRATIONS:
+            path = "/eth/v1/validator/register_validator"
+            variant = _Variant("v1", "POST", path, body=objects, has_body=True)
+            return await self.call("submit", [variant], family="register_validator", submit=True)
+        if kind is SubmissionKind.PREPARE_PROPOSER:
+            path = "/eth/v1/validator/prepare_beacon_proposer"
+            variant = _Variant("v1", "POST", path, body=objects, has_body=True)
+            return await self.call("submit", [variant], family="prepare_beacon_proposer", submit=True)
         raise ValueError(f"unknown submission kind {kind!r}")
 
     # ---- events ------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from covalidator.model.qbft.rules import quorum_size
 log = logging.getLogger("covalidator.monitoring")
 
 STATUS_PATH = "/covalidator/v1/status"
+POOL_PATH = "/covalidator/v1/pool"  # exits and registrations (node/pool.py)
 MAX_CLOCK_OFFSET_MS = 1_000  # a peer further off than this makes the node not ready
 BN_PROBE_S = 2.0
 
@@ -95,6 +96,7 @@ class Monitoring:
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get(STATUS_PATH, self.status)
+        app.router.add_get(POOL_PATH, self.pool)
         return app
 
     async def start(self) -> None:
@@ -124,6 +126,14 @@ class Monitoring:
                 except Exception as error:  # never fatal: the verdict stays as it was
                     log.debug("BN probe: %s", error)
             await asyncio.sleep(BN_PROBE_S)
+
+    async def pool(self, request: web.Request) -> web.Response:
+        """Exits and registrations: per message, the operators whose partials this node holds, and its
+        phase (`covalidator exit status`, `covalidator registration status`)."""
+        runner = self.node.runner
+        if runner is None:
+            return web.json_response({"code": 503, "message": "the node is starting"}, status=503)
+        return web.json_response({"data": await runner.pool_status()})
 
     # -- the verdict --------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ timers; each is recorded in the trace, stepped through `model.node.step`, and th
 run in order:
   Persist       the store's one-transaction check-and-record, AWAITED before the next action runs
                 (so a ReplyToVC later in the same step can never overtake it); its answer comes
-                back as a `Persisted` event;
+                back as a `Persisted` event; PersistPool (partials over exits and registrations)
+                likewise awaited, with no answer;
   ReplyToVC     resolves the HTTP handler waiting for that request id;
   Fetch*/SubmitToBN  BN calls in background tasks whose results come back as events;
   Broadcast/Send     the peer transport; StartTimer: a loop timer that feeds TimerFired;
@@ -30,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from covalidator.model.cluster.config import NodeConfig
+from covalidator.model.node import pool
 from covalidator.model.node.events import (
     BeaconDataFailed,
     BeaconDataFetched,
@@ -51,6 +53,8 @@ from covalidator.model.node.events import (
     PeerPayload,
     Persist,
     Persisted,
+    PersistPool,
+    PoolPartial,
     ReplyToVC,
     Send,
     SignRequest,
@@ -132,6 +136,8 @@ class NodeStore(Protocol):
     def persist(self, action: Persist) -> Persisted: ...
 
     def record_outcomes(self, outcomes: Sequence[DutyOutcome]) -> None: ...
+
+    def persist_pool(self, partials: Sequence[PoolPartial]) -> None: ...
 
 
 class BeaconNodeClient(Protocol):
@@ -291,6 +297,18 @@ class NodeRunner:
         self._io_thread.shutdown(wait=True)
         self._sign_thread.shutdown(wait=True)
 
+    async def pool_status(self) -> dict[str, Any]:
+        """Exits and registrations as the model holds them (node/pool.py), read in the step thread
+        (the only one that touches the state)."""
+
+        def read() -> dict[str, Any]:
+            return {
+                "entries": pool.summary(self.state),
+                "registrations": pool.registrations_summary(self.state),
+            }
+
+        return await asyncio.get_running_loop().run_in_executor(self._step_thread, read)
+
     def _spawn(self, work: Awaitable[NodeEvent | None]) -> None:
         async def wrapper() -> None:
             event = await work
@@ -312,6 +330,8 @@ class NodeRunner:
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - begin)
                 self.submit(persisted)
+            case PersistPool(partials=partials):
+                await self._in_io(self.store.persist_pool, partials)  # durable before anything else
             case ReplyToVC(request_id=rid) | PassToBN(request_id=rid):
                 future = self.replies.get(rid)
                 if future is not None and not future.done():

@@ -123,7 +123,9 @@ def node_config(
         raise ConfigError(f"the beacon node's spec or genesis is unusable: {error!r}") from None
     warm_up(chain)
     validators = tuple(
-        ValidatorKeys(hex0x(v.distributed_public_key), tuple(hex0x(s) for s in v.public_shares))
+        ValidatorKeys(
+            hex0x(v.distributed_public_key), tuple(hex0x(s) for s in v.public_shares), v.builder_registration
+        )
         for v in lock.distributed_validators
     )
     wait = settings.get("vc_request_wait_ms")

@@ -68,7 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from covalidator.model.cluster.lock import ClusterLock, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.codec import to_json
-from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload
+from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload, PoolPartial
 from covalidator.model.qbft.messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
 
 log = logging.getLogger("covalidator.peers")
@@ -175,7 +175,7 @@ def payload_from_json(data: Any) -> PeerPayload:
     """`PeerPayload.from_dict(data)` for JSON that `_json_conforms` to it, built field by field:
     dataclasses-json's generic decoding took ~1 s of CPU per node per epoch at 1,000 validators
     (tests/test_runtime_peers.py checks both agree)."""
-    qbft, partials = data.get("qbft"), data.get("partials")
+    qbft, partials, pool = data.get("qbft"), data.get("partials"), data.get("pool")
     return PeerPayload(
         qbft=None
         if qbft is None
@@ -192,6 +192,15 @@ def payload_from_json(data: Any) -> PeerPayload:
                 PartialSignature(p["pubkey"], p["signing_root"], p["signature"], p.get("message"))
                 for p in partials["partials"]
             ),
+            waiting=bool(partials.get("waiting", False)),
+        ),
+        pool=None
+        if pool is None
+        else tuple(
+            PoolPartial(
+                DutyKind(p["kind"]), p["pubkey"], p["message"], p["signing_root"], p["share"], p["signature"]
+            )
+            for p in pool
         ),
     )
 
@@ -200,8 +209,8 @@ def decode_payload(data: Any, nodes: int) -> PeerPayload:
     """A `PeerPayload` from its JSON, type-checked; _Malformed otherwise."""
     if not _json_conforms(data, PeerPayload):
         raise _Malformed("not a PeerPayload (a field is missing or has the wrong type)")
-    if (data.get("qbft") is None) == (data.get("partials") is None):
-        raise _Malformed("a PeerPayload holds exactly one of qbft, partials")
+    if sum(data.get(k) is not None for k in ("qbft", "partials", "pool")) != 1:
+        raise _Malformed("a PeerPayload holds exactly one of qbft, partials, pool")
     try:
         payload = payload_from_json(data)
     except Exception as error:  # non-hex bytes, and anything the shape check cannot see

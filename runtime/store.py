@@ -56,6 +56,7 @@ from covalidator.model.node.events import (
     DutyOutcome,
     Persist,
     Persisted,
+    PoolPartial,
     SlashingRecord,
     Started,
 )
@@ -71,7 +72,7 @@ from covalidator.model.slashing.rules import (
     minify,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _OFFSET = 2**63
 NEIGHBOUR_STEPS = 64
 
@@ -123,6 +124,20 @@ MIGRATIONS: list[str] = [
         missing_peers TEXT NOT NULL,
         recorded_ms INTEGER NOT NULL,
         PRIMARY KEY (slot, kind, pubkey)
+    ) WITHOUT ROWID;
+    """,
+    # 3: partials over messages without a slot (voluntary exits, builder registrations: node/pool.py),
+    # kept until the operator deletes the store: an exit may take days to gather M operators.
+    """
+    CREATE TABLE pool_partials (
+        signing_root TEXT NOT NULL,
+        share INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        pubkey TEXT NOT NULL,
+        message TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        PRIMARY KEY (signing_root, share)
     ) WITHOUT ROWID;
     """,
 ]
@@ -586,6 +601,27 @@ class Store:
             with self._transaction() as db:
                 db.executemany("INSERT OR IGNORE INTO duty_outcomes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def persist_pool(self, partials: Sequence[PoolPartial], *, now_ms: int | None = None) -> None:
+        """Record partials over exits and registrations durably, in one transaction (the first of a
+        (signing root, share) stays: BLS signatures are unique, a second cannot differ validly)."""
+        at = _now_ms(now_ms)
+        rows = [
+            (p.signing_root, p.share, int(DutyKind(p.kind)), p.pubkey, json.dumps(p.message), p.signature, at)
+            for p in partials
+        ]
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR IGNORE INTO pool_partials VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def pool_partials(self) -> tuple[PoolPartial, ...]:
+        """Every partial over an exit or a registration, in the order they were recorded."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, pubkey, message, signing_root, share, signature FROM pool_partials"
+                " ORDER BY recorded_ms, signing_root, share"
+            ).fetchall()
+        return tuple(PoolPartial(DutyKind(k), p, json.loads(m), r, s, sig) for k, p, m, r, s, sig in rows)
+
     def decided_since(self, slot: int) -> tuple[DecidedRecord, ...]:
         """Every decided value of a duty at `slot` or later, in (slot, kind) order."""
         with self._lock:
@@ -676,6 +712,7 @@ class Store:
             ),
             self.decided_since(since_slot),
             self.finished_since(since_slot),
+            self.pool_partials(),
         )
 
     def prune_node_memory(self, before_slot: int) -> tuple[int, int]:

@@ -46,6 +46,8 @@ class Forward(Protocol):
 
 ETH_CONSENSUS_VERSION = "Eth-Consensus-Version"
 STATUS_PATH = "/covalidator/v1/status"  # the node's own health: peers, BNs, queue (not a Beacon API)
+# an operator's partials over a NEW builder registration (`covalidator registration sign`; not a Beacon API)
+REGISTRATIONS_PATH = "/covalidator/v1/registrations"
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -140,10 +142,17 @@ class ValidatorAPI:
             "/eth/v1/validator/sync_committee_selections",
             self.selections(VCRequestKind.SYNC_COMMITTEE_SELECTIONS),
         )
+        r.add_post("/eth/v1/beacon/pool/voluntary_exits", self.voluntary_exit)
+        r.add_post("/eth/v1/validator/register_validator", self.submit(SubmissionKind.REGISTRATIONS))
+        r.add_post("/eth/v1/validator/prepare_beacon_proposer", self.submit(SubmissionKind.PREPARE_PROPOSER))
+        r.add_post(REGISTRATIONS_PATH, self.submit(SubmissionKind.OPERATOR_REGISTRATION))
+        r.add_get("/eth/v1/beacon/states/{state_id}/validator_balances", self.validators)
+        r.add_post("/eth/v1/beacon/states/{state_id}/validator_balances", self.validators)
         r.add_get("/eth/v1/beacon/states/{state_id}/validators", self.validators)
         r.add_post("/eth/v1/beacon/states/{state_id}/validators", self.validators)
         r.add_get("/eth/v1/beacon/states/{state_id}/validators/{validator_id}", self.validators)
         r.add_get("/eth/v1/validator/duties/proposer/{epoch}", self.duties)
+        r.add_get("/eth/v2/validator/duties/proposer/{epoch}", self.duties)
         r.add_post("/eth/v1/validator/duties/attester/{epoch}", self.duties)
         r.add_post("/eth/v1/validator/duties/sync/{epoch}", self.duties)
         r.add_route("*", "/{tail:.*}", self.passthrough)
@@ -287,6 +296,17 @@ class ValidatorAPI:
 
         return handler
 
+    async def voluntary_exit(self, request: web.Request) -> web.StreamResponse:
+        """One SignedVoluntaryExit: a partial over this node's share (or the group's signature) for the
+        cluster; an exit of another validator goes to the BN as it is."""
+        body = await self._json_body(request)
+        if not isinstance(body, dict):
+            return error_response(400, "expected a JSON object (SignedVoluntaryExit)")
+        reply = await self._ask(lambda rid: VCSubmission(rid, SubmissionKind.VOLUNTARY_EXIT, (body,)))
+        if isinstance(reply, PassToBN):
+            return await self.forward(request, None, None)
+        return self._reply(reply, lambda b: None)
+
     async def submit_block(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)
         if not isinstance(body, dict):
@@ -298,8 +318,9 @@ class ValidatorAPI:
     # -- proxied with the DV pubkey mapping ---------------------------------------------------------------
 
     async def validators(self, request: web.Request) -> web.StreamResponse:
-        """GET/POST .../validators and GET .../validators/{validator_id}: share pubkeys the VC asks
-        about become group pubkeys for the BN (query `id`, body `ids`, path), and back in the answer."""
+        """GET/POST .../validators, .../validator_balances and GET .../validators/{validator_id}: share
+        pubkeys the VC asks about become group pubkeys for the BN (query `id`, body `ids` or an array,
+        path), and back in the answer."""
 
         def rewrite_query(query: str) -> str:
             parts = []
@@ -311,6 +332,8 @@ class ValidatorAPI:
             return "&".join(parts)
 
         def rewrite_body(body: Any) -> Any:
+            if isinstance(body, list):  # validator_balances: a bare array of ids
+                return [self.mapper.to_group(i) if isinstance(i, str) else i for i in body]
             if isinstance(body, dict) and isinstance(body.get("ids"), list):
                 ids = [self.mapper.to_group(i) if isinstance(i, str) else i for i in body["ids"]]
                 return {**body, "ids": ids}

@@ -84,9 +84,29 @@ def test_peer_payloads_decode_as_dataclasses_json_decodes() -> None:
     from covalidator.model.node.events import PeerMessage, PeerPayload
     from covalidator.runtime.peers import decode_payload
 
+    from covalidator.model.duty import DutyId, DutyKind
+    from covalidator.model.node.events import PartialSignature, PartialSignatures, PoolPartial
+
     payloads = [e.payload for e, _ in traced_run().trace if isinstance(e, PeerMessage)]
     assert any(p.qbft and p.qbft.justification for p in payloads)
     assert any(p.partials for p in payloads)
+    root, sig = "0x" + "11" * 32, "0x" + "22" * 96
+    payloads += [  # what a simulation may not send: a resend that waits, and exits / registrations
+        PeerPayload(
+            partials=PartialSignatures(
+                DutyId(3, DutyKind.RANDAO),
+                (PartialSignature("0xab", root, sig, {"epoch": "0"}),),
+                waiting=True,
+            )
+        ),
+        PeerPayload(
+            pool=(
+                PoolPartial(
+                    DutyKind.VOLUNTARY_EXIT, "0xab", {"epoch": "1", "validator_index": "2"}, root, 3, sig
+                ),
+            )
+        ),
+    ]
     for payload in payloads:
         data = json.loads(json.dumps(to_json(payload)))
         fast, slow = decode_payload(data, 4), PeerPayload.from_dict(data)

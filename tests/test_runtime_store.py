@@ -54,7 +54,7 @@ def test_migration_from_schema_1_keeps_the_slashing_db(
         )
         assert store.decided_since(0) == ()
     with sqlite3.connect(db) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION == 3
 
 
 def test_persist_records_value_and_records_and_answers_refusals(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ for N: `qbft_rules.threshold_refusal`, M > (N + F) / 2; one public share
 per operator for every validator, one signature per operator); that `lock_hash` is the hash of the
 content (else the file was modified after signing); that every operator signed it; that no identity
 key, address, group key or share key appears twice; that every BLS key is a valid G1 point; and that
-every validator's public shares interpolate (degree M-1) to its `distributed_public_key`.
+every validator's public shares interpolate (degree M-1) to its `distributed_public_key`; and that a
+validator's builder registration, when the lock has one, is over its own pubkey, fee recipient and
+gas limit and is the group key's signature under the builder domain (DOMAIN_APPLICATION_BUILDER over
+the lock's genesis fork version, zero genesis validators root).
 
 Format (field names as existing DV tooling, e.g. Charon's cluster-lock.json, uses where they overlap):
 
@@ -17,7 +20,11 @@ Format (field names as existing DV tooling, e.g. Charon's cluster-lock.json, use
      "threshold": M,
      "operators": [{"identity_public_key": "0x<32-byte Ed25519 key>", "address": "host:port"}, ...],
      "distributed_validators": [{"distributed_public_key": "0x<48>",
-                                 "public_shares": ["0x<48>", ...]}, ...],   # position i = node i
+                                 "public_shares": ["0x<48>", ...],   # position i = node i
+                                 # optional, all three or none (older locks have none):
+                                 "fee_recipient": "0x<20>", "gas_limit": "<decimal>",
+                                 "builder_registration": {"message": {"fee_recipient", "gas_limit",
+                                     "timestamp", "pubkey"}, "signature": "0x<96>"}}, ...],
      "lock_hash": "0x<32>", "node_signatures": ["0x<64-byte Ed25519 signature>", ...]}
 
 Node i (0-based) holds share index i + 1 of every validator. `lock_hash` is
@@ -43,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from covalidator.model.crypto import bls
+from covalidator.model.eth.signing import SigningError, registration_signing_root
 from covalidator.model.qbft.rules import threshold_refusal
 
 LOCK_VERSION: Final = "covalidator/lock/v1"
@@ -65,6 +73,11 @@ class Operator:
 class DistributedValidator:
     distributed_public_key: bytes
     public_shares: tuple[bytes, ...]  # position i: node i's share pubkey (share index i + 1)
+    # optional (locks before them still load): the execution-layer fee recipient, the gas limit, and the
+    # cluster's group-signed SignedValidatorRegistrationV1 over them (Beacon-API JSON)
+    fee_recipient: str | None = None
+    gas_limit: int | None = None
+    builder_registration: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,14 +138,80 @@ def content_json(
         "operators": [
             {"identity_public_key": _hex(o.identity_public_key), "address": o.address} for o in operators
         ],
-        "distributed_validators": [
-            {
-                "distributed_public_key": _hex(v.distributed_public_key),
-                "public_shares": [_hex(p) for p in v.public_shares],
-            }
-            for v in distributed_validators
-        ],
+        "distributed_validators": [_validator_json(v) for v in distributed_validators],
     }
+
+
+def _validator_json(v: DistributedValidator) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "distributed_public_key": _hex(v.distributed_public_key),
+        "public_shares": [_hex(p) for p in v.public_shares],
+    }
+    if v.builder_registration is not None:  # absent in older locks: their hash stays the same
+        out["fee_recipient"] = v.fee_recipient
+        out["gas_limit"] = str(v.gas_limit)
+        out["builder_registration"] = v.builder_registration
+    return out
+
+
+def registration_message(group: bytes, fee_recipient: str, gas_limit: int, timestamp: int) -> dict[str, str]:
+    """A ValidatorRegistrationV1 as the Beacon API spells it."""
+    return {
+        "fee_recipient": fee_recipient.lower(),
+        "gas_limit": str(gas_limit),
+        "timestamp": str(timestamp),
+        "pubkey": _hex(group),
+    }
+
+
+def _check_registration(
+    j: int, v: Any, group: bytes, fork_version: bytes
+) -> tuple[str, int, dict[str, Any]] | None:
+    """(fee_recipient, gas_limit, builder_registration) of a lock's validator entry, if it has them, after
+    checking that the registration is over exactly them and that the group key signed it."""
+    where = f"distributed_validators[{j}]"
+    present = [k for k in ("fee_recipient", "gas_limit", "builder_registration") if k in v]
+    if not present:
+        return None
+    if len(present) != 3:
+        raise LockError(
+            f"cluster lock: {where} has {', '.join(present)} but needs all of fee_recipient, "
+            "gas_limit and builder_registration"
+        )
+    fee = _get(v, "fee_recipient", str, where)
+    _bytes(fee, 20, f"{where}.fee_recipient")
+    gas = _get(v, "gas_limit", str, where)
+    if not gas.isdigit() or int(gas) >= 2**64:
+        raise LockError(f"cluster lock: {where}.gas_limit must be a decimal uint64 string")
+    registration = _get(v, "builder_registration", dict, where)
+    message = _get(registration, "message", dict, f"{where}.builder_registration")
+    signature = _bytes(
+        _get(registration, "signature", str, f"{where}.builder_registration"),
+        96,
+        f"{where}.builder_registration.signature",
+    )
+    timestamp = message.get("timestamp")
+    if not isinstance(timestamp, str) or not timestamp.isdigit():
+        raise LockError(
+            f"cluster lock: {where}.builder_registration.message.timestamp must be a decimal string"
+        )
+    expected = registration_message(group, fee, int(gas), int(timestamp))
+    if message != expected:
+        raise LockError(
+            f"cluster lock: {where}.builder_registration.message is not over the validator's "
+            "pubkey, fee_recipient and gas_limit"
+        )
+    try:
+        root = registration_signing_root(fork_version, message)
+        valid = bls.verify(group, root, signature)
+    except (SigningError, bls.BlsError, ValueError):
+        valid = False
+    if not valid:
+        raise LockError(
+            f"cluster lock: {where}.builder_registration.signature is not the validator's group "
+            "signature (builder domain over the lock's fork_version)"
+        )
+    return fee.lower(), int(gas), registration
 
 
 def compute_lock_hash(content: Mapping[str, Any]) -> bytes:
@@ -266,7 +345,8 @@ def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> Cluste
             _bytes(s, 48, f"{where}.public_shares[{i}]")
             for i, s in enumerate(_get(v, "public_shares", list, where))
         )
-        validators.append(DistributedValidator(group, shares))
+        registration = _check_registration(j, v, group, fork_version)
+        validators.append(DistributedValidator(group, shares, *(registration or ())))
     lock_hash = _bytes(_get(document, "lock_hash", str, ""), 32, "lock_hash")
     signatures = tuple(
         _bytes(s, 64, f"node_signatures[{i}]")

@@ -46,6 +46,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "covalidator.runtime.cli.replay:replay",
         "Replay a node's trace through the model; name the first divergence.",
     ),
+    "exit": (
+        "covalidator.runtime.cli.pool:exit_group",
+        "Voluntary exits signed by M operators: sign, status.",
+    ),
+    "registration": (
+        "covalidator.runtime.cli.pool:registration_group",
+        "Builder registrations (fee recipient, gas limit) changed by M operators: sign, status.",
+    ),
     "version": ("covalidator.runtime.cli.version:version", "Print the version and the BLS backend in use."),
 }
 

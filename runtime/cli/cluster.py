@@ -2,7 +2,8 @@
 
 create-cluster makes (or reads) the validators' keys, Shamir-splits each M-of-N, and writes one folder
 per node: the signed cluster lock, the node's peer identity key, and its key shares as EIP-2335
-keystores (share index = node index + 1). combine does the reverse from >= M node folders: it checks
+keystores (share index = node index + 1). With --fee-recipient the lock also pins each validator's fee
+recipient, gas limit and a builder registration the dealer signs with the group key. combine does the reverse from >= M node folders: it checks
 each share against the lock, interpolates every validator's secret key, checks it against the lock's
 group key, and writes ordinary EIP-2335 keystores.
 
@@ -11,9 +12,11 @@ Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 1 anythin
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 NETWORK_NAMES = ("mainnet", "holesky", "hoodi", "sepolia", "devnet")
 DEFAULT_PEER_PORT = 3610
+DEFAULT_GAS_LIMIT = 36_000_000  # mainnet's since 2025; builders and relays take it from the registration
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -125,6 +129,19 @@ def with_kdf_options[F: Callable[..., Any]](command: F) -> F:
     default=None,
     help=f"Comma-separated host:port of each node's peer endpoint, N of them. Default 127.0.0.1:{DEFAULT_PEER_PORT}+i.",
 )
+@click.option(
+    "--fee-recipient",
+    default=None,
+    help="Execution address(es) for block rewards: one for every validator, or one per validator, "
+    "comma-separated. Pins the fee recipient and a group-signed builder registration in the lock.",
+)
+@click.option(
+    "--gas-limit",
+    type=int,
+    default=DEFAULT_GAS_LIMIT,
+    show_default=True,
+    help="Gas limit of the builder registrations (with --fee-recipient).",
+)
 @click.option("--name", default="covalidator cluster", show_default=True, help="A name recorded in the lock.")
 @click.option(
     "--out",
@@ -144,6 +161,8 @@ def create_cluster(
     gvr: str | None,
     fork_version: str | None,
     peer_addresses: str | None,
+    fee_recipient: str | None,
+    gas_limit: int,
     name: str,
     out: Path,
     kdf: str,
@@ -154,6 +173,7 @@ def create_cluster(
     from covalidator.model.crypto import bls
     from covalidator.model.eth import networks
     from covalidator.model.eth.interop import interop_secret_key
+    from covalidator.model.eth.signing import registration_signing_root
     from covalidator.model.qbft.rules import smallest_safe_threshold, threshold_refusal
     from covalidator.runtime import keys_io
 
@@ -200,9 +220,13 @@ def create_cluster(
     if len(set(validator_secrets)) != len(validator_secrets):
         fail("the same validator key appears twice")
 
+    fees = _fee_recipients(fee_recipient, len(validator_secrets))
+    if not 0 < gas_limit < 2**64:
+        fail(f"--gas-limit {gas_limit} is not a positive uint64")
+    timestamp = int(time.time())  # the registrations' timestamp: fixed at creation
     shares_by_validator = []
     validators = []
-    for secret in validator_secrets:
+    for j, secret in enumerate(validator_secrets):
         while True:  # a zero share has probability N/r; draw again rather than fail
             try:
                 shares = bls.split(secret, m, n, [secrets.randbelow(bls.CURVE_ORDER) for _ in range(m - 1)])
@@ -211,8 +235,16 @@ def create_cluster(
                 continue
         public = bls.share_pubkeys(shares)
         shares_by_validator.append(shares)
+        group = bls.sk_to_pk(secret)
+        registration = None
+        if fees is not None:
+            message = cluster_lock.registration_message(group, fees[j], gas_limit, timestamp)
+            signature = bls.sign(secret, registration_signing_root(fork, message))
+            registration = (fees[j], gas_limit, {"message": message, "signature": "0x" + signature.hex()})
         validators.append(
-            cluster_lock.DistributedValidator(bls.sk_to_pk(secret), tuple(public[i] for i in range(1, n + 1)))
+            cluster_lock.DistributedValidator(
+                group, tuple(public[i] for i in range(1, n + 1)), *(registration or ())
+            )
         )
     identity_keys = [keys_io.new_identity_key() for _ in range(n)]
     try:
@@ -261,6 +293,22 @@ def create_cluster(
     )
     for j, validator in enumerate(validators):
         click.echo(f"  validator {j}: 0x{validator.distributed_public_key.hex()}")
+
+
+def _fee_recipients(option: str | None, validators: int) -> list[str] | None:
+    if option is None:
+        return None
+    fees = [f.strip() for f in option.split(",")]
+    if len(fees) == 1:
+        fees *= validators
+    if len(fees) != validators:
+        fail(
+            f"--fee-recipient lists {len(fees)} addresses for {validators} validators (give one, or one each)"
+        )
+    for fee in fees:
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", fee):
+            fail(f"--fee-recipient {fee!r} is not a 20-byte 0x-hex address")
+    return [f.lower() for f in fees]
 
 
 @click.command("combine")

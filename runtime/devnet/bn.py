@@ -5,7 +5,9 @@ slots), the endpoints a validator client and `runtime/bn_client.py` use: genesis
 node version/syncing/health, validators (GET and POST), attester/proposer/sync duties,
 attestation_data, produceBlockV3 (and v2), aggregate_attestation (v1, v2), sync_committee_contribution,
 every submission (pool attestations v1/v2, blocks v1/v2, aggregate_and_proofs v1/v2, sync committee
-messages, contribution_and_proofs), proposer preparation and registration, and `/eth/v1/events`
+messages, contribution_and_proofs), voluntary exits (group signature checked; the validator becomes
+`active_exiting`), builder registrations (each signature checked under the builder domain),
+proposer preparation, and `/eth/v1/events`
 (head and block events when each slot's block arrives). The selections endpoints answer 501: a
 plain BN, not DV middleware. JSON as the beacon-APIs spec says (decimal-string uint64, 0x hex, `data`
 envelopes, `dependent_root`, `execution_optimistic`, `Eth-Consensus-Version` on versioned answers).
@@ -32,7 +34,10 @@ from typing import Any
 
 from aiohttp import web
 
+from covalidator.model.cluster.config import unhex
+from covalidator.model.crypto import bls
 from covalidator.model.eth.networks import network
+from covalidator.model.eth.signing import Kind, SigningError, signing_root
 from covalidator.model.eth.specs import FAR_FUTURE_EPOCH
 from covalidator.model.node.events import SubmissionKind
 from covalidator.sim.chain import (
@@ -75,6 +80,7 @@ EVENT_TOPICS = frozenset(  # the spec's topics; only head and block are ever sen
 )
 STATE_ID = re.compile(r"head|genesis|finalized|justified|\d{1,20}|0x[0-9a-fA-F]{64}")
 PUBKEY = re.compile(r"0x[0-9a-fA-F]{96}")
+MAX_SEED_LOOKAHEAD = 4  # an exit's epoch is the current one + 1 + this (the churn is never full here)
 
 
 class BadRequest(Exception):
@@ -168,6 +174,11 @@ class DevnetBN:
         self.report = Report(self.chain)
         self.requests = 0
         self.errors: dict[int, int] = {}  # status -> count of error answers
+        self.exits: dict[int, int] = {}  # validator index -> exit epoch (accepted voluntary exits)
+        self.exit_messages: list[Any] = []
+        self.exits_invalid = 0
+        self.registrations: dict[int, dict[str, Any]] = {}  # index -> the newest valid registration
+        self.registrations_invalid = 0
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
 
@@ -259,9 +270,11 @@ class DevnetBN:
         post(
             "/eth/v1/validator/contribution_and_proofs", self._submit(SubmissionKind.CONTRIBUTION_AND_PROOFS)
         )
+        post("/eth/v1/beacon/pool/voluntary_exits", self.voluntary_exit)
+        get("/eth/v1/beacon/pool/voluntary_exits", self.voluntary_exit_pool)
+        post("/eth/v1/validator/register_validator", self.register_validator)
         for path in (
             "prepare_beacon_proposer",
-            "register_validator",
             "beacon_committee_subscriptions",
             "sync_committee_subscriptions",
         ):
@@ -369,10 +382,11 @@ class DevnetBN:
 
     def _validator_json(self, index: int) -> dict[str, Any]:
         far = str(FAR_FUTURE_EPOCH)
+        exit_epoch = self.exits.get(index)
         return {
             "index": str(index),
             "balance": GWEI_32_ETH,
-            "status": "active_ongoing",
+            "status": "active_ongoing" if exit_epoch is None else "active_exiting",
             "validator": {
                 "pubkey": self.chain.pubkey(index),
                 "withdrawal_credentials": _hash_hex("withdrawal", index),
@@ -380,7 +394,7 @@ class DevnetBN:
                 "slashed": False,
                 "activation_eligibility_epoch": "0",
                 "activation_epoch": "0",
-                "exit_epoch": far,
+                "exit_epoch": far if exit_epoch is None else str(exit_epoch),
                 "withdrawable_epoch": far,
             },
         }
@@ -398,8 +412,13 @@ class DevnetBN:
         else:
             indices = [i for i in (self._index(x) for x in ids) if i is not None]
         wanted = {str(s) for s in statuses or []}
-        keep = not wanted or bool(wanted & {"active", "active_ongoing"})
-        data = [self._validator_json(i) for i in dict.fromkeys(indices)] if keep else []
+        data = [self._validator_json(i) for i in dict.fromkeys(indices)]
+        if wanted:
+            data = [
+                d
+                for d in data
+                if d["status"] in wanted or ("active" in wanted and d["status"].startswith("active"))
+            ]
         return json_response({"execution_optimistic": False, "finalized": False, "data": data})
 
     async def validators_get(self, request: web.Request) -> web.Response:
@@ -574,6 +593,70 @@ class DevnetBN:
     async def blinded_block(self, request: web.Request) -> web.Response:
         raise BadRequest(f"Blinded blocks are not supported: the devnet is at {FORK}, without payloads")
 
+    async def voluntary_exit(self, request: web.Request) -> web.Response:
+        """A SignedVoluntaryExit: the validator's group signature (EIP-7044 domain from Deneb on) over an
+        exit whose epoch has come; the validator is then `active_exiting`."""
+        body = await json_body(request)
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, dict) or not isinstance(body.get("signature"), str):
+            raise BadRequest("Invalid body: expected a SignedVoluntaryExit")
+        index = uint(message.get("validator_index"), "validator_index")
+        epoch = uint(message.get("epoch"), "epoch")
+        now_epoch = self.chain.clock.epoch_at(self.now_ms())
+        if index >= self.chain.params.total:
+            raise BadRequest(f"Invalid voluntary exit: unknown validator index {index}")
+        if epoch > now_epoch:
+            raise BadRequest(f"Invalid voluntary exit: epoch {epoch} is in the future (current {now_epoch})")
+        root = signing_root(self.chain.schedule, Kind.VOLUNTARY_EXIT, message, now_epoch)
+        if not bls.verify(
+            unhex(self.chain.pubkey(index)), root, unhex(hex_bytes(body["signature"], 96, "signature"))
+        ):
+            self.exits_invalid += 1
+            raise BadRequest(f"Invalid voluntary exit: bad signature for validator {index}")
+        if index not in self.exits:
+            self.exits[index] = now_epoch + 1 + MAX_SEED_LOOKAHEAD
+            self.exit_messages.append(body)
+        return web.Response(status=200)
+
+    async def voluntary_exit_pool(self, request: web.Request) -> web.Response:
+        return json_response({"data": self.exit_messages})
+
+    async def register_validator(self, request: web.Request) -> web.Response:
+        """SignedValidatorRegistrationV1 objects: each must be its validator's group signature under
+        the builder domain; the newest (by timestamp) of each validator is kept, as a relay would."""
+        body = await json_body(request)
+        if not isinstance(body, list):
+            raise BadRequest("Invalid body: expected a list")
+        failures = []
+        for position, item in enumerate(body):
+            problem = self._registration_problem(item)
+            if problem:
+                self.registrations_invalid += 1
+                failures.append({"index": position, "message": problem})
+                continue
+            message = item["message"]
+            index = self.chain.index_of[message["pubkey"].lower()]
+            held = self.registrations.get(index)
+            if held is None or int(held["timestamp"]) <= int(message["timestamp"]):
+                self.registrations[index] = message
+        if failures:
+            return error_response(400, "Some registrations failed validation", failures)
+        return web.Response(status=200)
+
+    def _registration_problem(self, item: Any) -> str:
+        message = item.get("message") if isinstance(item, dict) else None
+        if not isinstance(message, dict) or not isinstance(item.get("signature"), str):
+            return "expected {message, signature}"
+        pubkey = message.get("pubkey")
+        if not isinstance(pubkey, str) or pubkey.lower() not in self.chain.index_of:
+            return f"unknown validator {pubkey}"
+        try:
+            root = signing_root(self.chain.schedule, Kind.VALIDATOR_REGISTRATION, message)
+            valid = bls.verify(unhex(pubkey), root, unhex(hex_bytes(item["signature"], 96, "signature")))
+        except (SigningError, BadRequest, ValueError) as error:
+            return f"malformed registration: {error}"
+        return "" if valid else f"bad registration signature for {pubkey}"
+
     async def accept_list(self, request: web.Request) -> web.Response:
         if not isinstance(await json_body(request), list):
             raise BadRequest("Invalid body: expected a list")
@@ -644,6 +727,14 @@ class DevnetBN:
             latencies=request.query.get("latencies", "") in flag,
         )
         figures["requests"] = self.requests
+        figures["exits"] = {
+            "accepted": {str(i): str(e) for i, e in sorted(self.exits.items())},
+            "invalid": self.exits_invalid,
+        }
+        figures["registrations"] = {
+            "held": {str(i): m for i, m in sorted(self.registrations.items())},
+            "invalid": self.registrations_invalid,
+        }
         figures["error_answers"] = {str(k): v for k, v in sorted(self.errors.items())}
         return json_response(figures)
 

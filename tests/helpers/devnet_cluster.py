@@ -22,11 +22,12 @@ from tests.helpers.node_proc import free_ports, start_node, stop_node
 NO_MONITORING = {"COVALIDATOR_MONITORING": "off"}  # several nodes on one host: no shared metrics port
 
 
-def make_devnet_cluster(folder: Path, nodes: int, validators: int) -> None:
+def make_devnet_cluster(folder: Path, nodes: int, validators: int, *extra: str) -> None:
     peers = ",".join(f"127.0.0.1:{port}" for port in free_ports(nodes))
     args = [
         "create-cluster", "--nodes", str(nodes), "--validators", str(validators), "--network", "devnet",
         "--interop-keys", "--peer-addresses", peers, "--kdf", "pbkdf2", "--kdf-cost", "1", "--out", str(folder),
+        *extra,
     ]  # fmt: skip
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
