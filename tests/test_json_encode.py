@@ -81,11 +81,15 @@ def test_the_corner_cases_encode_as_dataclasses_json_does() -> None:
 
 
 def test_peer_payloads_decode_as_dataclasses_json_decodes() -> None:
-    from covalidator.model.node.events import PeerMessage, PeerPayload
-    from covalidator.runtime.peers import decode_payload
-
     from covalidator.model.duty import DutyId, DutyKind
-    from covalidator.model.node.events import PartialSignature, PartialSignatures, PoolPartial
+    from covalidator.model.node.events import (
+        PartialSignature,
+        PartialSignatures,
+        PeerMessage,
+        PeerPayload,
+        PoolPartial,
+    )
+    from covalidator.runtime.peers import decode_payload
 
     payloads = [e.payload for e, _ in traced_run().trace if isinstance(e, PeerMessage)]
     assert any(p.qbft and p.qbft.justification for p in payloads)

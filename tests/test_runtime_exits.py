@@ -86,10 +86,6 @@ def test_three_operators_exit_one_killed_between_its_partial_and_the_combination
             message = {"epoch": "0", "validator_index": "0"}
             epoch = bn.chain.clock.epoch_at(int(time.time() * 1000))
             root = signing_root(bn.chain.schedule, Kind.VOLUNTARY_EXIT, message, epoch)
-            share0 = (
-                load_secrets(str(folder / "node0"))[hex0x(bls.sk_to_pk(0) if False else b"")]
-                if False
-                else None
             )
             secrets0 = load_secrets(str(folder / "node0"))
             secret = secrets0[hex0x(lock.distributed_validators[0].public_shares[0])]
