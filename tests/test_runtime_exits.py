@@ -86,7 +86,6 @@ def test_three_operators_exit_one_killed_between_its_partial_and_the_combination
             message = {"epoch": "0", "validator_index": "0"}
             epoch = bn.chain.clock.epoch_at(int(time.time() * 1000))
             root = signing_root(bn.chain.schedule, Kind.VOLUNTARY_EXIT, message, epoch)
-            )
             secrets0 = load_secrets(str(folder / "node0"))
             secret = secrets0[hex0x(lock.distributed_validators[0].public_shares[0])]
             body = {"message": message, "signature": hex0x(bls.sign(secret, root))}
