@@ -282,3 +282,20 @@ def test_readme_documents_every_metric() -> None:
     families = {f.name for f in m.registry.collect()}
     missing = sorted(name for name in families if f"`{name}" not in readme)
     assert not missing, missing
+
+
+def test_status_shows_exit_and_registration_counts_summed_over_labels() -> None:
+    from covalidator.runtime.cli.status import POOL_COUNTS, pool_counts
+
+    status = {
+        "metrics": {
+            "metrics": {
+                "exits_submitted": {"result=ok": 2.0, "result=error": 1.0},
+                "registrations_changed": {"": 1.0},
+            }
+        }
+    }
+    counts = pool_counts(status)
+    assert counts[POOL_COUNTS["exits_submitted"]] == 3
+    assert counts[POOL_COUNTS["registrations_changed"]] == 1
+    assert counts[POOL_COUNTS["exits_on_chain"]] == 0

@@ -61,6 +61,10 @@ EXPECTED = {
     ("GET", "/eth/v1/beacon/states/head/validators/{validator_id}", 200),
     ("POST", "/eth/v1/validator/register_validator", 200),
     ("GET", "/eth/v1/validator/attestation_data", 503),
+    ("GET", "/eth/v2/validator/duties/proposer/{epoch}", 200),
+    ("POST", "/eth/v1/beacon/pool/voluntary_exits", 200),
+    ("GET", "/eth/v1/beacon/states/head/validator_balances", 200),
+    ("POST", "/eth/v1/beacon/states/head/validator_balances", 200),
 }
 
 
@@ -73,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def template(path: str) -> str:
     parts = path.split("/")
-    if path.startswith("/eth/v1/validator/duties/"):
+    if "/validator/duties/" in path:
         parts[-1] = "{epoch}"
     elif path.startswith("/eth/v3/validator/blocks/"):
         parts[-1] = "{slot}"
@@ -153,6 +157,25 @@ async def after_run(recorder: Recorder, vc: DevnetVC, session: aiohttp.ClientSes
     ]
     async with session.post(base + "/eth/v1/validator/register_validator", json=signed) as r:
         await r.read()
+    epoch = vc.chain.clock.epoch_at(vc.now_ms())
+    async with session.get(base + f"/eth/v2/validator/duties/proposer/{epoch}") as r:
+        duties = await r.json()
+    assert r.status == 200 and duties["data"], duties
+    # the VC knows its share pubkeys only: the cluster's validators are named by them (DV mapping)
+    mine = [d for d in duties["data"] if int(d["validator_index"]) in vc.pubkey_of]
+    assert mine and all(d["pubkey"] == vc.pubkey_of[int(d["validator_index"])] for d in mine), duties
+    async with session.get(base + "/eth/v1/beacon/states/head/validator_balances", params={"id": share}) as r:
+        balances = await r.json()
+    assert [b["index"] for b in balances["data"]] == [
+        str(i) for i, pubkey in vc.pubkey_of.items() if pubkey == share
+    ], balances
+    async with session.post(base + "/eth/v1/beacon/states/head/validator_balances", json=[share]) as r:
+        await r.read()
+    # this operator's exit of validator `index`: a partial over its share, kept by the node (200)
+    exit_message = {"epoch": str(epoch), "validator_index": str(index)}
+    exit_signed = {"message": exit_message, "signature": vc.sign(index, Kind.VOLUNTARY_EXIT, exit_message)}
+    async with session.post(base + "/eth/v1/beacon/pool/voluntary_exits", json=exit_signed) as r:
+        assert r.status == 200, await r.text()
     # no committee 60 at the next slot: held until the node's wait ends, then an error body
     slot = vc.chain.clock.slot_at(vc.now_ms()) + 1
     query = {"slot": str(slot), "committee_index": "60"}

@@ -172,7 +172,29 @@ def render(status: dict[str, Any]) -> Any:
             str(entry.get("slot")), str(entry.get("kind")), str(entry.get("validator", ""))[:12] + "…",
             str(entry.get("result")), ",".join(map(str, entry.get("missing_peers", []))) or "-",
         )  # fmt: skip
-    return Group(head, peers, bns, totals, failures)
+    pool = Table(title="exits and registrations since start", title_justify="left")
+    for column in ("what", "count"):
+        pool.add_column(column)
+    for label, count in pool_counts(status).items():
+        pool.add_row(label, str(count))
+    return Group(head, peers, bns, totals, failures, pool)
+
+
+POOL_COUNTS = {  # metric (node/pool.py) -> what the operator reads
+    "exits_requested": "exit partials signed here",
+    "pool_combined": "group signatures combined (exits, registrations)",
+    "exits_submitted": "exits submitted to the BN",
+    "exits_on_chain": "exits seen on chain",
+    "registrations_submitted": "registration submissions to the BN",
+    "registrations_replaced": "VC registrations replaced by the cluster's",
+    "registrations_changed": "registrations changed by M operators",
+}
+
+
+def pool_counts(status: dict[str, Any]) -> dict[str, int]:
+    """The node's exit and registration counters (summed over their labels), from its status."""
+    sums = ((status.get("metrics") or {}).get("metrics")) or {}
+    return {label: int(sum((sums.get(name) or {}).values())) for name, label in POOL_COUNTS.items()}
 
 
 @click.command("status")

@@ -245,12 +245,15 @@ class DevnetBN:
         get("/eth/v1/node/syncing", self.syncing)
         get("/eth/v1/node/health", self.health)
         get("/eth/v1/beacon/states/{state_id}/fork", self.fork)
+        get("/eth/v1/beacon/states/{state_id}/validator_balances", self.balances)
+        post("/eth/v1/beacon/states/{state_id}/validator_balances", self.balances)
         get("/eth/v1/beacon/states/{state_id}/validators", self.validators_get)
         post("/eth/v1/beacon/states/{state_id}/validators", self.validators_post)
         get("/eth/v1/beacon/states/{state_id}/validators/{validator_id}", self.validator)
         get("/eth/v1/beacon/blocks/{block_id}/root", self.block_root)
         post("/eth/v1/validator/duties/attester/{epoch}", self.attester_duties)
         get("/eth/v1/validator/duties/proposer/{epoch}", self.proposer_duties)
+        get("/eth/v2/validator/duties/proposer/{epoch}", self.proposer_duties)
         post("/eth/v1/validator/duties/sync/{epoch}", self.sync_duties)
         get("/eth/v1/validator/attestation_data", self.attestation_data)
         get("/eth/v3/validator/blocks/{slot}", self.produce_block_v3)
@@ -419,6 +422,21 @@ class DevnetBN:
                 for d in data
                 if d["status"] in wanted or ("active" in wanted and d["status"].startswith("active"))
             ]
+        return json_response({"execution_optimistic": False, "finalized": False, "data": data})
+
+    async def balances(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            ids = await json_body(request)
+            if not isinstance(ids, list):
+                raise BadRequest("Invalid body: expected a list of validator ids")
+        else:
+            ids = [i for v in request.query.getall("id", []) for i in v.split(",") if i] or None
+        indices = (
+            range(self.chain.params.total)
+            if ids is None
+            else [i for i in map(self._index, ids) if i is not None]
+        )
+        data = [{"index": str(i), "balance": GWEI_32_ETH} for i in dict.fromkeys(indices)]
         return json_response({"execution_optimistic": False, "finalized": False, "data": data})
 
     async def validators_get(self, request: web.Request) -> web.Response:
