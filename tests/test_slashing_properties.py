@@ -275,3 +275,27 @@ def test_a_minimal_db_refusal_names_its_watermark(
         expected = (None, "")
     assert (verdict.refusal, verdict.detail) == expected
     assert verdict.safe == (expected[0] is None)
+
+
+# ---- EIP-3076's low watermarks at their boundaries (the text of the EIP is the oracle) ---------------------
+
+
+def test_a_target_equal_to_the_min_target_is_refused_even_with_no_record_there() -> None:
+    """EIP-3076: refuse an attestation whose target is <= the minimum target (after pruning or a minified
+    import only the watermark may remain: the record at min target is gone, the rule is not)."""
+    from covalidator.model.slashing.rules import AttestationWatermark, Refusal, check_attestation
+
+    watermark = AttestationWatermark(min_source=5, min_target=10)
+    at_min = check_attestation(SignedAttestation(6, 10, b"\x01" * 32), [], watermark)
+    assert not at_min.safe and at_min.refusal is Refusal.TARGET_NOT_ABOVE_MIN
+    assert check_attestation(SignedAttestation(6, 11, b"\x01" * 32), [], watermark).safe
+
+
+def test_a_watermark_refusal_names_the_bound_broken() -> None:
+    from covalidator.model.slashing.rules import AttestationWatermark, Refusal, check_attestation
+
+    watermark = AttestationWatermark(min_source=5, min_target=10)
+    source = check_attestation(SignedAttestation(4, 12, None), [], watermark)
+    assert source.refusal is Refusal.SOURCE_BELOW_MIN
+    target = check_attestation(SignedAttestation(7, 9, None), [], watermark)  # source above its minimum
+    assert target.refusal is Refusal.TARGET_NOT_ABOVE_MIN
