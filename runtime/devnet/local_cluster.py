@@ -28,6 +28,7 @@ HOST = "127.0.0.1"
 STATUS_PATH = "/covalidator/v1/status"
 MONITORING_PORT = 3620  # node i serves its monitoring endpoints on 127.0.0.1:(3620 + i)
 START_TIMEOUT_S = 120.0
+DEMO_FEE_RECIPIENT = "0x" + "fe" * 20  # the lock pins it, with group-signed builder registrations
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class LocalCluster:
             "create-cluster", "--nodes", str(self.spec.nodes), "--validators", str(self.spec.validators),
             "--network", "devnet", "--interop-keys", "--peer-addresses", peers,
             "--kdf", "pbkdf2", "--kdf-cost", "1", "--out", str(self.folder / "cluster"),
+            "--fee-recipient", DEMO_FEE_RECIPIENT,
         )  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         (self.folder / "create-cluster.log").write_text(done.stdout + done.stderr)
