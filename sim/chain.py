@@ -53,11 +53,20 @@ TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE = 16
 ATTESTATION_ROOT_MEMO = 4096  # distinct AttestationData whose roots the judge remembers
 GENESIS_FORK_VERSION = bytes.fromhex("00000001")
 ALTAIR_FORK_VERSION = bytes.fromhex("01000001")
+BELLATRIX_FORK_VERSION = bytes.fromhex("02000001")  # the devnet network's
+FORKS_WITH_PAYLOADS = ("bellatrix",)  # `ChainParams.fork`: the builder flow needs execution payloads
 ZERO_ROOT = "0x" + "00" * 32
 G2_POINT_AT_INFINITY = "0x" + "c0" + "00" * 95
 
 BLOCK_ARRIVAL_MS = (300, 900)  # when a node's BN sees a slot's block, after the slot starts
 LATE_ARRIVAL_MS = (2_400, 3_600)  # ... when it is late (after 1/3 of a 6 s slot)
+
+
+def _blinded_block_type(fork: str) -> Any:
+    """The builder-specs' BlindedBeaconBlock of the fork (derived from the specs' own types)."""
+    from covalidator.model.eth.signing import KINDS
+
+    return KINDS[Kind.BLINDED_BLOCK].container(spec(fork, PRESET), PRESET)
 
 
 def draw(*parts: object) -> float:
@@ -83,8 +92,10 @@ class ChainParams:
     slot_ms: int = 6_000
     genesis_ms: int = 6_000  # the nodes start at 0: one slot to fetch duties before genesis
     seed: int = 0
+    fork: str = FORK  # the fork from genesis: altair (no payloads) or bellatrix (payloads, builder flow)
 
     def __post_init__(self) -> None:
+        assert self.fork in (FORK, *FORKS_WITH_PAYLOADS), f"unsupported devnet fork {self.fork}"
         assert self.validators >= 1 and self.committee_size >= 1
         assert 0 <= self.sync_members <= min(self.validators, SYNC_COMMITTEE_SIZE)
         assert self.nodes // 2 < self.threshold <= self.nodes
@@ -125,6 +136,9 @@ class Judge:
     done_at: dict[tuple[DutyId, str], int] = field(default_factory=dict)  # ... -> first arrival (ms)
     submissions: int = 0
     verified: dict[tuple[str, bytes, str], bool] = field(default_factory=dict)
+    payments: dict[int, tuple[str, bool]] = field(
+        default_factory=dict
+    )  # slot -> (fee recipient, by a builder)
 
 
 class SimChain:
@@ -136,8 +150,12 @@ class SimChain:
         p = params
         self.clock = SlotClock(p.genesis_ms, p.slot_ms, SLOTS_PER_EPOCH)
         gvr = bytes.fromhex(_hash_hex("genesis_validators_root", p.seed)[2:])
+        forks = [Fork("phase0", 0, GENESIS_FORK_VERSION), Fork(FORK, 0, ALTAIR_FORK_VERSION)]
+        if p.fork == "bellatrix":
+            forks.append(Fork("bellatrix", 0, BELLATRIX_FORK_VERSION))
+        self.fork = p.fork
         self.schedule = ForkSchedule(
-            (Fork("phase0", 0, GENESIS_FORK_VERSION), Fork(FORK, 0, ALTAIR_FORK_VERSION)),
+            tuple(forks),
             gvr,
             PRESET,
             SLOTS_PER_EPOCH,
@@ -151,7 +169,7 @@ class SimChain:
             target_aggregators_per_sync_subcommittee=TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
             epochs_per_sync_committee_period=EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
         )
-        self.spec = spec(FORK, PRESET)
+        self.spec = spec(p.fork, PRESET)
         self.secrets = [interop_secret_key(i) for i in range(p.validators)]
         self.pubkeys = [hex0x(bls.sk_to_pk(sk)) for sk in self.secrets]
         self.index_of = {pk: i for i, pk in enumerate(self.pubkeys)}
@@ -382,10 +400,18 @@ class SimChain:
         }
 
     def produce_block(
-        self, slot: int, proposer_index: int, randao_reveal: str, node: int, now_ms: int
+        self,
+        slot: int,
+        proposer_index: int,
+        randao_reveal: str,
+        node: int,
+        now_ms: int,
+        fee_recipient: str = "0x" + "00" * 20,
+        blinded: bool = False,
     ) -> dict[str, Any]:
-        """What `node`'s BN builds (produceBlockV3, full block), read into the specs' own BeaconBlock
-        container (which checks every field) and written back as Beacon-API JSON."""
+        """What `node`'s BN builds (produceBlockV3), read into the specs' own BeaconBlock container
+        (which checks every field) and written back as Beacon-API JSON. With payloads (bellatrix), the
+        execution payload pays `fee_recipient`; `blinded`: a builder's block, its payload as a header."""
         s = self.spec
         _, parent = self.head_root(node, now_ms, at_most=slot - 1)
         attestations = self.aggregates.get(slot - 1, [])[: s.MAX_ATTESTATIONS]
@@ -406,7 +432,7 @@ class SimChain:
                     bits[i // 8] |= 1 << (i % 8)
                 signatures.append(unhex(c["signature"]))
         sync_signature = hex0x(bls.aggregate(signatures)) if signatures else G2_POINT_AT_INFINITY
-        block = {
+        block: dict[str, Any] = {
             "slot": str(slot),
             "proposer_index": str(proposer_index),
             "parent_root": parent,
@@ -430,8 +456,30 @@ class SimChain:
                 },
             },
         }
+        if self.fork in FORKS_WITH_PAYLOADS:
+            payload = s.ExecutionPayload(
+                fee_recipient=s.ExecutionAddress(bytes.fromhex(fee_recipient[2:])),
+                block_number=slot,
+                gas_limit=36_000_000,
+                timestamp=(self.clock.slot_start_ms(slot)) // 1000,
+                block_hash=bytes.fromhex(_hash_hex("payload", self.params.seed, slot)[2:]),
+            )
+            if blinded:
+                fields = {
+                    name: getattr(payload, name)
+                    for name in s.ExecutionPayloadHeader.__annotations__
+                    if name != "transactions_root"
+                }
+                header = s.ExecutionPayloadHeader(
+                    **fields, transactions_root=payload.transactions.hash_tree_root()
+                )
+                block["body"]["execution_payload_header"] = ssz_json.to_json(header)
+                blinded_type = _blinded_block_type(self.fork)
+                container = ssz_json.from_json(blinded_type, block)
+                return {"version": self.fork, "blinded": True, "block": ssz_json.to_json(container)}
+            block["body"]["execution_payload"] = ssz_json.to_json(payload)
         container = ssz_json.from_json(s.BeaconBlock, block)
-        return {"version": FORK, "blinded": False, "block": ssz_json.to_json(container)}
+        return {"version": self.fork, "blinded": False, "block": ssz_json.to_json(container)}
 
     def aggregate_attestation(self, slot: int, data_root: str) -> dict[str, Any] | None:
         """The BN's aggregate of the submitted attestations with this data (None: none yet)."""
@@ -582,9 +630,13 @@ class SimChain:
             randao = self._root(Kind.RANDAO_REVEAL, {"epoch": str(self.clock.epoch_of(slot))})
             if not self._verify(pubkey, randao, block["body"]["randao_reveal"]):
                 return f"block {slot}: RANDAO reveal of validator {index} does not verify"
-            root = self._root(Kind.BLOCK, block)
+            blinded = "execution_payload_header" in block["body"]
+            root = self._root(Kind.BLINDED_BLOCK if blinded else Kind.BLOCK, block)
             if not self._verify(pubkey, root, obj["signature"]):
                 return f"block {slot}: signature of validator {index} does not verify"
+            payload = block["body"].get("execution_payload_header" if blinded else "execution_payload")
+            if payload is not None:  # who the block pays, and whether a builder built it
+                self.judge.payments[slot] = (str(payload["fee_recipient"]), blinded)
             self._record_block(index, slot, root)
             self._mark_done((DutyId(slot, DutyKind.PROPOSER), pubkey), now_ms)
             return None

@@ -147,3 +147,28 @@ def test_failures_are_named_by_the_nodes_reasons_and_the_rest_missed_at_bn() -> 
     why = verdict(summary)
     assert why is not None and "4 of 6 duties failed" in why and "1 slashable pair" in why
     assert verdict({**summary, "failed": 0, "slashable_pairs": 0, "failed_by_reason": {}}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for processes left behind")
+def test_on_a_bellatrix_devnet_the_clusters_proposals_come_through_the_builder_paying_the_lock(
+    tmp_path: Path,
+) -> None:
+    """The lock pins a fee recipient and a group-signed registration; the nodes submit it, the BN's
+    builder hands the cluster's proposers blinded blocks paying it, the VCs sign them (as blinded
+    blocks), the cluster decides, combines and submits them through the blinded endpoint."""
+    from covalidator.runtime.devnet.local_cluster import DEMO_FEE_RECIPIENT
+
+    folder = tmp_path / "demo"
+    argv = covalidator(
+        "demo", "--nodes", "4", "--validators", "8", "--epochs", "1", "--fork", "bellatrix",
+        "--json", "--keep", str(folder),
+    )  # fmt: skip
+    done = run_bounded(argv, RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["succeeded"] == summary["duties"] and summary["invalid_signatures"] == 0, summary
+    assert summary["registrations_at_bn"] == 8
+    paid = summary["blocks_by_fee_recipient"]
+    proposals = summary["by_kind"]["proposer"]["succeeded"]
+    assert proposals > 0 and paid == {DEMO_FEE_RECIPIENT: {"builder": proposals, "local": 0}}, summary

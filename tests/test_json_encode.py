@@ -27,6 +27,16 @@ def traced_signer_run() -> ClusterResult:
     return run_cluster(ClusterScenario(validators=4, epochs=1, seed=9, signer=True), trace_node=2)
 
 
+def test_pool_actions_and_events_encode_as_dataclasses_json_does() -> None:
+    from covalidator.model.duty import DutyKind
+    from covalidator.model.node.events import PersistPool, PoolPartial, Started
+
+    message = {"epoch": "1", "validator_index": "2"}
+    partial = PoolPartial(DutyKind.VOLUNTARY_EXIT, "0xab", message, "0x11", 3, "0x22")
+    for item in (PersistPool((partial,)), Started(5, pool=(partial,))):
+        assert json.dumps(to_json(item)) == json.dumps(item.to_dict(encode_json=True))
+
+
 def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> None:
     seen: set[str] = set()
     for event, actions in [*traced_run().trace, *traced_signer_run().trace]:
@@ -41,6 +51,7 @@ def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> N
         "Log",
         "Send",
         "PassToBN",
+        "PersistPool",  # exits and registrations: not in a simulated run; encoded below
     }
     assert json.dumps(to_json(PassToBN(3))) == json.dumps(PassToBN(3).to_dict(encode_json=True))
 

@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from covalidator.model.cluster.config import hex0x
-from covalidator.model.eth.signing import ForkSchedule, Kind, message_epoch
+from covalidator.model.eth.signing import ForkSchedule, Kind, container_of, message_epoch
 
 # signing kind -> (the request's `type`, the body field that holds the message)
 REQUEST_TYPE: dict[Kind, tuple[str, str]] = {
     Kind.ATTESTATION: ("ATTESTATION", "attestation"),
     Kind.BLOCK: ("BLOCK_V2", "beacon_block"),
+    Kind.BLINDED_BLOCK: ("BLOCK_V2", "beacon_block"),  # sent as its header, as VCs do from bellatrix on
     Kind.RANDAO_REVEAL: ("RANDAO_REVEAL", "randao_reveal"),
     Kind.AGGREGATION_SLOT: ("AGGREGATION_SLOT", "aggregation_slot"),
     Kind.AGGREGATE_AND_PROOF: ("AGGREGATE_AND_PROOF", "aggregate_and_proof"),
@@ -47,6 +48,14 @@ def sign_request(schedule: ForkSchedule, kind: Kind, message: Mapping[str, Any])
     if kind is Kind.BLOCK:
         fork = schedule.fork_at_epoch(message_epoch(schedule, kind, message))
         payload = {"version": fork.name.upper(), "block": payload}
+    elif kind is Kind.BLINDED_BLOCK:
+        fork = schedule.fork_at_epoch(message_epoch(schedule, kind, message))
+        body_root = container_of(schedule, kind, message).body.hash_tree_root()
+        header = {k: message[k] for k in ("slot", "proposer_index", "parent_root", "state_root")}
+        payload = {
+            "version": fork.name.upper(),
+            "block_header": {**header, "body_root": hex0x(bytes(body_root))},
+        }
     elif kind is Kind.SYNC_COMMITTEE_MESSAGE:
         payload = {"beacon_block_root": message["beacon_block_root"], "slot": message["slot"]}
     return {

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from covalidator.model.duty import CONSENSUS_KINDS, REQUEST_DUTY, DutyId, DutyKind, VCRequestKind
+from covalidator.model.duty import CONSENSUS_KINDS, POOL_KINDS, REQUEST_DUTY, DutyId, DutyKind, VCRequestKind
 from covalidator.model.node.codec import to_json
 from covalidator.model.node.events import Persisted, ReplyToVC, SignWithShare, Started, SubmitToBN, VCRequest
 
@@ -95,6 +95,8 @@ class InvariantMonitor:
             )
 
     def _submitted(self, index: int, action: SubmitToBN) -> None:
+        if action.duty.kind in POOL_KINDS:
+            return  # no slot: registrations go to the BN each epoch, an exit until it is on chain (by design)
         objects = action.body if isinstance(action.body, list) else [action.body]
         for pubkey, obj in zip(action.pubkeys, objects, strict=False):
             key = (action.duty, pubkey)

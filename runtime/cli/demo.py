@@ -40,6 +40,14 @@ START_ATTEMPTS = 3  # a machine too slow for the genesis delay: start again with
     help="Seconds from the BN's start to genesis. Default: 5 + 2.5 per node (time to start; started again with a longer one if too short).",
 )
 @click.option(
+    "--fork",
+    type=click.Choice(["altair", "bellatrix"]),
+    default="altair",
+    show_default=True,
+    help="The devnet's fork. bellatrix: execution payloads, and a builder paying each registered "
+    "fee recipient (the cluster's blocks come through the blinded flow).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -58,13 +66,16 @@ def demo(
     epochs: int,
     seconds_per_slot: int,
     genesis_delay: float | None,
+    fork: str,
     as_json: bool,
     keep: Path | None,
 ) -> None:
     """Run a local cluster (devnet BN, N nodes, N VCs) for E epochs; print what the chain saw."""
     from covalidator.runtime.devnet.local_cluster import ClusterSpec
 
-    spec = ClusterSpec(nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 2.5 * nodes)
+    spec = ClusterSpec(
+        nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 2.5 * nodes, fork=fork
+    )
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         if any(keep.iterdir()):

@@ -99,6 +99,7 @@ class DevnetConfig:
     sync_members: int | None = None  # default min(4, validators)
     proposer_share: float = 0.5
     reorg_rate: float = 0.0
+    fork: str = FORK  # "bellatrix": execution payloads, and the builder flow (blinded blocks)
 
     def chain(self, now_s: float) -> SimChain:
         genesis = (
@@ -116,6 +117,7 @@ class DevnetConfig:
             slot_ms=self.seconds_per_slot * 1000,
             genesis_ms=genesis * 1000,
             seed=self.seed,
+            fork=self.fork,
         )
         return SimChain(params, self.epochs)
 
@@ -179,6 +181,8 @@ class DevnetBN:
         self.exits_invalid = 0
         self.registrations: dict[int, dict[str, Any]] = {}  # index -> the newest valid registration
         self.registrations_invalid = 0
+        self.prepared: dict[int, str] = {}  # index -> fee recipient from prepare_beacon_proposer
+        self.builder_blocks = 0  # blinded blocks handed out
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
 
@@ -276,8 +280,8 @@ class DevnetBN:
         post("/eth/v1/beacon/pool/voluntary_exits", self.voluntary_exit)
         get("/eth/v1/beacon/pool/voluntary_exits", self.voluntary_exit_pool)
         post("/eth/v1/validator/register_validator", self.register_validator)
+        post("/eth/v1/validator/prepare_beacon_proposer", self.prepare_proposer)
         for path in (
-            "prepare_beacon_proposer",
             "beacon_committee_subscriptions",
             "sync_committee_subscriptions",
         ):
@@ -530,26 +534,39 @@ class DevnetBN:
         data = self.chain.attestation_data(slot, committee, 0, self.now_ms())
         return json_response({"data": data})
 
-    def _block(self, request: web.Request) -> dict[str, Any]:
+    def _block(self, request: web.Request, builder: bool = False) -> dict[str, Any]:
+        """The slot's block. With `builder` (produceBlockV3 on a chain with payloads) a registered
+        proposer gets a builder's blinded block paying its registered fee recipient; any other gets a
+        local block paying its prepared fee recipient (prepare_beacon_proposer), or zero."""
         slot = self._slot(request.match_info["slot"])
         randao = hex_bytes(query(request, "randao_reveal"), 96, "randao_reveal")
         now = self.now_ms()
         proposers, _ = self.chain.proposers_at(self.chain.clock.epoch_of(slot), 0, now)
-        block: dict[str, Any] = self.chain.produce_block(slot, proposers[slot], randao, 0, now)
+        proposer = proposers[slot]
+        registration = self.registrations.get(proposer) if builder else None
+        boost = request.query.get("builder_boost_factor")
+        if registration is not None and boost != "0":
+            self.builder_blocks += 1
+            return self.chain.produce_block(
+                slot, proposer, randao, 0, now, registration["fee_recipient"], True
+            )
+        fee = self.prepared.get(proposer, "0x" + "00" * 20)
+        block: dict[str, Any] = self.chain.produce_block(slot, proposer, randao, 0, now, fee)
         return block
 
     async def produce_block_v3(self, request: web.Request) -> web.Response:
-        produced = self._block(request)
+        produced = self._block(request, builder=True)
+        blinded = bool(produced["blinded"])
         body = {
             "version": produced["version"],
-            "execution_payload_blinded": False,
+            "execution_payload_blinded": blinded,
             "execution_payload_value": "0",
             "consensus_block_value": "0",
             "data": produced["block"],
         }
         headers = {
             "Eth-Consensus-Version": produced["version"],
-            "Eth-Execution-Payload-Blinded": "false",
+            "Eth-Execution-Payload-Blinded": str(blinded).lower(),
             "Eth-Execution-Payload-Value": "0",
             "Eth-Consensus-Block-Value": "0",
         }
@@ -571,7 +588,8 @@ class DevnetBN:
             return error_response(404, f"No aggregate attestation for slot {slot} and root {root}")
         if not v2:
             return json_response({"data": aggregate})
-        return json_response({"version": FORK, "data": aggregate}, headers={"Eth-Consensus-Version": FORK})
+        fork = self.chain.fork
+        return json_response({"version": fork, "data": aggregate}, headers={"Eth-Consensus-Version": fork})
 
     async def sync_contribution(self, request: web.Request) -> web.Response:
         slot = uint(query(request, "slot"), "slot")
@@ -588,8 +606,10 @@ class DevnetBN:
             version = request.headers.get("Eth-Consensus-Version")
             if request.path.startswith("/eth/v2/") and version is None:
                 raise BadRequest("Missing Eth-Consensus-Version header")
-            if version is not None and version.lower() != FORK:
-                raise BadRequest(f"Invalid Eth-Consensus-Version: {version!r}, the chain is at {FORK}")
+            if version is not None and version.lower() != self.chain.fork:
+                raise BadRequest(
+                    f"Invalid Eth-Consensus-Version: {version!r}, the chain is at {self.chain.fork}"
+                )
             body = await json_body(request)
             if kind is SubmissionKind.BLOCK:
                 ok, problem = self.chain.submit(0, kind, body, self.now_ms())
@@ -609,7 +629,17 @@ class DevnetBN:
         return handler
 
     async def blinded_block(self, request: web.Request) -> web.Response:
-        raise BadRequest(f"Blinded blocks are not supported: the devnet is at {FORK}, without payloads")
+        """A signed builder block: judged like a full block (its root is the full block's), then the
+        builder reveals the payload (here: the judge records who it pays)."""
+        if self.chain.fork == FORK:
+            raise BadRequest(f"Blinded blocks are not supported: the devnet is at {FORK}, without payloads")
+        body = await json_body(request)
+        if not isinstance(body, dict) or "execution_payload_header" not in (body.get("message") or {}).get(
+            "body", {}
+        ):
+            raise BadRequest("Invalid body: expected a SignedBlindedBeaconBlock")
+        ok, problem = self.chain.submit(0, SubmissionKind.BLOCK, body, self.now_ms())
+        return web.Response(status=200) if ok else error_response(400, f"Invalid blinded block: {problem}")
 
     async def voluntary_exit(self, request: web.Request) -> web.Response:
         """A SignedVoluntaryExit: the validator's group signature (EIP-7044 domain from Deneb on) over an
@@ -674,6 +704,18 @@ class DevnetBN:
         except (SigningError, BadRequest, ValueError) as error:
             return f"malformed registration: {error}"
         return "" if valid else f"bad registration signature for {pubkey}"
+
+    async def prepare_proposer(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if not isinstance(body, list):
+            raise BadRequest("Invalid body: expected a list")
+        for item in body:
+            if not isinstance(item, dict) or not isinstance(item.get("fee_recipient"), str):
+                raise BadRequest("Invalid body: expected [{validator_index, fee_recipient}]")
+            self.prepared[uint(item.get("validator_index"), "validator_index")] = item[
+                "fee_recipient"
+            ].lower()
+        return web.Response(status=200)
 
     async def accept_list(self, request: web.Request) -> web.Response:
         if not isinstance(await json_body(request), list):
@@ -749,6 +791,11 @@ class DevnetBN:
             "accepted": {str(i): str(e) for i, e in sorted(self.exits.items())},
             "invalid": self.exits_invalid,
         }
+        figures["payments"] = {
+            str(slot): {"fee_recipient": fee, "builder": builder}
+            for slot, (fee, builder) in sorted(self.chain.judge.payments.items())
+        }
+        figures["builder_blocks_offered"] = self.builder_blocks
         figures["registrations"] = {
             "held": {str(i): m for i, m in sorted(self.registrations.items())},
             "invalid": self.registrations_invalid,
@@ -795,6 +842,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--genesis-delay", type=float, default=3.0, help="seconds from now to genesis")
     parser.add_argument("--genesis-time", type=int, default=None, help="exact Unix genesis time")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fork", choices=(FORK, "bellatrix"), default=FORK, help="bellatrix: payloads, builder flow"
+    )
     parser.add_argument("--info-file", default=None, help="also write the url/port/genesis JSON line here")
     args = parser.parse_args(argv)
     if args.validators < 1 or args.epochs < 1 or args.seconds_per_slot < 1:
@@ -806,6 +856,7 @@ def main(argv: list[str] | None = None) -> None:
         genesis_delay_s=args.genesis_delay,
         genesis_time=args.genesis_time,
         seed=args.seed,
+        fork=args.fork,
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     use_fixture_bls_backend()

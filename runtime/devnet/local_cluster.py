@@ -39,6 +39,7 @@ class ClusterSpec:
     seconds_per_slot: int = 2
     genesis_delay_s: float = 20.0
     signer: bool = False  # signer mode: nodes serve --signer-api, the VCs hold no key and use it
+    fork: str = "altair"  # the devnet's fork: "bellatrix" has payloads and the builder flow
 
 
 def covalidator(*args: str) -> list[str]:
@@ -86,6 +87,7 @@ class LocalCluster:
             sys.executable, "-m", "covalidator.runtime.devnet.bn", "--validators", str(self.spec.validators),
             "--epochs", str(self.spec.epochs), "--seconds-per-slot", str(self.spec.seconds_per_slot),
             "--genesis-delay", str(self.spec.genesis_delay_s), "--info-file", str(info),
+            "--fork", self.spec.fork,
         ]  # fmt: skip
         self.bn = self.children.spawn("bn", argv)
         self.children.wait_until("the devnet BN", info.is_file, START_TIMEOUT_S, [self.bn])

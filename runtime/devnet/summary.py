@@ -110,10 +110,21 @@ def summarize(report: dict[str, Any], nodes: list[NodeFigures]) -> dict[str, Any
         "e2e_ms_p50": e2e["p50"],
         "e2e_ms_p99": e2e["p99"],
         "node_outcomes": [node.outcomes for node in nodes],
+        # who the chain's blocks paid, and how many a builder built (bellatrix devnet: blinded blocks)
+        "blocks_by_fee_recipient": _blocks_by_fee_recipient(report),
+        "registrations_at_bn": len((report.get("registrations") or {}).get("held", {})),
         "missed": report.get("missed", []),
         "invalid": report.get("invalid", []),
         "slashable": report.get("slashable", []),
     }
+
+
+def _blocks_by_fee_recipient(report: dict[str, Any]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for paid in (report.get("payments") or {}).values():
+        counts = out.setdefault(paid["fee_recipient"], {"builder": 0, "local": 0})
+        counts["builder" if paid["builder"] else "local"] += 1
+    return out
 
 
 def verdict(summary: dict[str, Any]) -> str | None:

@@ -385,12 +385,12 @@ class DevnetVC:
         )
         block, version = body["data"], headers.get("Eth-Consensus-Version", body.get("version", ""))
         blinded = str(body.get("execution_payload_blinded", False)).lower() == "true"
-        signed = {"message": block, "signature": await self.sign_any(index, Kind.BLOCK, block)}
-        kind = "blinded_blocks" if blinded else "blocks"
+        kind = Kind.BLINDED_BLOCK if blinded else Kind.BLOCK  # a builder's block: its payload as a header
+        signed = {"message": block, "signature": await self.sign_any(index, kind, block)}
         await self.call(
             "publish_block",
             "POST",
-            f"/eth/v2/beacon/{kind}",
+            f"/eth/v2/beacon/{'blinded_blocks' if blinded else 'blocks'}",
             body=signed,
             headers={"Eth-Consensus-Version": version},
         )

@@ -1,0 +1,130 @@
+"""The devnet BN's builder flow (bellatrix devnet): registrations are checked, a registered proposer gets
+a builder's blinded block paying its registered fee recipient, others get a local block; a signed
+blinded block is judged like the full block (one signing root) and the judge records who it paid.
+Oracles: the consensus specs' signing roots and the interop keys, never the BN's own bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from covalidator.model.cluster.config import hex0x
+from covalidator.model.crypto import bls
+from covalidator.model.eth.interop import interop_secret_key
+from covalidator.model.eth.signing import Kind, signing_root
+from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
+from tests.test_devnet_bn import GENESIS, FrozenClock, fetch, with_bn
+
+V = 4
+FEE = "0x" + "fe" * 20
+PREPARED = "0x" + "aa" * 20
+
+
+def builder_bn(at_slot: float) -> tuple[DevnetBN, FrozenClock]:
+    config = DevnetConfig(
+        validators=V, epochs=2, seconds_per_slot=1, genesis_time=GENESIS, fork="bellatrix", proposer_share=1.0
+    )
+    clock = FrozenClock(GENESIS + at_slot)
+    return DevnetBN(config, clock=clock), clock
+
+
+def sign(bn: DevnetBN, index: int, kind: Kind, message: Any) -> str:
+    return hex0x(bls.sign(interop_secret_key(index), signing_root(bn.chain.schedule, kind, message)))
+
+
+def registration(bn: DevnetBN, index: int, signer: int | None = None) -> dict[str, Any]:
+    message = {
+        "fee_recipient": FEE,
+        "gas_limit": "36000000",
+        "timestamp": "100",
+        "pubkey": hex0x(bls.sk_to_pk(interop_secret_key(index))),
+    }
+    return {
+        "message": message,
+        "signature": sign(bn, index if signer is None else signer, Kind.VALIDATOR_REGISTRATION, message),
+    }
+
+
+def test_registered_proposers_get_blinded_blocks_paying_them_others_local_blocks() -> None:
+    bn, clock = builder_bn(at_slot=0.5)
+
+    async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
+        proposers, _ = bn.chain.proposers_at(0, 0, bn.now_ms())
+        by_index: dict[int, int] = {}
+        for slot, index in sorted(proposers.items()):
+            if slot >= 1:
+                by_index.setdefault(index, slot)
+        assert len(by_index) >= 2, proposers
+        registered, other = sorted(by_index)[:2]
+        # a valid registration for one proposer, one signed by the wrong key for the other
+        status, body, _ = await fetch(
+            session,
+            bn,
+            "POST",
+            "/eth/v1/validator/register_validator",
+            body=[registration(bn, registered), registration(bn, other, signer=registered)],
+        )
+        assert status == 400 and [f["index"] for f in body["failures"]] == [1], body
+        status, _, _ = await fetch(
+            session,
+            bn,
+            "POST",
+            "/eth/v1/validator/prepare_beacon_proposer",
+            body=[{"validator_index": str(other), "fee_recipient": PREPARED}],
+        )
+        assert status == 200
+        for index, blinded, paid in ((registered, True, FEE), (other, False, PREPARED)):
+            slot = by_index[index]
+            clock.now = GENESIS + slot + 0.1  # the BN builds for its current slot
+            reveal = sign(bn, index, Kind.RANDAO_REVEAL, {"epoch": "0"})
+            status, body, headers = await fetch(
+                session, bn, "GET", f"/eth/v3/validator/blocks/{slot}", query={"randao_reveal": reveal}
+            )
+            assert status == 200 and body["execution_payload_blinded"] is blinded, body
+            assert headers["Eth-Execution-Payload-Blinded"] == str(blinded).lower()
+            block = body["data"]
+            payload = block["body"]["execution_payload_header" if blinded else "execution_payload"]
+            assert payload["fee_recipient"] == paid
+            kind = Kind.BLINDED_BLOCK if blinded else Kind.BLOCK
+            signed = {"message": block, "signature": sign(bn, index, kind, block)}
+            path = "/eth/v2/beacon/blinded_blocks" if blinded else "/eth/v2/beacon/blocks"
+            status, body, _ = await fetch(
+                session, bn, "POST", path, body=signed, headers={"Eth-Consensus-Version": "bellatrix"}
+            )
+            assert status == 200, body
+            assert bn.chain.judge.payments[slot] == (paid, blinded)
+        # a blinded block signed by another key is refused and counted invalid
+        slot = by_index[registered]
+        clock.now = GENESIS + slot + 0.1
+        reveal = sign(bn, registered, Kind.RANDAO_REVEAL, {"epoch": "0"})
+        _, body, _ = await fetch(
+            session, bn, "GET", f"/eth/v3/validator/blocks/{slot}", query={"randao_reveal": reveal}
+        )
+        forged = {"message": body["data"], "signature": sign(bn, other, Kind.BLINDED_BLOCK, body["data"])}
+        status, _, _ = await fetch(
+            session,
+            bn,
+            "POST",
+            "/eth/v2/beacon/blinded_blocks",
+            body=forged,
+            headers={"Eth-Consensus-Version": "bellatrix"},
+        )
+        assert status == 400 and bn.chain.judge.invalid
+
+    with_bn(bn, scenario)
+
+
+def test_the_blinded_block_signs_the_same_root_as_the_full_block() -> None:
+    """The builder's header commits to the payload: a VC signing either form signs one root."""
+    bn, _ = builder_bn(at_slot=0.5)
+    reveal = sign(bn, 0, Kind.RANDAO_REVEAL, {"epoch": "0"})
+    full = bn.chain.produce_block(1, 0, reveal, 0, bn.now_ms(), FEE)
+    blinded = bn.chain.produce_block(1, 0, reveal, 0, bn.now_ms(), FEE, blinded=True)
+    assert signing_root(bn.chain.schedule, Kind.BLOCK, full["block"]) == signing_root(
+        bn.chain.schedule, Kind.BLINDED_BLOCK, blinded["block"]
+    )
+    other = bn.chain.produce_block(1, 0, reveal, 0, bn.now_ms(), PREPARED, blinded=True)
+    assert signing_root(bn.chain.schedule, Kind.BLINDED_BLOCK, other["block"]) != signing_root(
+        bn.chain.schedule, Kind.BLINDED_BLOCK, blinded["block"]
+    )
