@@ -45,9 +45,11 @@ test: lint typecheck prove unit e2e e2e-middleware
 e2e: setup
 	$(BIN)/python e2e/lodestar/run.py --mode signer
 
-# Middleware mode: the VCs hold share keystores; the BN is the patched copy (e2e/lodestar/patch_bn.py)
+# Middleware mode: the VCs hold share keystores; the BN is the patched copy (e2e/lodestar/patch_bn.py).
+# At epoch 1 operators 0-2 run `lodestar validator voluntary-exit` for validator 0 through their nodes
+# (share keystores: Lodestar 1.5.1's exit command signs with local keys only); the BN must show it exiting
 e2e-middleware: setup
-	$(BIN)/python e2e/lodestar/run.py --mode middleware
+	$(BIN)/python e2e/lodestar/run.py --mode middleware --exit 1
 
 # The comparison: the same VCs with the full keys straight to the BN (no covalidator; not in CI)
 e2e-direct: setup

@@ -23,6 +23,7 @@ Must not: judge anything (that is `judge.py`, from the BN's API and the recorded
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -42,8 +43,12 @@ SECONDS_PER_SLOT = 6
 SLOTS_PER_EPOCH = 8  # minimal preset
 STATUS_PATH = "/covalidator/v1/status"
 START_TIMEOUT_S = 120.0
-# every Lodestar process: altair from genesis (the dev command alone gives phase0), 6 s slots
-PARAMS = ("--params.SECONDS_PER_SLOT", str(SECONDS_PER_SLOT), "--params.ALTAIR_FORK_EPOCH", "0")
+# every Lodestar process: altair from genesis (the dev command alone gives phase0), 6 s slots, and
+# validators may exit from genesis on (SHARD_COMMITTEE_PERIOD 0: the exit scenario, run.py --exit)
+PARAMS = (
+    "--params.SECONDS_PER_SLOT", str(SECONDS_PER_SLOT), "--params.ALTAIR_FORK_EPOCH", "0",
+    "--params.SHARD_COMMITTEE_PERIOD", "0",
+)  # fmt: skip
 
 
 MODES = ("signer", "middleware", "direct")
@@ -245,6 +250,34 @@ class Devnet:
                 shutil.copy(keystore, keys / keystore.name)
             shutil.copy(full / "password.txt", password)
         return ["--importKeystores", str(keys), "--importKeystoresPassword", str(password)]
+
+    def voluntary_exit(self, i: int, group_pubkey: str) -> tuple[int, str]:
+        """Operator i runs `lodestar validator voluntary-exit` for one validator through its covalidator
+        node (its validator API as the BN; its signer API, or its share keystores, as the keys), as an
+        operator would. (exit code, the output's tail)."""
+        folder = self.folder / f"exit{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.mode == "signer":
+            keys = ["--externalSigner.url", f"http://{HOST}:{self.ports.signer[i]}",
+                    "--externalSigner.pubkeys", group_pubkey]  # fmt: skip
+            pubkey = group_pubkey
+        else:
+            keys = self.vc_keys(i, folder)
+            lock = json.loads((self.node_dir(i) / "cluster-lock.json").read_text())
+            entry = next(
+                v for v in lock["distributed_validators"] if v["distributed_public_key"] == group_pubkey
+            )
+            pubkey = entry["public_shares"][i]  # a middleware-mode VC knows its share pubkey only
+        argv = [
+            str(self.lodestar), "validator", "voluntary-exit", "--network", "dev", *PARAMS,
+            "--dataDir", str(folder / "data"), "--beaconNodes", self.vc_beacon_node(i),
+            *keys, "--pubkeys", pubkey, "--yes",
+        ]  # fmt: skip
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, cwd=folder
+        )
+        (folder / "voluntary-exit.log").write_text(done.stdout + done.stderr)
+        return done.returncode, (done.stdout + done.stderr).strip()[-400:]
 
     def _vc_seen(self, i: int) -> bool:
         """VC i has looked up its validators (share or group pubkeys), which reached the BN (through node i)."""

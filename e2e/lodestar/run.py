@@ -81,7 +81,42 @@ def inject_fault(devnet: Devnet, since_genesis: float, fault: dict[str, Any]) ->
         log(f"fault: node{FAULT_NODE} restarted at {since_genesis:.1f} s after genesis")
 
 
-def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = False) -> dict[str, Any]:
+EXIT_OPERATORS = (0, 1, 2)  # three of four operators exit validator 0 (M = 3)
+EXITING = ("active_exiting", "exited_unslashed", "withdrawal_possible", "withdrawal_done")
+
+
+def exit_validator(devnet: Devnet, exit_state: dict[str, Any]) -> None:
+    """Operators 0, 1, 2 run `lodestar validator voluntary-exit` for the cluster's validator 0 through
+    their nodes, one after the other. In signer mode the first two are told to wait for more operators
+    (412: the command fails), the third gets the group signature; the nodes submit the exit either way."""
+    group = group_pubkeys(devnet)[0]
+    results = []
+    for i in EXIT_OPERATORS:
+        code, tail = devnet.voluntary_exit(i, group)
+        results.append({"operator": i, "exit_code": code, "output": tail[-200:]})
+        log(f"operator {i}: lodestar validator voluntary-exit -> exit code {code}")
+    exit_state.update(requested_at_s=round(time.time() - devnet.genesis_time), operators=results)
+
+
+def validator_index(bn: str, pubkey: str) -> int:
+    status, body = http("GET", f"{bn}/eth/v1/beacon/states/head/validators/{pubkey}")
+    if status != 200:
+        raise RuntimeError(f"the BN does not know {pubkey} (http {status})")
+    return int(body["data"]["index"])
+
+
+def exit_status(bn: str, index: int) -> str:
+    status, body = http("GET", f"{bn}/eth/v1/beacon/states/head/validators/{index}")
+    return str(body["data"]["status"]) if status == 200 else f"http {status}"
+
+
+def run(
+    devnet: Devnet,
+    finalized_target: int,
+    deadline: float,
+    faults: bool = False,
+    exit_epoch: int | None = None,
+) -> dict[str, Any]:
     devnet.create_cluster()
     devnet.start_bn()
     log(f"BN up at {devnet.bn_url}; genesis in {devnet.genesis_time - time.time():.0f} s")
@@ -99,11 +134,20 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
     epoch_s = SECONDS_PER_SLOT * SLOTS_PER_EPOCH
     fault: dict[str, Any] = {}
     finalized_at: int | None = None  # the head slot when the target epoch was first finalized
+    exit_state: dict[str, Any] = {}
+    exit_index = validator_index(bn, group_pubkeys(devnet)[0]) if exit_epoch is not None else -1
     while time.time() < deadline:
         devnet.check()
         since = time.time() - devnet.genesis_time
         if faults:
             inject_fault(devnet, since, fault)
+        if exit_epoch is not None and not exit_state and since >= exit_epoch * epoch_s + SECONDS_PER_SLOT:
+            exit_validator(devnet, exit_state)
+        if exit_state and "status" not in exit_state:
+            now = exit_status(bn, exit_index)
+            if now in EXITING:
+                exit_state.update(status=now, seen_at_s=round(time.time() - devnet.genesis_time))
+                log(f"the BN shows validator {exit_index} {now}")
         if since >= 0:
             epoch = int(since // epoch_s)
             if epoch not in duties.epochs and since % epoch_s >= SNAPSHOT_AT_S:
@@ -116,8 +160,9 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
                 if slot // SLOTS_PER_EPOCH != head_slot // SLOTS_PER_EPOCH or now_final != finalized:
                     log(f"head slot {slot}, finalized epoch {now_final} ({since:.0f} s after genesis)")
                 head_slot, finalized = slot, now_final
-            if finalized >= finalized_target:
+            if finalized >= finalized_target and finalized_at is None:
                 finalized_at = head_slot
+            if finalized_at is not None and (exit_epoch is None or "status" in exit_state):
                 break
         time.sleep(2.0)
     log("judging from the BN's API ...")
@@ -125,6 +170,15 @@ def run(devnet: Devnet, finalized_target: int, deadline: float, faults: bool = F
     result = judge(bn, head_slot, duties, dv, recordings)
     result = {"mode": devnet.mode, **result, "finalized_at_head_slot": finalized_at}
     result["genesis_margin_s"] = round(margin, 1)
+    if exit_epoch is not None:
+        result["exit"] = {"validator_index": exit_index, **exit_state}
+        if "status" not in exit_state:
+            result["passed"] = False
+            seen = exit_status(bn, exit_index)
+            result["failures"] = [
+                *result["failures"],
+                f"validator {exit_index} never showed an exit (status {seen})",
+            ]
     if faults:
         result["fault"] = {"node": FAULT_NODE, **fault}
         if "restarted_at_s" not in fault:
@@ -152,6 +206,14 @@ def main() -> int:
         action="store_true",
         help=f"SIGKILL node{FAULT_NODE} at slot {FAULT_AT_SLOT}, restart it a slot later",
     )
+    parser.add_argument(
+        "--exit",
+        type=int,
+        default=None,
+        metavar="EPOCH",
+        help="at this epoch, operators 0-2 run `lodestar validator voluntary-exit` for validator 0 through "
+        "their nodes; the run also waits until the BN shows it exiting",
+    )
     args = parser.parse_args()
 
     ci = os.environ.get("CI", "").lower() == "true"
@@ -171,7 +233,7 @@ def main() -> int:
     with Children(out, stop_timeout_s=20.0) as children:
         devnet = Devnet(out, lodestar, children, args.genesis_delay, args.mode)
         try:
-            result = run(devnet, args.finalized, started + args.max_seconds, args.faults)
+            result = run(devnet, args.finalized, started + args.max_seconds, args.faults, args.exit)
         except ChildFailed as error:
             result = {"passed": False, "failures": [f"the devnet broke: {error}"]}
         except Exception as error:  # a BN answer the judge could not read, ...: still one JSON line
