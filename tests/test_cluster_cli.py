@@ -145,6 +145,11 @@ def test_split_existing_keys(tmp_path: Path) -> None:
         ),
         (["--nodes", "4", "--validators", "1", "--genesis-validators-root", "0x1234"], "must be 32 bytes"),
         (["--nodes", "4", "--validators", "1", "--kdf", "scrypt", "--kdf-cost", "1000"], "power of two"),
+        (["--nodes", "4", "--validators", "2", "--fee-recipient", "0x12"], "is not a 20-byte 0x-hex address"),
+        (
+            ["--nodes", "4", "--validators", "3", "--fee-recipient", f"0x{'ab' * 20},0x{'cd' * 20}"],
+            "lists 2 addresses for 3 validators",
+        ),
     ],
 )
 def test_create_cluster_refusals_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
@@ -212,3 +217,33 @@ def test_version_reports_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bls, "_current", None)
     monkeypatch.delenv("COVALIDATOR_BLS_BACKEND")
     assert "bls backend: arkworks (py-arkworks-bls12381 " in run("version").output
+
+
+def test_fee_recipients_pin_group_signed_registrations_in_the_lock(tmp_path: Path) -> None:
+    """One address per validator; each registration verifies under the group key (oracle: the builder
+    domain's signing root from the consensus specs' container, and `bls.verify`)."""
+    from covalidator.model.eth.signing import Fork, ForkSchedule, Kind, signing_root
+
+    out = tmp_path / "cluster"
+    fees = [f"0x{'ab' * 20}", f"0x{'cd' * 20}"]
+    create(
+        out,
+        "--interop-keys",
+        "--validators",
+        "2",
+        "--network",
+        "hoodi",
+        "--fee-recipient",
+        ",".join(fees),
+        "--gas-limit",
+        "30000000",
+    )
+    lock = keys_io.load_lock(out / "node1" / "cluster-lock.json")
+    schedule = ForkSchedule((Fork("phase0", 0, lock.fork_version),), bytes(32))
+    for v, fee in zip(lock.distributed_validators, fees, strict=True):
+        registration = v.builder_registration
+        assert registration is not None and v.fee_recipient == fee and v.gas_limit == 30_000_000
+        message = registration["message"]
+        assert message["fee_recipient"] == fee and message["pubkey"] == "0x" + v.distributed_public_key.hex()
+        root = signing_root(schedule, Kind.VALIDATOR_REGISTRATION, message)
+        assert bls.verify(v.distributed_public_key, root, bytes.fromhex(registration["signature"][2:]))

@@ -218,3 +218,101 @@ def test_an_old_lock_below_the_bound_loads_only_for_combine() -> None:
         cluster_lock.parse_lock({**document, "name": "other"}, unsafe_threshold_ok=True)
     with pytest.raises(LockError, match="threshold 2 is unsafe"):  # never accepted by any rule
         cluster_lock.parse_lock(resign({**safe, "threshold": 2}), unsafe_threshold_ok=True)
+
+
+# ---- builder registrations pinned in the lock ------------------------------------------------------------
+
+FEE = "0x" + "ab" * 20
+FORK_VERSION = bytes.fromhex("10000910")
+
+
+def registered(
+    secret: int, fee: str = FEE, gas: int = 36_000_000, signer: int | None = None
+) -> DistributedValidator:
+    """A validator with its group-signed registration, signed as the dealer does (or by another key)."""
+    from covalidator.model.eth.signing import registration_signing_root
+
+    v = distributed(secret)
+    message = cluster_lock.registration_message(v.distributed_public_key, fee, gas, 1_700_000_000)
+    signature = bls.sign(signer or secret, registration_signing_root(FORK_VERSION, message))
+    return DistributedValidator(
+        v.distributed_public_key,
+        v.public_shares,
+        fee,
+        gas,
+        {"message": message, "signature": "0x" + signature.hex()},
+    )
+
+
+def lock_with(*validators: DistributedValidator) -> dict[str, Any]:
+    return {
+        **cluster_lock.content_json(
+            name="test",
+            network="hoodi",
+            fork_version=FORK_VERSION,
+            genesis_validators_root=bytes(range(32)),
+            threshold=M,
+            operators=[
+                cluster_lock.Operator(cluster_lock.identity_public_key(k), f"10.0.0.{i}:3610")
+                for i, k in enumerate(KEYS[:N])
+            ],
+            distributed_validators=list(validators),
+        ),
+        "lock_hash": "0x",
+        "node_signatures": [],
+    }
+
+
+def test_a_lock_with_registrations_loads_round_trips_and_an_old_one_keeps_its_hash() -> None:
+    document = resign(lock_with(registered(1001), distributed(2002)))
+    lock = cluster_lock.parse_lock(document)
+    first, second = lock.distributed_validators
+    assert first.fee_recipient == FEE and first.gas_limit == 36_000_000
+    assert first.builder_registration is not None and second.builder_registration is None
+    assert cluster_lock.lock_to_json(lock) == document
+    assert "fee_recipient" not in document["distributed_validators"][1]  # absent: an old lock's shape
+    old = good_lock()
+    assert (
+        cluster_lock.compute_lock_hash(
+            {k: v for k, v in old.items() if k not in ("lock_hash", "node_signatures")}
+        ).hex()
+        == old["lock_hash"][2:]
+    )
+
+
+@pytest.mark.parametrize(
+    ("validator", "message"),
+    [
+        (
+            registered(1001, signer=2002),
+            "builder_registration.signature is not the validator's group signature",
+        ),
+        (registered(1001, fee="0x" + "AB" * 20), None),  # upper-case hex: the same address, loads
+    ],
+)
+def test_a_registration_must_be_the_group_keys_signature(
+    validator: DistributedValidator, message: str | None
+) -> None:
+    document = resign(lock_with(validator))
+    if message is None:
+        cluster_lock.parse_lock(document)
+        return
+    with pytest.raises(LockError, match=message):
+        cluster_lock.parse_lock(document)
+
+
+def test_a_registration_over_other_fields_or_a_partial_set_is_refused() -> None:
+    document = resign(lock_with(registered(1001)))
+    document["distributed_validators"][0]["fee_recipient"] = "0x" + "cd" * 20  # the message says ab..ab
+    with pytest.raises(LockError, match="is not over the validator's pubkey, fee_recipient and gas_limit"):
+        cluster_lock.parse_lock(resign(document))
+    document = resign(lock_with(registered(1001)))
+    del document["distributed_validators"][0]["builder_registration"]
+    with pytest.raises(LockError, match="needs all of fee_recipient, gas_limit and builder_registration"):
+        cluster_lock.parse_lock(resign(document))
+    document = resign(lock_with(registered(1001)))
+    document["distributed_validators"][0]["builder_registration"]["message"]["pubkey"] = (
+        "0x" + bls.sk_to_pk(2002).hex()
+    )
+    with pytest.raises(LockError, match="is not over the validator's pubkey"):
+        cluster_lock.parse_lock(resign(document))

@@ -211,7 +211,7 @@ def _check_registration(
             f"cluster lock: {where}.builder_registration.signature is not the validator's group "
             "signature (builder domain over the lock's fork_version)"
         )
-    return fee.lower(), int(gas), registration
+    return fee, int(gas), registration  # as written: the lock hash covers it
 
 
 def compute_lock_hash(content: Mapping[str, Any]) -> bytes:
