@@ -397,3 +397,20 @@ def test_an_older_registration_never_replaces_the_current_one() -> None:
     peer_registration(node, 2, old)
     peer_registration(node, 3, old)
     assert node.state.registrations[node.pubkey(V)][0] == registration(node)
+
+
+def test_a_restart_keeps_every_stored_message_even_past_the_open_bound() -> None:
+    """An operator's exits that combined long ago do not count against the bound at a restart: the
+    store's partials all come back (they were accepted when they arrived)."""
+    node = started_node()
+    for epoch in range(2):  # two exits of operator 2 combine
+        message = exit_message(node, epoch=epoch)
+        root = exit_root(node, message)
+        for share in (2, 3, 4):
+            peer_exit(node, share, share, message, root)
+    message = exit_message(node, epoch=5)  # and a third is open
+    peer_exit(node, 2, 2, message, exit_root(node, message))
+    kept = tuple(p for a in of_type(node.actions, PersistPool) for p in a.partials)
+    node.feed(Started(node.now, pool=kept))
+    assert len(node.state.pool) == 3
+    assert sorted(e.phase.value for e in node.state.pool.values()) == ["collecting", "combined", "combined"]

@@ -152,11 +152,16 @@ def _open_by(state: NodeState, kind: DutyKind, pubkey: str, share: int) -> int:
     )
 
 
-def _hold(state: NodeState, partial: PoolPartial, out: Out) -> bool:
-    """Keep a verified partial; False when it adds nothing (held already) or is over the bounds."""
+def _hold(state: NodeState, partial: PoolPartial, out: Out, bounded: bool = True) -> bool:
+    """Keep a verified partial; False when it adds nothing (held already) or is over the bounds (not
+    `bounded`: the store's own partials at a restart, accepted before)."""
     entry = state.pool.get(partial.signing_root)
     if entry is None:
-        if _open_by(state, partial.kind, partial.pubkey, partial.share) >= state.config.limits.pool_messages:
+        if (
+            bounded
+            and _open_by(state, partial.kind, partial.pubkey, partial.share)
+            >= state.config.limits.pool_messages
+        ):
             metric(out, "pool_partial_dropped", cause="too_many_open_messages", share=partial.share)
             return False
         entry = state.pool[partial.signing_root] = PoolEntry(
@@ -302,7 +307,7 @@ def on_started(state: NodeState, partials: tuple[PoolPartial, ...], out: Out) ->
             state.registrations[v.group] = (reg["message"], str(reg["signature"]))
     for p in partials:
         if p.kind in POOL_KINDS and p.pubkey in state.config.by_group:
-            _hold(state, p, out)
+            _hold(state, p, out, bounded=False)  # some may have combined long ago: none is dropped
     for entry in list(state.pool.values()):
         _combine(state, entry, out)
     again = [p for e in state.pool.values() if _resend(e) for p in _partials_of(e)]
