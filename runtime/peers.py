@@ -6,7 +6,14 @@ signed by the operator it claims to come from, before the model sees anything. I
 about the protocol: payloads are the model's `PeerPayload`s, delivered in order per sender.
 
 Topology: every node listens on its `host:port` (path `PEER_PATH`) and dials every other operator at
-the address in the cluster lock. A node sends only on the connections it dialled and receives on the
+the address in the cluster lock. A connection is authenticated BEFORE the WebSocket upgrade: the
+dialler sends `X-Covalidator-Peer: <from>.<to>.<ts ms>.<signature>`, its identity key's Ed25519
+signature over b"covalidator/peer-handshake/v1\n" + lock hash + "<from>.<to>.<ts>". The listener
+upgrades only a handshake from an operator of the lock, addressed to itself, at most 30 s old and newer
+than that operator's last one (a recorded handshake cannot be replayed); anything else gets 401 and is
+counted (`unauthenticated`), so strangers can hold no connection. One connection per operator: a newer
+one replaces the older (the peer redialled); every frame on it must come from that operator
+(`wrong_sender`). No permessage-deflate. A peer counts as connected when both directions are up. A node sends only on the connections it dialled and receives on the
 ones it accepted (pongs come back on the dialled one), so each pair holds two connections and there is
 no dial race. Each peer has its own task and bounded queue (oldest dropped first), so a peer that is
 down or slow never blocks the others; a lost connection is redialled with exponential backoff and
@@ -78,6 +85,9 @@ MAGIC: Final = b"cvp1"
 SIGNATURE_BYTES: Final = 64
 FRAME_DOMAIN: Final = b"covalidator/peer/v1\n"
 QBFT_DOMAIN: Final = b"covalidator/qbft-signature/v1\n"
+HANDSHAKE_DOMAIN: Final = b"covalidator/peer-handshake/v1\n"
+HANDSHAKE_HEADER: Final = "X-Covalidator-Peer"  # "<from>.<to>.<ts ms>.<Ed25519 signature hex>"
+HANDSHAKE_MAX_AGE_MS: Final = 30_000
 _UINT64: Final = 2**64
 
 
@@ -98,6 +108,8 @@ class DropCause(StrEnum):
     BAD_QBFT_SIGNATURE = (
         "bad_qbft_signature"  # a QBFT message inside the envelope is not signed by its sender
     )
+    UNAUTHENTICATED = "unauthenticated"  # a connection without a valid handshake: refused before upgrade
+    WRONG_SENDER = "wrong_sender"  # a frame from another operator than the connection authenticated
 
 
 class _Malformed(Exception):
@@ -247,6 +259,7 @@ class _Peer:
     rtt_smoothed_ms: float | None = None
     offset_ms: float | None = None
     inbound: int = 0
+    handshake_ts: int = -1  # the newest handshake this operator connected with (replays are older)
     connected_since: float | None = None
     last_received_ms: int | None = None
     sent: int = 0
@@ -337,7 +350,7 @@ class PeerTransport:
         self.ping_interval_s = ping_interval_s
         self.heartbeat_s = heartbeat_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
-        self.max_inbound = max_inbound if max_inbound is not None else 4 * lock.nodes
+        self.max_inbound = max_inbound if max_inbound is not None else lock.nodes  # one per operator
         scheme = "wss" if client_ssl is not None else "ws"
         self._keys: dict[int, Ed25519PublicKey] = {
             i + 1: Ed25519PublicKey.from_public_bytes(op.identity_public_key)
@@ -513,6 +526,8 @@ class PeerTransport:
                     heartbeat=self.heartbeat_s,
                     max_msg_size=self.max_message_bytes,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                    headers={HANDSHAKE_HEADER: self.handshake(peer.share_index)},
+                    compress=0,  # no permessage-deflate: a few KB must never inflate to megabytes
                 )
             except asyncio.CancelledError:
                 raise
@@ -586,12 +601,57 @@ class PeerTransport:
 
     # ---- receiving ----------------------------------------------------------------------------------
 
+    def handshake(self, to: int, ts_ms: int | None = None) -> str:
+        """This node's signed handshake for a connection to `to`: bound to the lock, the pair, the time."""
+        ts = int(_wall_ms()) if ts_ms is None else ts_ms
+        text = f"{self.share_index}.{to}.{ts}"
+        signature = self._key.sign(HANDSHAKE_DOMAIN + self._lock_hash_bytes + text.encode())
+        return f"{text}.{signature.hex()}"
+
+    def _authenticate(self, token: str | None) -> int | str:
+        """The operator a handshake proves, or why it does not: signed with the identity key the lock
+        lists for `from`, addressed to this node, fresh, and newer than that operator's last handshake
+        (a recorded one cannot be replayed)."""
+        parts = (token or "").split(".")
+        if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts[:3]):
+            return "no handshake"
+        sender, to, ts = (int(p) for p in parts[:3])
+        peer = self._peers.get(sender)
+        if peer is None or to != self.share_index:
+            return f"handshake from {sender} to {to}"
+        if abs(_wall_ms() - ts) > HANDSHAKE_MAX_AGE_MS or ts <= peer.handshake_ts:
+            return f"stale or replayed handshake of operator {sender}"
+        try:
+            signature = bytes.fromhex(parts[3])
+            peer.public_key.verify(
+                signature, HANDSHAKE_DOMAIN + self._lock_hash_bytes + ".".join(parts[:3]).encode()
+            )
+        except (ValueError, InvalidSignature):
+            return f"bad handshake signature for operator {sender}"
+        peer.handshake_ts = ts
+        return sender
+
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        if len(self._inbound) >= self.max_inbound or self._stopping:
+        """An operator's connection: authenticated by its handshake BEFORE the upgrade (nothing else
+        gets a connection, so idle strangers can never fill the slots), one per operator (a newer
+        one replaces the older: the peer redialled)."""
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="stopping")
+        sender = self._authenticate(request.headers.get(HANDSHAKE_HEADER))
+        if isinstance(sender, str):
+            self._drop(DropCause.UNAUTHENTICATED, sender)
+            raise web.HTTPUnauthorized(text=f"covalidator peer handshake refused: {sender}")
+        if len(self._inbound) >= self.max_inbound:
             raise web.HTTPServiceUnavailable(text="too many peer connections")
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat_s, max_msg_size=self.max_message_bytes)
+        ws = web.WebSocketResponse(
+            heartbeat=self.heartbeat_s, max_msg_size=self.max_message_bytes, compress=False
+        )
         await ws.prepare(request)
-        conn = _Inbound(str(request.remote))
+        for old, other in list(self._inbound.items()):
+            if other.sender == sender:
+                await old.close(message=b"replaced by a newer connection")
+        conn = _Inbound(str(request.remote), sender)
+        self._peers[sender].inbound += 1
         self._inbound[ws] = conn
         try:
             async for msg in ws:
@@ -666,6 +726,9 @@ class PeerTransport:
         if to not in (0, self.share_index):
             self._drop(DropCause.WRONG_RECIPIENT, str(to))
             return None
+        if conn is not None and conn.sender is not None and sender != conn.sender:
+            self._drop(DropCause.WRONG_SENDER, f"{sender} on operator {conn.sender}'s connection")
+            return None
         try:
             peer.public_key.verify(signature, FRAME_DOMAIN + body)
         except InvalidSignature:
@@ -678,11 +741,6 @@ class PeerTransport:
         if kind != "pong" and not self._is_fresh_seq(peer, start, inc, seq):
             self._drop(DropCause.REPLAYED, f"sender {sender} seq {seq}")
             return None
-        if conn is not None and conn.sender != sender:
-            if conn.sender is not None and conn.sender in self._peers:
-                self._peers[conn.sender].inbound -= 1
-            conn.sender = sender
-            peer.inbound += 1
         peer.last_received_ms = int(now)
         peer.received += 1
         peer.bytes_received += len(frame)
@@ -762,8 +820,9 @@ class PeerTransport:
     # ---- observation --------------------------------------------------------------------------------
 
     def connected(self) -> set[int]:
-        """Share indices of the peers whose dialled connection is up."""
-        return {i for i, p in self._peers.items() if p.ws is not None and not p.ws.closed}
+        """Share indices of the peers connected both ways: our dialled connection is up (we can send)
+        and theirs, authenticated, is open (we can receive)."""
+        return {i for i, p in self._peers.items() if p.ws is not None and not p.ws.closed and p.inbound > 0}
 
     def stats(self) -> dict[str, Any]:
         """Per-peer connectivity, RTT, clock offset and traffic, and the drop counters by cause."""

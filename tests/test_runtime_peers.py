@@ -3,6 +3,7 @@ counted, restarts (new incarnations), a down peer never blocking the others, bou
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -24,7 +25,14 @@ from covalidator.model.cluster.lock import ClusterLock, Operator, identity_publi
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload
 from covalidator.model.qbft.messages import Envelope, Message, MsgType, make_value
-from covalidator.runtime.peers import FRAME_DOMAIN, MAGIC, PEER_PATH, PeerTransport
+from covalidator.runtime.peers import (
+    FRAME_DOMAIN,
+    HANDSHAKE_DOMAIN,
+    HANDSHAKE_HEADER,
+    MAGIC,
+    PEER_PATH,
+    PeerTransport,
+)
 from tests.helpers.aio import listening_socket, port_of, run, until
 
 DUTY = DutyId(100, DutyKind.ATTESTER)
@@ -63,6 +71,19 @@ def make_cluster(n: int = 4) -> Cluster:
     )
     lock = ClusterLock("test", "devnet", b"\0" * 4, b"\0" * 32, 3, operators, (), os.urandom(32), ())
     return Cluster(lock, keys, ports, [[] for _ in range(n)])
+
+
+_last_ts = [0]
+
+
+def handshake(cluster: Cluster, sender: int, to: int, key: Ed25519PrivateKey | None = None) -> dict[str, str]:
+    """The upgrade header operator `sender` (share index) dials `to` with: the protocol written out
+    here (domain, lock hash, "from.to.ts", Ed25519), not taken from the transport under test."""
+    ts = _last_ts[0] = max(int(time.time() * 1000), _last_ts[0] + 1)
+    text = f"{sender}.{to}.{ts}"
+    signer = key or cluster.keys[sender - 1]
+    signature = signer.sign(HANDSHAKE_DOMAIN + cluster.lock.lock_hash + text.encode())
+    return {HANDSHAKE_HEADER: f"{text}.{signature.hex()}"}
 
 
 def partials(tag: int) -> PeerPayload:
@@ -244,7 +265,8 @@ def test_every_bad_frame_is_dropped_and_counted_by_cause() -> None:
         ]
         try:
             async with aiohttp.ClientSession() as session:
-                async with session.ws_connect(f"ws://127.0.0.1:{node.port}{PEER_PATH}") as ws:
+                url = f"ws://127.0.0.1:{node.port}{PEER_PATH}"
+                async with session.ws_connect(url, headers=handshake(cluster, 2, 1)) as ws:
                     for number, (frame, cause) in enumerate(cases):
                         before = dict(node.dropped), node.delivered
                         if isinstance(frame, str):
@@ -288,7 +310,7 @@ def test_every_bad_frame_is_dropped_and_counted_by_cause() -> None:
                     closing = await ws.receive(timeout=5)
                     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
                 # a new connection works again
-                async with session.ws_connect(f"ws://127.0.0.1:{node.port}{PEER_PATH}") as ws:
+                async with session.ws_connect(url, headers=handshake(cluster, 2, 1)) as ws:
                     await ws.send_bytes(forge(key2, seq=10, start=2_000, inc="beef", **good))
                     await until(lambda: node.delivered == 4, what="delivery after reconnect")
             assert [tag for _, tag in tags(cluster.inbox[0])] == [5, 1, 7, 10]
@@ -434,3 +456,58 @@ def test_tls(tmp_path: Path) -> None:
             await stop_all(nodes)
 
     run(scenario())
+
+
+def test_strangers_get_no_connection_and_cannot_keep_a_peer_out() -> None:
+    """The attack of the security review: idle connections held at a node's peer port while a peer
+    restarts. Without a valid handshake there is no upgrade (401, counted): nothing is held, and the
+    restarted peer connects both ways. A handshake signed by another operator's key, addressed to
+    another node, or replayed is refused too; a frame claiming another sender on an authenticated
+    connection is dropped."""
+
+    async def scenario() -> None:
+        cluster = make_cluster(4)
+        nodes = [cluster.transport(i) for i in range(4)]
+        await start_all(nodes)
+        url = f"ws://127.0.0.1:{cluster.ports[0]}{PEER_PATH}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                refused = 0
+                for headers in [{}] * 16 + [
+                    handshake(cluster, 2, 1, key=cluster.keys[2]),  # signed by operator 3's key
+                    handshake(cluster, 2, 3),  # addressed to node 3
+                    {HANDSHAKE_HEADER: "2.1.0.00"},
+                ]:
+                    try:
+                        await session.ws_connect(url, headers=headers)
+                    except aiohttp.WSServerHandshakeError as error:
+                        refused += error.status == 401
+                assert refused == 19 and nodes[0].dropped["unauthenticated"] == 19
+                assert nodes[0].stats()["inbound_connections"] == 3  # the three operators only
+                token = handshake(cluster, 4, 1)
+                async with session.ws_connect(url, headers=token) as ws:
+                    await ws.send_bytes(forge(cluster.keys[1], lock_hash=nodes[0].lock_hash, sender=2))
+                    await until(lambda: nodes[0].dropped["wrong_sender"] == 1, what="wrong sender")
+                    try:
+                        await session.ws_connect(url, headers=token)  # the same handshake again
+                    except aiohttp.WSServerHandshakeError as error:
+                        assert error.status == 401
+                    else:
+                        raise AssertionError("a replayed handshake was accepted")
+                # operator 2 restarts while strangers keep trying: it is connected both ways again
+                await nodes[1].stop()
+                nodes[1] = cluster.transport(1)
+                await nodes[1].start()
+                for _ in range(16):
+                    with contextlib.suppress(aiohttp.WSServerHandshakeError):
+                        await session.ws_connect(url)
+                await until(
+                    lambda: {2, 3, 4} <= nodes[0].connected() and {1, 3, 4} <= nodes[1].connected(),
+                    what="the restarted peer connected both ways",
+                )
+                nodes[1].broadcast(partials(42))
+                await until(lambda: (2, 42) in tags(cluster.inbox[0]), what="delivery after the restart")
+        finally:
+            await stop_all(nodes)
+
+    run(scenario(), 60)
