@@ -144,7 +144,9 @@ class KeystoreFile:
 
 
 def _natural(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    return [
+        int(part) if part.isascii() and part.isdigit() else part for part in re.split(r"(\d+)", path.name)
+    ]
 
 
 def read_keystores(directory: Path) -> list[KeystoreFile]:

@@ -76,7 +76,7 @@ class Settings:
 def parse_host_port(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{what} must be HOST:PORT, got {text!r}")
     return host, int(port)
 

@@ -181,7 +181,7 @@ def _check_registration(
     fee = _get(v, "fee_recipient", str, where)
     _bytes(fee, 20, f"{where}.fee_recipient")
     gas = _get(v, "gas_limit", str, where)
-    if not gas.isdigit() or int(gas) >= 2**64:
+    if not (gas.isascii() and gas.isdigit()) or int(gas) >= 2**64:
         raise LockError(f"cluster lock: {where}.gas_limit must be a decimal uint64 string")
     registration = _get(v, "builder_registration", dict, where)
     message = _get(registration, "message", dict, f"{where}.builder_registration")
@@ -191,7 +191,7 @@ def _check_registration(
         f"{where}.builder_registration.signature",
     )
     timestamp = message.get("timestamp")
-    if not isinstance(timestamp, str) or not timestamp.isdigit():
+    if not isinstance(timestamp, str) or not (timestamp.isascii() and timestamp.isdigit()):
         raise LockError(
             f"cluster lock: {where}.builder_registration.message.timestamp must be a decimal string"
         )

@@ -39,7 +39,7 @@ def uint(obj: Any, *path: str) -> int:
         if not isinstance(value, dict) or key not in value:
             raise DataProblem(f"missing {'.'.join(path)}")
         value = value[key]
-    if not isinstance(value, str) or not value.isdigit():
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
         raise DataProblem(f"{'.'.join(path)} is not a decimal string")
     return int(value)
 

@@ -106,7 +106,7 @@ class ForkSchedule:
 
         def number(key: str) -> int:
             value = data[key]
-            if not isinstance(value, (str, int)) or not str(value).isdigit():
+            if not isinstance(value, (str, int)) or not (str(value).isascii() and str(value).isdigit()):
                 raise SigningError(f"config {key} is not a number: {value!r}")
             return int(value)
 
@@ -216,7 +216,7 @@ def _uint(message: Mapping[str, Any], *path: str) -> int:
         if not isinstance(value, Mapping) or key not in value:
             raise SigningError(f"message lacks {'.'.join(path)}")
         value = value[key]
-    if not isinstance(value, str) or not value.isdigit():
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
         raise SigningError(f"{'.'.join(path)} is not a decimal string: {value!r}")
     return int(value)
 

@@ -35,7 +35,11 @@ DATA_REQUESTS = frozenset(
 def request_duty(event: VCRequest) -> DutyId | None:
     """The duty a VC data request is for (as the node files it)."""
     params = event.params if isinstance(event.params, dict) else {}
-    if event.kind in DATA_REQUESTS and str(params.get("slot", "")).isdigit():
+    if (
+        event.kind in DATA_REQUESTS
+        and str(params.get("slot", "")).isascii()
+        and str(params.get("slot", "")).isdigit()
+    ):
         return DutyId(int(params["slot"]), REQUEST_DUTY[event.kind])
     return None
 

@@ -563,7 +563,11 @@ def _prepare_proposer(state: NodeState, event: VCSubmission, out: Out) -> None:
             reply(out, event.request_id, 400, error(400, "expected [{validator_index, fee_recipient}]"))
             return
         index = obj.get("validator_index")
-        pubkey = state.by_index.get(int(index)) if isinstance(index, str) and index.isdigit() else None
+        pubkey = (
+            state.by_index.get(int(index))
+            if isinstance(index, str) and index.isascii() and index.isdigit()
+            else None
+        )
         current = state.registrations.get(pubkey) if pubkey is not None else None
         body.append({**obj, "fee_recipient": current[0]["fee_recipient"]} if current else obj)
     if body:

@@ -221,7 +221,7 @@ def _sign_sync_selections(state: NodeState, slot: int, members: dict[str, Any], 
     keys = []
     for pubkey, info in members.items():
         positions = info.get("validator_sync_committee_indices", []) if isinstance(info, dict) else []
-        for sub in sorted({int(i) // size for i in positions if str(i).isdigit()}):
+        for sub in sorted({int(i) // size for i in positions if str(i).isascii() and str(i).isdigit()}):
             key = f"{pubkey}/{sub}"
             known = key in selection.validators and selection.validators[key].info is not None
             schedule(

@@ -382,7 +382,11 @@ def _has_duty(state: NodeState, target: Target) -> bool:
         if kind is DutyKind.SYNC_MESSAGE:
             return True
         size = chain.sync_committee_size // chain.sync_committee_subnet_count
-        subs = {int(i) // size for i in info.get("validator_sync_committee_indices", []) if str(i).isdigit()}
+        subs = {
+            int(i) // size
+            for i in info.get("validator_sync_committee_indices", [])
+            if str(i).isascii() and str(i).isdigit()
+        }
         return int(target.key.split("/", 1)[1]) in subs
     return kind is DutyKind.RANDAO  # its slot was found from a known duty, or is the current slot
 

@@ -74,7 +74,7 @@ class _Operator:
             self.group = validator.lower()
             if self.group not in groups:
                 fail(f"{validator} is not a validator of this cluster")
-        elif validator.isdigit():
+        elif validator.isascii() and validator.isdigit():
             self.index = int(validator)
             answer = _http(f"{self.api}/eth/v1/beacon/states/head/validators/{self.index}")
             pubkey = str(answer["data"]["validator"]["pubkey"]).lower()

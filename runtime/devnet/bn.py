@@ -136,7 +136,7 @@ def error_response(status: int, message: str, failures: list[dict[str, Any]] | N
 
 
 def uint(text: Any, name: str) -> int:
-    if not isinstance(text, str) or not text.isdigit() or int(text) > UINT64_MAX:
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()) or int(text) > UINT64_MAX:
         raise BadRequest(f"Invalid {name}: {str(text)[:80]!r}")
     return int(text)
 
