@@ -142,36 +142,13 @@ def test_three_operators_exit_one_killed_between_its_partial_and_the_combination
 
             # the fee recipient changed by three operators; validator 1 signed by two only: unchanged
             stamp = str(int(time.time()))
-            for i in range(3):
-                await cli(
-                    "registration",
-                    "sign",
-                    "--node-dir",
-                    str(folder / f"node{i}"),
-                    "--validator-api",
-                    running.urls[i],
-                    "--validator",
-                    group[0],
-                    "--fee-recipient",
-                    NEW_FEE,
-                    "--timestamp",
-                    stamp,
-                )
-            for i in range(2):
-                await cli(
-                    "registration",
-                    "sign",
-                    "--node-dir",
-                    str(folder / f"node{i}"),
-                    "--validator-api",
-                    running.urls[i],
-                    "--validator",
-                    group[1],
-                    "--fee-recipient",
-                    NEW_FEE,
-                    "--timestamp",
-                    stamp,
-                )
+            for validator, signers in ((group[0], 3), (group[1], 2)):
+                for i in range(signers):
+                    await cli(
+                        "registration", "sign", "--node-dir", str(folder / f"node{i}"),
+                        "--validator-api", running.urls[i], "--validator", validator,
+                        "--fee-recipient", NEW_FEE, "--timestamp", stamp,
+                    )  # fmt: skip
             changed = await until("the new registration at the BN", lambda: _fee_is(bn, 0, NEW_FEE))
             registrations = await cli("registration", "status", "--monitoring", await monitoring(3))
             return {

@@ -342,12 +342,7 @@ def signing_root(
 
 def registration_signing_root(genesis_fork_version: bytes, message: Mapping[str, Any]) -> bytes:
     """The signing root of a ValidatorRegistrationV1 (JSON) under the builder domain, from the genesis
-    fork version alone (what a cluster lock pins; no fork schedule needed)."""
-    if not isinstance(message, Mapping):
-        raise SigningError("validator_registration message must be a JSON object")
-    domain = compute_domain(DOMAIN_APPLICATION_BUILDER, genesis_fork_version, bytes(32))
-    try:
-        value = ssz_json.from_json(_validator_registration(), message)
-    except KeyError as error:
-        raise SigningError(f"message lacks {error.args[0]}") from None
-    return compute_signing_root(value, domain)
+    fork version alone (what a cluster lock pins): `signing_root` on a schedule of that version only
+    (the builder domain uses nothing else of a schedule)."""
+    schedule = ForkSchedule((Fork("phase0", 0, genesis_fork_version),), bytes(32))
+    return signing_root(schedule, Kind.VALIDATOR_REGISTRATION, message)

@@ -32,7 +32,7 @@ from typing import Any
 
 from covalidator.model.cluster.config import hex0x, unhex
 from covalidator.model.crypto import bls
-from covalidator.model.duty import POOL_KINDS, DutyId, DutyKind, SubmissionKind
+from covalidator.model.duty import KINDS, POOL_KINDS, DutyId, DutyKind, SubmissionKind
 from covalidator.model.eth.beacon_data import DataProblem, root_of
 from covalidator.model.eth.signing import Kind, SigningError, signing_root
 from covalidator.model.logic import If, Sum
@@ -73,10 +73,6 @@ EXITING = frozenset(
 SIGN_TYPES = {
     "VOLUNTARY_EXIT": DutyKind.VOLUNTARY_EXIT,
     "VALIDATOR_REGISTRATION": DutyKind.BUILDER_REGISTRATION,
-}
-SIGNING_KIND = {
-    DutyKind.VOLUNTARY_EXIT: Kind.VOLUNTARY_EXIT,
-    DutyKind.BUILDER_REGISTRATION: Kind.VALIDATOR_REGISTRATION,
 }
 
 
@@ -627,7 +623,7 @@ def _sign(state: NodeState, event: SignRequest, out: Out) -> tuple[int, Any]:
     kind, pubkey, message, root = parse_sign(state, event.identifier, event.body)
     if not config.signs_own_partials:
         raise Refused(412, "no_share_keys", "this node holds no share keys (start it with --signer-api)")
-    metric(out, "signer_requests", kind=SIGNING_KIND[kind].value)
+    metric(out, "signer_requests", kind=str(KINDS[kind].partial_message))
     if kind is DutyKind.BUILDER_REGISTRATION:
         current = state.registrations.get(pubkey)
         if current is None or current[0] != message:
