@@ -32,6 +32,7 @@ from covalidator.model.crypto import bls
 from covalidator.model.node.events import HeadChanged, Tick
 from covalidator.runtime.bn_client import BeaconNodeClient, BNUnavailable, ChainInfo, ChainMismatch
 from covalidator.runtime.duty_tracker import DutyTracker
+from covalidator.runtime.http_guard import HttpGuard
 from covalidator.runtime.metrics import Counters, Fanout, NodeIdentity, NodeMetrics, Snapshot
 from covalidator.runtime.monitoring import Monitoring
 from covalidator.runtime.node_runner import NodeRunner, wall_ms
@@ -67,6 +68,8 @@ class Settings:
     monitoring: tuple[str, int] | None = None  # /metrics, /livez, /readyz (the CLI: 127.0.0.1:3620)
     signer_api: tuple[str, int] | None = None  # signer mode: the Remote Signing API (off by default)
     signer_api_remote: bool = False  # serve it on a non-loopback address (the operator's explicit choice)
+    vc_api_vhosts: tuple[str, ...] = ()  # Host names the VC-facing APIs accept besides IPs and localhost
+    vc_api_token: str | None = None  # required of every VC-facing request when set (runtime/http_guard)
 
     @property
     def data(self) -> Path:
@@ -201,12 +204,17 @@ class NodeApp:
         self._spawn(runner.run(started), "runner")
         self.proxy = ReverseProxy(self.bn)
         self.api = ValidatorAPI(
-            runner, config, self.proxy.forward, lambda: self._bn_version, status=self.status
+            runner,
+            config,
+            self.proxy.forward,
+            lambda: self._bn_version,
+            status=self.status,
+            guard=HttpGuard.of(s.vc_api_vhosts, s.vc_api_token),
         )
         self.api.on_request = self.prometheus.vc_request
         await self._serve_api()
         if s.signer_api is not None:
-            self.signer_api = SignerAPI(runner, config)
+            self.signer_api = SignerAPI(runner, config, HttpGuard.of(s.vc_api_vhosts, s.vc_api_token))
             await self._serve_signer_api(s.signer_api)
         try:
             await self.transport.start()
@@ -444,6 +452,8 @@ class NodeApp:
             await self.monitoring.stop()
         if self.transport is not None:
             await self.transport.stop()
+        if self.proxy is not None:
+            await self.proxy.close()
         if self.bn is not None:
             await self.bn.close()
         if self.trace is not None:

@@ -48,6 +48,11 @@ REWRITE_LIMIT: Final = 64 * 2**20  # a JSON response to rewrite is read whole, u
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 60.0  # between two reads of a response (not for the event stream)
 EVENTS_PATH: Final = "/eth/v1/events"
+# The proxy's own connection pool, apart from the BN client's: what a VC (or any local process)
+# passes through can never take the connections the node needs for its duties. Event streams hold a
+# connection for as long as they last, so they get a smaller cap of their own (503 beyond it).
+PROXY_CONNECTIONS: Final = 32  # per BN
+EVENT_STREAMS: Final = 8
 
 JsonRewrite = Callable[[Any], Any]
 TextRewrite = Callable[[str], str]
@@ -78,6 +83,17 @@ def forward_headers(
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
+def upstream_url(base: str, path: str, query: str) -> URL:
+    """The BN URL (its path prefix, credentials and query kept as given) with the request's encoded
+    path appended and its encoded query added: built from parts, never by pasting strings, so no
+    request can change the scheme, host or port the proxy talks to, and nothing is decoded twice."""
+    url = URL(base)
+    joined = url.raw_path.rstrip("/") + (path if path.startswith("/") else "/" + path)
+    query = "&".join(q for q in (url.raw_query_string, query) if q)
+    bare = str(url.with_query(None).with_fragment(None).with_path(joined, encoded=True))
+    return URL(bare + (f"?{query}" if query else ""), encoded=True)
+
+
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"code": status, "message": message}, status=status)
 
@@ -99,12 +115,37 @@ class ReverseProxy:
     """`forward` is ValidatorAPI's seam; `bn` is the node's BeaconNodeClient (its session, BN order and
     statistics)."""
 
-    def __init__(self, bn: Any, *, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        bn: Any,
+        *,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        connections: int = PROXY_CONNECTIONS,
+        event_streams: int = EVENT_STREAMS,
+    ) -> None:
         self.bn = bn
         self.read_timeout_s = read_timeout_s
+        self.connections = connections
+        self.event_streams = event_streams
         self.forwarded = 0
         self.failed = 0
+        self.refused_streams = 0
         self.streams_open = 0  # event streams being relayed right now
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False,
+                headers={"User-Agent": "covalidator"},
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self.connections),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def forward(
         self,
@@ -118,15 +159,19 @@ class ReverseProxy:
         return await self.relay(request, Rewrites(response_rewrite, query_rewrite, body_rewrite, path))
 
     async def relay(self, request: web.Request, rewrites: Rewrites = Rewrites()) -> web.StreamResponse:
-        raw_path, _, query = request.raw_path.partition("?")  # as the VC encoded them
-        path = rewrites.path or raw_path
+        # the parsed origin-form target, as the VC encoded it (an absolute-form target such as
+        # `GET http://elsewhere/x` keeps only its path: the proxy never picks the host from a request)
+        path = rewrites.path or request.rel_url.raw_path
+        query = request.rel_url.raw_query_string
         if rewrites.query is not None and query:
             query = rewrites.query(query)
-        target = path + (f"?{query}" if query else "")
         headers = forward_headers(request.headers)
         if rewrites.response is not None or rewrites.body is not None:
             headers["Accept-Encoding"] = "identity"
         events = path == EVENTS_PATH or "text/event-stream" in request.headers.get("Accept", "")
+        if events and self.streams_open >= self.event_streams:
+            self.refused_streams += 1
+            return error_response(503, f"too many event streams open ({self.event_streams})")
 
         body: bytes | aiohttp.StreamReader | None = None
         if request.body_exists:
@@ -152,9 +197,9 @@ class ReverseProxy:
                 total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None if events else self.read_timeout_s
             )
             try:
-                upstream = await self.bn.session.request(
+                upstream = await self.session.request(
                     request.method,
-                    URL(url + target, encoded=True),
+                    upstream_url(url, path, query),
                     headers=headers,
                     data=body,
                     timeout=timeout,

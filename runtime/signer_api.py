@@ -17,6 +17,7 @@ from aiohttp import web
 
 from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.node.events import PassToBN, ReplyToVC, SignRequest
+from covalidator.runtime.http_guard import HttpGuard
 
 MAX_BODY = 16 * 2**20  # a full block with its attestations fits many times over
 
@@ -34,14 +35,16 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 class SignerAPI:
-    def __init__(self, runner: Asker, config: NodeConfig) -> None:
+    def __init__(self, runner: Asker, config: NodeConfig, guard: HttpGuard | None = None) -> None:
         self.runner = runner
+        self.guard = guard or HttpGuard()
+        self.guard.json_paths = lambda request: request.method == "POST"
         self.config = config
         self.held = 0  # requests waiting for the model right now
         self.answered: dict[int, int] = {}  # status -> count (the status endpoint reports it)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
         app.router.add_get(PUBLIC_KEYS, self.public_keys)
         app.router.add_post(SIGN, self.sign)
         app.router.add_get(UPCHECK, self.upcheck)

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -27,6 +27,7 @@ from covalidator.model.node.events import (
     VCRequestKind,
     VCSubmission,
 )
+from covalidator.runtime.http_guard import HttpGuard
 
 
 class Forward(Protocol):
@@ -48,6 +49,12 @@ ETH_CONSENSUS_VERSION = "Eth-Consensus-Version"
 STATUS_PATH = "/covalidator/v1/status"  # the node's own health: peers, BNs, queue (not a Beacon API)
 # an operator's partials over a NEW builder registration (`covalidator registration sign`; not a Beacon API)
 REGISTRATIONS_PATH = "/covalidator/v1/registrations"
+
+
+def is_intercepted_post(request: web.Request) -> bool:
+    """A POST that covalidator reads as JSON itself (not the passthrough's catch-all route)."""
+    resource = request.match_info.route.resource
+    return request.method == "POST" and resource is not None and resource.canonical != "/{tail}"
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -101,8 +108,11 @@ class ValidatorAPI:
         forward: Forward,
         bn_version: Callable[[], str] = lambda: "",
         status: Callable[[], dict[str, Any]] | None = None,
+        guard: HttpGuard | None = None,
     ) -> None:
         self.runner = runner
+        self.guard = guard or HttpGuard()
+        self.guard.json_paths = is_intercepted_post
         self.status = status
         self.config = config
         self.forward = forward
@@ -113,7 +123,7 @@ class ValidatorAPI:
         self.on_request: Callable[[str, float], None] | None = None  # (route, seconds): the node's metrics
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=32 * 2**20, middlewares=[self._touch])
+        app = web.Application(client_max_size=32 * 2**20, middlewares=[self.guard.middleware, self._touch])
         r = app.router
         r.add_get("/eth/v1/node/version", self.version)
         r.add_get(STATUS_PATH, self.node_status)
@@ -326,8 +336,9 @@ class ValidatorAPI:
             parts = []
             for item in query.split("&"):
                 key, eq, value = item.partition("=")
-                if key == "id":
-                    value = ",".join(self.mapper.to_group(unquote(v)) for v in unquote(value).split(","))
+                if key == "id":  # decoded once, mapped, encoded again (commas kept as the VC sent them)
+                    ids = unquote(value).split(",")
+                    value = quote(",".join(self.mapper.to_group(v) for v in ids), safe=",")
                 parts.append(f"{key}={value}" if eq else key)
             return "&".join(parts)
 

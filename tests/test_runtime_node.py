@@ -208,14 +208,16 @@ def test_a_node_serves_the_vc_proxies_the_bn_stops_on_sigterm_and_its_trace_repl
                 )
                 # a request for a duty that cannot be decided (no peers are up): held until its wait ends
                 # (0.9 slot, or the duty's deadline), then a Beacon-API error, not a dropped connection
+                slot = next_duty_slot(genesis, 0, lead_s=1.0)  # validator 0's duty, not yet past
+                # asked during the slot before (a VC asks at the slot; the node refuses what is further ahead)
+                await asyncio.sleep(max(0.0, genesis + (slot - 1) - time.time()))
                 asked = time.monotonic()
-                slot = next_duty_slot(genesis, 0, lead_s=0.0)  # validator 0's duty, not yet past
                 async with session.get(
                     f"{url}/eth/v1/validator/attestation_data",
                     params={"slot": str(slot), "committee_index": "0"},
                 ) as response:
-                    assert response.status >= 500
                     body = await response.json()
+                    assert response.status >= 500, body
                 assert body.get("code") == response.status and f"attester@{slot}" in body["message"], body
                 assert 0.8 <= time.monotonic() - asked < 5, "not held, or held too long"
                 async with session.get(

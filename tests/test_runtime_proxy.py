@@ -72,6 +72,7 @@ def with_proxy(scenario: Scenario, bns: int = 1, dead_first: bool = False, timeo
                 await scenario(fakes, f"http://127.0.0.1:{port_of(sock)}", session)
         finally:
             await runner.cleanup()
+            await proxy.close()
             await client.close()
             for fake in fakes:
                 await fake.stop()
@@ -255,7 +256,8 @@ def test_validators_and_duties_map_share_pubkeys_to_group_pubkeys_and_back() -> 
             body = await response.json()
         assert body["data"] == [{"pubkey": share, "validator_index": "7", "slot": "9"}]
         assert body["dependent_root"] == "0x" + "00" * 32
-        async with session.post(f"{url}{path}", data=b"{not json") as response:
+        json_type = {"Content-Type": "application/json"}
+        async with session.post(f"{url}{path}", data=b"{not json", headers=json_type) as response:
             assert response.status == 400  # a malformed body to rewrite: a clear 400, no crash
         started = time.monotonic()
         async with session.get(f"{url}/eth/v1/node/version") as response:  # intercepted

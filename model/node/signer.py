@@ -56,6 +56,7 @@ from covalidator.model.node.state import (
     record,
     reply,
     timer,
+    too_far_ahead,
     validator,
 )
 from covalidator.model.outcomes import Reason
@@ -286,6 +287,11 @@ def on_sign_request(state: NodeState, event: SignRequest, out: Out) -> None:
     except Refused as refused:
         metric(out, "signer_requests_refused", cause=refused.cause)
         reply(out, event.request_id, refused.status, error(refused.status, refused.reason))
+        return
+    ahead = too_far_ahead(state, None, target.duty.slot)
+    if ahead is not None:
+        metric(out, "signer_requests_refused", cause="future_slot")
+        reply(out, event.request_id, 412, error(412, f"{target.duty} is more than {ahead} slots ahead"))
         return
     if len(state.requests) >= config.limits.held_requests:
         metric(out, "signer_requests_refused", cause="too_many_held")

@@ -162,6 +162,19 @@ def in_window(state: NodeState, slot: int) -> bool:
     return now_slot - 2 <= slot <= now_slot + 2 * state.config.chain.clock.slots_per_epoch
 
 
+def too_far_ahead(state: NodeState, kind: DutyKind | None, slot: int) -> int | None:
+    """The bound a VC's request for `slot` is past, if it is too far ahead of the clock to be held.
+    Data is asked for at its slot (two slots allowed: the VC's clock may run ahead, and the node's
+    `now_ms` is as fresh as its last timer); selection proofs, and anything a
+    remote signer is asked (`kind` None: a VC may sign a RANDAO reveal or a proof early), for any duty
+    the BN has announced, which reach the end of the next epoch. A request beyond would only sit in
+    the bounded queue of held requests that the real VC needs."""
+    clock = state.config.chain.clock
+    early = kind in (None, DutyKind.PREPARE_AGGREGATOR, DutyKind.PREPARE_SYNC_CONTRIBUTION)
+    ahead = 2 * clock.slots_per_epoch if early else 2
+    return ahead if slot > clock.slot_at(state.now_ms) + ahead else None
+
+
 def combined_randao(state: NodeState, slot: int) -> str | None:
     """The cluster's combined RANDAO reveal for the slot's proposal, once combined."""
     randao = state.duties.get(DutyId(slot, DutyKind.RANDAO))

@@ -35,7 +35,7 @@ from covalidator.model.node.events import (
 )
 from covalidator.model.node.outcome import finish
 from covalidator.model.node.parsig import broadcast_own, try_combine
-from covalidator.model.node.phases import DutyRecord, Phase
+from covalidator.model.node.phases import DutyRecord, Phase, ValidatorDuty
 from covalidator.model.node.state import (
     HeldRequest,
     NodeState,
@@ -47,6 +47,7 @@ from covalidator.model.node.state import (
     reply,
     schedule,
     timer,
+    too_far_ahead,
     validator,
 )
 from covalidator.model.outcomes import Reason
@@ -71,6 +72,11 @@ def on_vc_request(state: NodeState, event: VCRequest, out: Out) -> None:
     if len(state.requests) >= config.limits.held_requests:
         metric(out, "vc_requests_refused", cause="too_many_held")
         reply(out, event.request_id, 503, error(503, "too many requests waiting for consensus"))
+        return
+    ahead = too_far_ahead(state, REQUEST_DUTY[event.kind], slot)
+    if ahead is not None:
+        metric(out, "vc_requests_refused", cause="future_slot")
+        reply(out, event.request_id, 400, error(400, f"slot {slot} is more than {ahead} slots ahead"))
         return
     duty = DutyId(slot, REQUEST_DUTY[event.kind])
     selection = SELECTION_OF.get(event.kind)
@@ -393,10 +399,52 @@ def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str
     raise DataProblem(f"no validator of this cluster matches in {duty}")
 
 
-def _refuse_other_data(state: NodeState, rec: DutyRecord, key: str, out: Out) -> None:
+def _signed_by_own_share(
+    state: NodeState, rec: DutyRecord, key: str, root: str | None, signature: Any
+) -> bool:
+    """Whether `signature` is this node's share signature over `root` (the signing root of what was
+    posted): only a VC holding the share can make one, so only then may a posted object change a
+    duty's state. An unsigned or foreign object is refused with no state change."""
+    if root is None or not isinstance(signature, str):
+        return False
+    try:
+        share = unhex(state.config.my_share(rec.validators[key].pubkey))
+        return not bls.find_invalid([bls.SignedItem(share, unhex(root), unhex(signature))])
+    except (ValueError, bls.BlsError):
+        return False
+
+
+def _root(chain: Any, kinds: tuple[Kind, ...], message: Any) -> str | None:
+    """The signing root of a posted message as the first of `kinds` that reads it, or None."""
+    for kind in kinds:
+        try:
+            return root_of(chain, kind, message)
+        except (DataProblem, KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _refuse_other_data(
+    state: NodeState, rec: DutyRecord, key: str, out: Out, root: str | None, signature: Any
+) -> None:
+    if not _signed_by_own_share(state, rec, key, root, signature):
+        metric(out, "vc_partial_refused", cause="other_data_not_signed")
+        raise DataProblem(
+            "data other than what the cluster decided, and not signed by this node's share: ignored"
+        )
     metric(out, "vc_partial_refused", cause="signed_other_data")
     finish(state, rec, key, False, out, Reason.VC_SIGNED_OTHER_DATA)
     raise DataProblem("the VC signed data other than what the cluster decided")
+
+
+def _submitted_duty(state: NodeState, duty: DutyId, key: str, what: str) -> tuple[DutyRecord, ValidatorDuty]:
+    """The record and validator entry of a scheduled duty a posted object names. A submission never
+    creates one: a local process posting objects for arbitrary slots or validators leaves no state."""
+    rec = state.duties.get(duty)
+    vd = rec.validators.get(key) if rec is not None else None
+    if rec is None or vd is None or vd.info is None:
+        raise DataProblem(f"no {what} duty of this cluster at {duty}")
+    return rec, vd
 
 
 def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple[DutyId, str, str, Any, Any]:
@@ -425,14 +473,16 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
                 ),
             )
         if rec.validators[key].data != data:
-            _refuse_other_data(state, rec, key, out)
+            root = _root(chain, (Kind.ATTESTATION,), data)
+            _refuse_other_data(state, rec, key, out, root, obj.get("signature"))
     elif kind is SubmissionKind.BLOCK:
         signed = obj.get("signed_block", obj)
         block = signed.get("message") if isinstance(signed, dict) else None
         slot = uint(block, "slot")
         rec, key = _decided(state, DutyId(slot, DutyKind.PROPOSER), lambda k, vd: True)
         if block_of(rec.validators[key].data) != block:
-            _refuse_other_data(state, rec, key, out)
+            root = _root(chain, (Kind.BLOCK, Kind.BLINDED_BLOCK), block)
+            _refuse_other_data(state, rec, key, out, root, signed.get("signature"))
         obj = signed
     elif kind in (SubmissionKind.AGGREGATE_AND_PROOFS, SubmissionKind.CONTRIBUTION_AND_PROOFS):
         message = obj.get("message")
@@ -446,9 +496,14 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
             raise DataProblem("aggregator_index is not a validator of this cluster")
         key = pubkey if aggregate else f"{pubkey}/{uint(inner, 'subcommittee_index')}"
         duty = DutyId(slot, DutyKind.AGGREGATOR if aggregate else DutyKind.SYNC_CONTRIBUTION)
-        rec = record(state, duty, out)
-        vd = validator(rec, key)
+        rec, vd = _submitted_duty(state, duty, key, "aggregation" if aggregate else "sync contribution")
+        kinds = (Kind.AGGREGATE_AND_PROOF,) if aggregate else (Kind.CONTRIBUTION_AND_PROOF,)
         if (vd.info or {}).get("selection_proof") != message.get("selection_proof"):
+            if not _signed_by_own_share(state, rec, key, _root(chain, kinds, message), obj.get("signature")):
+                metric(out, "vc_partial_refused", cause="other_data_not_signed")
+                raise DataProblem(
+                    "selection_proof is not the cluster's combined proof, and not signed: ignored"
+                )
             metric(out, "vc_partial_refused", cause="selection_proof_not_combined")
             finish(state, rec, key, False, out, Reason.SELECTION_PROOF_NOT_COMBINED)
             raise DataProblem(
@@ -458,17 +513,16 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
         if not state.config.guards.may_serve(rec.phase) or vd.data is None:
             raise DataProblem(f"{duty} has no persisted decided data")
         if vd.data != inner:
-            _refuse_other_data(state, rec, key, out)
+            _refuse_other_data(state, rec, key, out, _root(chain, kinds, message), obj.get("signature"))
     elif kind is SubmissionKind.SYNC_COMMITTEE_MESSAGES:
         slot = uint(obj, "slot")
         pubkey = state.by_index.get(uint(obj, "validator_index"))
         period = chain.sync_period(chain.clock.epoch_of(slot))
         if pubkey is None or pubkey not in state.sync_members.get(period, {}):
             raise DataProblem("validator_index is not a sync committee member of this cluster")
-        rec = record(state, DutyId(slot, DutyKind.SYNC_MESSAGE), out)
+        rec, _ = _submitted_duty(state, DutyId(slot, DutyKind.SYNC_MESSAGE), pubkey, "sync committee")
         if rec.phase is Phase.DONE:
             raise DataProblem(f"{rec.id} already ended")
-        validator(rec, pubkey)
         key = pubkey
         message = {k: obj.get(k) for k in ("slot", "beacon_block_root", "validator_index")}
         root = root_of(chain, Kind.SYNC_COMMITTEE_MESSAGE, message)

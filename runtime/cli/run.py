@@ -44,6 +44,15 @@ def _urls(values: tuple[str, ...], what: str) -> tuple[str, ...]:
     return urls
 
 
+def _token(path: Path) -> str:
+    from covalidator.runtime.http_guard import read_token
+
+    try:
+        return read_token(str(path))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        fail(f"--vc-api-token-file {path}: {getattr(error, 'strerror', None) or error}")
+
+
 def _env(name: str) -> str:
     return f"COVALIDATOR_{name}"
 
@@ -137,6 +146,21 @@ def _env(name: str) -> str:
     help="Serve the signer API on a non-loopback address (anyone who reaches it can ask for signatures).",
 )
 @click.option(
+    "--vc-api-vhosts",
+    default="",
+    envvar=_env("VC_API_VHOSTS"),
+    help="Comma-separated Host names the validator and signer APIs accept besides IP addresses and "
+    "localhost (a Docker service name, say); '*' accepts any. Guards against DNS rebinding.",
+)
+@click.option(
+    "--vc-api-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar=_env("VC_API_TOKEN_FILE"),
+    help="A file holding a token every request to the validator and signer APIs must carry "
+    "(Authorization: Bearer TOKEN, or basic auth with TOKEN as password: http://vc:TOKEN@host:port).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -164,6 +188,8 @@ def run(
     monitoring: str,
     signer_api: str | None,
     signer_api_allow_remote: bool,
+    vc_api_vhosts: str,
+    vc_api_token_file: Path | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -193,6 +219,8 @@ def run(
             else parse_host_port(monitoring, "--monitoring"),
             signer_api=None if signer_api is None else parse_host_port(signer_api, "--signer-api"),
             signer_api_remote=signer_api_allow_remote,
+            vc_api_vhosts=tuple(h.strip() for h in vc_api_vhosts.split(",") if h.strip()),
+            vc_api_token=None if vc_api_token_file is None else _token(vc_api_token_file),
         )
     except ConfigError as error:
         fail(str(error))
