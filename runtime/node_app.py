@@ -383,6 +383,14 @@ class NodeApp:
             "steps": runner.steps if runner else 0,
             "step_errors": runner.step_errors if runner else 0,
             "queue": runner.queue.qsize() if runner else 0,
+            "peer_queue_dropped": dict(runner.peer_queue_dropped) if runner else {},
+            "vc_api_refused": {
+                **(dict(self.api.guard.refused) if self.api else {}),
+                **{
+                    f"signer_{k}": v
+                    for k, v in (self.signer_api.guard.refused if self.signer_api else {}).items()
+                },
+            },
             "held_requests": (self.api.held if self.api else 0)
             + (self.signer_api.held if self.signer_api else 0),
             "monitoring": f"{self.monitoring.host}:{self.monitoring.port}" if self.monitoring else None,

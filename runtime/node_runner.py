@@ -26,9 +26,10 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.node import pool
@@ -79,6 +80,11 @@ from covalidator.runtime.share_keys import ShareSigner
 from covalidator.runtime.sign_queue import SignQueue
 
 log = logging.getLogger("covalidator.node")
+
+# What one peer may have waiting to be stepped: far above an honest peer's burst (a few messages per
+# duty and slot), far below what fills memory.
+PEER_QUEUE_LIMIT: Final = 2048
+PEER_QUEUE_BYTES: Final = 64 * 2**20
 
 
 def wall_ms() -> int:
@@ -210,14 +216,34 @@ class NodeRunner:
         self.step_errors = 0
         self.action_errors = 0
         self.on_commit: Callable[[float], None] | None = None  # seconds each Persist took to be durable
+        self.peer_queue_limit = PEER_QUEUE_LIMIT
+        self.peer_queue_bytes = PEER_QUEUE_BYTES
+        self._peer_queued: Counter[int] = Counter()  # each peer's messages waiting to be stepped
+        self._peer_bytes: Counter[int] = Counter()  # and their frames' bytes
+        self._sizes: dict[int, int] = {}  # arrival -> frame bytes, of peer messages in the queue
+        self.peer_queue_dropped: Counter[int] = Counter()
 
     # -- inputs -------------------------------------------------------------------------------------------
 
     def submit(self, event: NodeEvent) -> None:
         self.queue.put_nowait((urgency(event), next(self._arrivals), event))
 
-    def on_peer(self, sender: int, payload: PeerPayload) -> None:
-        self.submit(PeerMessage(sender, payload))
+    def on_peer(self, sender: int, payload: PeerPayload, size: int = 0) -> None:
+        """A peer's message (`size`: its frame's bytes), queued unless that peer has
+        `peer_queue_limit` messages or `peer_queue_bytes` waiting already: a flooding (Byzantine)
+        co-operator fills its own share of the queue, never the node's memory, and the events of the
+        others (and the node's own) keep their place."""
+        queued, held = self._peer_queued[sender], self._peer_bytes[sender]
+        if queued >= self.peer_queue_limit or held + size > self.peer_queue_bytes:
+            self.peer_queue_dropped[sender] += 1
+            labels = (("cause", "queue_full"), ("peer", str(sender)))
+            self.metrics.observe(Metric("peer_message_dropped", labels))
+            return
+        self._peer_queued[sender], self._peer_bytes[sender] = queued + 1, held + size
+        arrival = next(self._arrivals)
+        self._sizes[arrival] = size
+        event = PeerMessage(sender, payload)
+        self.queue.put_nowait((urgency(event), arrival, event))
 
     def new_request_id(self) -> int:
         rid = self._next_request
@@ -248,7 +274,11 @@ class NodeRunner:
         self.submit(started)
         try:
             while not self._stopping:
-                _, _, event = await self.queue.get()
+                _, arrival, event = await self.queue.get()
+                size = self._sizes.pop(arrival, None)  # a peer's message that on_peer counted
+                if size is not None and isinstance(event, PeerMessage):
+                    self._peer_queued[event.sender] -= 1
+                    self._peer_bytes[event.sender] -= size
                 if self._stopping:
                     break
                 index = self.trace.record_event(event) if self.trace is not None else -1

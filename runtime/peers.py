@@ -317,7 +317,7 @@ class PeerTransport:
         identity_key: Ed25519PrivateKey,
         host: str,
         port: int,
-        on_message: Callable[[int, PeerPayload], None],
+        on_message: Callable[[int, PeerPayload, int], None],  # (sender, payload, frame bytes)
         *,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
@@ -750,7 +750,7 @@ class PeerTransport:
         if kind == "pong":
             self._on_pong(peer, data, now)
             return None
-        self._deliver(peer, data)
+        self._deliver(peer, data, len(frame))
         return None
 
     def _is_fresh_seq(self, peer: _Peer, start: int, inc: str, seq: int) -> bool:
@@ -765,7 +765,7 @@ class PeerTransport:
             return True
         return False
 
-    def _deliver(self, peer: _Peer, data: Any) -> None:
+    def _deliver(self, peer: _Peer, data: Any, size: int) -> None:
         try:
             payload = decode_payload(data, self.nodes)
         except _Malformed as error:
@@ -778,7 +778,7 @@ class PeerTransport:
                 return
         self.delivered += 1
         try:
-            self.on_message(peer.share_index, payload)
+            self.on_message(peer.share_index, payload, size)
         except Exception:
             self.callback_errors += 1
             log.exception("on_message failed for a message of peer %d", peer.share_index)

@@ -54,7 +54,7 @@ class Cluster:
             self.keys[i],
             "127.0.0.1",
             self.ports[i],
-            lambda sender, payload: self.inbox[i].append((sender, payload)),
+            lambda sender, payload, _size: self.inbox[i].append((sender, payload)),
             sock=listening_socket(self.ports[i]),
             **options,
         )
@@ -113,7 +113,7 @@ async def stop_all(transports: list[PeerTransport]) -> None:
 def test_identity_key_must_be_the_locks() -> None:
     cluster = make_cluster(3)
     try:
-        PeerTransport(cluster.lock, 0, cluster.keys[1], "127.0.0.1", 1, lambda s, p: None)
+        PeerTransport(cluster.lock, 0, cluster.keys[1], "127.0.0.1", 1, lambda s, p, n: None)
     except ValueError as error:
         assert "not operator 0's key" in str(error)
     else:

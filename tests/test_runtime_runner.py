@@ -162,3 +162,54 @@ def test_consensus_inputs_are_stepped_before_queued_partials_and_timers(
 
     run(scenario(), 20)
     assert stepped == ["Started", "Started", "BeaconDataFetched", "Persisted", "PeerMessage", "TimerFired"]
+
+
+def test_a_flooding_peer_fills_only_its_own_share_of_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 (Medium): the runner's queue had no bound, so a co-operator sending well-formed
+    messages faster than the node steps could fill its memory. Each peer may have
+    `peer_queue_limit` messages and `peer_queue_bytes` waiting; beyond that its messages are dropped
+    and counted, while another peer's still get in, and the budget comes back as they are stepped."""
+    from covalidator.model.node.events import Metric, PartialSignatures, PeerMessage, PeerPayload
+
+    stepped: list[int] = []
+
+    def recording_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        if isinstance(event, PeerMessage):
+            stepped.append(event.sender)
+        return state, ()
+
+    monkeypatch.setattr(node_runner, "step", recording_step)
+    payload = PeerPayload(partials=PartialSignatures(DUTY, ()))
+    observed: list[Metric] = []
+
+    class Sink:
+        def observe(self, metric: Metric) -> None:
+            observed.append(metric)
+
+        def outcome(self, outcome: Any) -> None:
+            pass
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), SlowStore(), bn=None, metrics=Sink())
+        runner.peer_queue_limit, runner.peer_queue_bytes = 5, 1000
+        for _ in range(8):
+            runner.on_peer(2, payload, 10)  # the flooder: 5 queued, 3 dropped
+        runner.on_peer(3, payload, 990)  # an honest peer: still room for it
+        runner.on_peer(3, payload, 20)  # over ITS byte budget: dropped
+        assert (runner._peer_queued[2], runner._peer_queued[3], runner._peer_bytes[3]) == (5, 1, 990)
+        assert runner.peer_queue_dropped == {2: 3, 3: 1}
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        while len(stepped) < 6:
+            await asyncio.sleep(0.01)
+        assert (runner._peer_queued[2], runner._peer_bytes[2], runner._peer_bytes[3]) == (0, 0, 0)
+        runner.on_peer(2, payload, 10)  # stepped messages give their budget back
+        while len(stepped) < 7:
+            await asyncio.sleep(0.01)
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert sorted(stepped) == [2] * 6 + [3]
+    drops = [dict(m.labels) for m in observed if m.name == "peer_message_dropped"]
+    assert drops == [{"cause": "queue_full", "peer": "2"}] * 3 + [{"cause": "queue_full", "peer": "3"}]

@@ -241,6 +241,9 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
     if not in_window(state, batch.duty.slot):
         metric(out, "peer_message_dropped", cause="stale_or_future_slot", peer=sender)
         return
+    if len(batch.partials) > max_batch(state, batch.duty.kind):
+        metric(out, "peer_message_dropped", cause="too_many_partials", peer=sender)
+        return
     rec = record(state, batch.duty, out)
     if rec.phase is Phase.DONE:
         return
@@ -249,6 +252,9 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
         group = pubkey_of(item.pubkey)
         if group not in config.by_group:
             metric(out, "peer_message_dropped", cause="unknown_validator", peer=sender)
+            continue
+        if not is_key_of(state, batch.duty.kind, item.pubkey):
+            metric(out, "peer_message_dropped", cause="bad_subcommittee", peer=sender)
             continue
         vd = validator(rec, item.pubkey)
         if sender in vd.invalid_senders:
@@ -282,6 +288,35 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
         _answer_waiting(state, sender, rec, [item.pubkey for item in batch.partials], out)
     cosign(state, rec, touched, out)
     try_combine(state, rec, touched, out)
+
+
+SUBCOMMITTEE_KINDS = frozenset({DutyKind.SYNC_CONTRIBUTION, DutyKind.PREPARE_SYNC_CONTRIBUTION})
+
+
+def is_key_of(state: NodeState, kind: DutyKind, key: str) -> bool:
+    """Whether a peer's partial names a duty-record key this kind has: "pubkey" alone, or for sync
+    contributions and their selections "pubkey/i" with i a subcommittee (ASCII decimal, in range).
+    Any other suffix would make a new validator entry per string a Byzantine peer invents."""
+    _, slash, suffix = key.partition("/")
+    if kind not in SUBCOMMITTEE_KINDS:
+        return not slash
+    return (
+        suffix.isascii()
+        and suffix.isdigit()
+        and str(int(suffix)) == suffix
+        and int(suffix) < state.config.chain.sync_committee_subnet_count
+    )
+
+
+def max_batch(state: NodeState, kind: DutyKind) -> int:
+    """The most partials one peer message of a duty can carry honestly: one per validator key (a sync
+    committee message per block root a sender may cover). A larger batch is dropped whole, unread."""
+    validators = len(state.config.validators)
+    if kind in SUBCOMMITTEE_KINDS:
+        return validators * state.config.chain.sync_committee_subnet_count
+    if kind is DutyKind.SYNC_MESSAGE:
+        return validators * state.config.limits.sync_roots
+    return validators
 
 
 def _message_matches(state: NodeState, rec: DutyRecord, item: PartialSignature) -> bool:

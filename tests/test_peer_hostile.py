@@ -1,0 +1,77 @@
+"""A Byzantine co-operator with a valid identity key sending well-formed, hostile partial signatures
+(issue 16, Medium: "a Byzantine co-operator can exhaust honest nodes' memory"), on the node model.
+
+Keys `<group>/<any string>` used to create a new validator entry per string; batches were bounded
+only by the frame size. Each test sends the attack and shows the node keeps nothing of it, with a
+named drop reason, while the same peer's honest partials still count. Limits are tested at the
+bound and one over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from covalidator.model.duty import DutyId, DutyKind
+from covalidator.model.eth.signing import Kind
+from covalidator.model.node.events import Metric, PartialSignature
+from covalidator.model.node.parsig import is_key_of, max_batch
+from tests.helpers.one_node import OneNode, of_type
+
+SENDER = 2
+
+
+def drops(node: OneNode, cause: str) -> int:
+    return sum(
+        1
+        for m in of_type(node.actions, Metric)
+        if m.name == "peer_message_dropped" and ("cause", cause) in m.labels
+    )
+
+
+def randao_node(validators: int = 3) -> tuple[OneNode, DutyId]:
+    node = OneNode(validators=validators)
+    node.start()
+    return node, DutyId(8, DutyKind.RANDAO)
+
+
+def test_invented_key_suffixes_make_no_validator_entries() -> None:
+    node, duty = randao_node(validators=5)  # room in one batch for the 4 invented keys and the honest one
+    epoch = {"epoch": "1"}
+    honest = node.partial(SENDER, 0, Kind.RANDAO_REVEAL, epoch, carry=True)
+    invented = [replace(honest, pubkey=f"{honest.pubkey}/{suffix}") for suffix in ("x", "0", "1" * 40, "")]
+    node.peer_partials(duty, SENDER, [*invented, honest])
+    assert set(node.state.duties[duty].validators) == {honest.pubkey}  # the honest one only
+    assert drops(node, "bad_subcommittee") == len(invented)
+
+
+def test_subcommittee_keys_only_for_sync_contribution_kinds_and_in_range() -> None:
+    node, _ = randao_node()
+    group = node.pubkey(0)
+    subnets = node.chain.config.sync_committee_subnet_count
+    for kind in (DutyKind.SYNC_CONTRIBUTION, DutyKind.PREPARE_SYNC_CONTRIBUTION):
+        assert is_key_of(node.state, kind, f"{group}/0")
+        assert is_key_of(node.state, kind, f"{group}/{subnets - 1}")  # the bound
+        for bad in (f"{group}/{subnets}", f"{group}/01", f"{group}/-1", f"{group}/١", f"{group}/0/0", group):
+            assert not is_key_of(node.state, kind, bad), (kind, bad)
+    for kind in (DutyKind.ATTESTER, DutyKind.RANDAO, DutyKind.SYNC_MESSAGE, DutyKind.AGGREGATOR):
+        assert is_key_of(node.state, kind, group)
+        assert not is_key_of(node.state, kind, f"{group}/0"), kind
+
+
+def test_a_batch_larger_than_any_honest_one_is_dropped_whole() -> None:
+    node, duty = randao_node()
+    epoch = {"epoch": "1"}
+    honest = [node.partial(SENDER, v, Kind.RANDAO_REVEAL, epoch, carry=True) for v in range(3)]
+    bound = max_batch(node.state, DutyKind.RANDAO)
+    assert bound == 3  # one per validator of the cluster
+    over: list[PartialSignature] = [*honest, honest[0]]  # one over: dropped unread
+    node.peer_partials(duty, SENDER, over)
+    assert drops(node, "too_many_partials") == 1 and duty not in node.state.duties
+    node.peer_partials(duty, SENDER, honest)  # at the bound: every partial counts
+    assert drops(node, "too_many_partials") == 1
+    assert {k: SENDER in vd.partials for k, vd in node.state.duties[duty].validators.items()} == {
+        node.pubkey(v): True for v in range(3)
+    }
+    state = node.state
+    assert max_batch(state, DutyKind.SYNC_CONTRIBUTION) == 3 * state.config.chain.sync_committee_subnet_count
+    assert max_batch(state, DutyKind.SYNC_MESSAGE) == 3 * state.config.limits.sync_roots
