@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -195,6 +196,12 @@ class NodeApp:
             config, self.store, self.bn, None, self.trace, metrics=sink, clock=self.clock, signer=signer
         )
         runner.on_commit = self.prometheus.store_committed
+        faults = os.environ.get("COVALIDATOR_INJECT_STEP_FAULTS")  # "RATE[:SEED]": fault-injection tests only
+        if faults:
+            rate, _, seed = faults.partition(":")
+            runner.fault_rate = float(rate)
+            runner._faults = random.Random(int(seed or 0) * 1000 + files.share_index)  # each node its own
+            log.warning("fault injection: %.1f%% of steps will fail", runner.fault_rate * 100)
         self.transport = PeerTransport(
             files.lock, files.node_index, files.identity_key, host, port, runner.on_peer
         )
@@ -382,6 +389,7 @@ class NodeApp:
             "max_clock_offset_ms": max(offsets, default=0),
             "steps": runner.steps if runner else 0,
             "step_errors": runner.step_errors if runner else 0,
+            "restarts_from_store": runner.restarts if runner else 0,
             "queue": runner.queue.qsize() if runner else 0,
             "peer_queue_dropped": dict(runner.peer_queue_dropped) if runner else {},
             "vc_api_refused": {

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -125,6 +126,15 @@ def urgency(event: NodeEvent) -> int:
     return 1
 
 
+class InjectedFault(RuntimeError):
+    """A step made to fail on purpose (COVALIDATOR_INJECT_STEP_FAULTS)."""
+
+
+def _short(event: NodeEvent, limit: int = 600) -> str:
+    text = repr(event)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
 def _runs_of_outcomes(actions: Sequence[NodeAction]) -> list[NodeAction | list[DutyOutcome]]:
     """The actions in order, each run of consecutive DutyOutcome as one list."""
     out: list[NodeAction | list[DutyOutcome]] = []
@@ -144,6 +154,12 @@ class NodeStore(Protocol):
     def record_outcomes(self, outcomes: Sequence[DutyOutcome]) -> None: ...
 
     def persist_pool(self, partials: Sequence[PoolPartial]) -> None: ...
+
+    def started(
+        self, now_ms: int, pubkeys: Sequence[str], *, since_slot: int, slots_per_epoch: int
+    ) -> Started:
+        """What the store holds, as the model's `Started` (a restart after a failed step)."""
+        ...
 
 
 class BeaconNodeClient(Protocol):
@@ -214,6 +230,9 @@ class NodeRunner:
         self.stopped = asyncio.Event()
         self._stopping = False
         self.step_errors = 0
+        self.restarts = 0  # the model rebuilt from the store after a failed step
+        self.fault_rate = 0.0  # the share of steps made to fail (fault-injection tests only)
+        self._faults = random.Random(0)
         self.action_errors = 0
         self.on_commit: Callable[[float], None] | None = None  # seconds each Persist took to be durable
         self.peer_queue_limit = PEER_QUEUE_LIMIT
@@ -284,14 +303,19 @@ class NodeRunner:
                 index = self.trace.record_event(event) if self.trace is not None else -1
                 begin = time.perf_counter()
                 try:
-                    self.state, actions = await loop.run_in_executor(
-                        self._step_thread, step, self.state, event
-                    )
-                except Exception:
-                    # a model bug on this input: named in the log (the trace holds the event without
-                    # actions), the node goes on with the next event rather than dying
+                    self.state, actions = await loop.run_in_executor(self._step_thread, self._step, event)
+                except Exception as error:
+                    # a model bug on this input. The step may have changed the state half-way, and
+                    # none of its actions ran: the node restarts from its durable store, as after a
+                    # crash (the trace holds the event without actions, then the new Started)
                     self.step_errors += 1
-                    log.exception("the model raised on %s", type(event).__name__)
+                    log.error(
+                        "the model raised on %s: %s",
+                        type(event).__name__,
+                        _short(event),
+                        exc_info=not isinstance(error, InjectedFault),  # a real bug: its traceback
+                    )
+                    self.submit(await self._restart())
                     continue
                 self.last_step_ms = (time.perf_counter() - begin) * 1000
                 self.steps += 1
@@ -307,6 +331,36 @@ class NodeRunner:
                         log.exception("executing %s failed", type(batch).__name__)
         finally:
             self.stopped.set()
+
+    def _step(self, event: NodeEvent) -> tuple[NodeState, tuple[NodeAction, ...]]:
+        result = step(self.state, event)
+        if self.fault_rate and self._faults.random() < self.fault_rate:
+            # fault injection (COVALIDATOR_INJECT_STEP_FAULTS; tests only): the step has changed the
+            # state and its actions are lost, the worst point for a step to fail
+            raise InjectedFault(f"injected after stepping {type(event).__name__}")
+        return result
+
+    async def _restart(self) -> NodeEvent:
+        """The `Started` that rebuilds the model from the store after a failed step: its timers are
+        cancelled (the new state asks for its own), and the VC requests it held are answered 503 (the
+        new state does not know them; the VC asks again)."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for rid, future in list(self.replies.items()):
+            if not future.done():
+                message = "the node restarted its state after an internal error: ask again"
+                future.set_result(ReplyToVC(rid, 503, {"code": 503, "message": message}))
+        clock = self.config.chain.clock
+        now = self.clock()
+        since = max(0, clock.slot_at(now) - 2 * clock.slots_per_epoch)
+        pubkeys = [v.group for v in self.config.validators]
+        self.restarts += 1
+        log.warning("restoring the node from its store (restart %d)", self.restarts)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io_thread,
+            lambda: self.store.started(now, pubkeys, since_slot=since, slots_per_epoch=clock.slots_per_epoch),
+        )
 
     def stop(self) -> None:
         """Ask the loop to end after the step in progress (and its actions)."""

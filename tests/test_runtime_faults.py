@@ -4,7 +4,10 @@
   BN and the cluster still decides one value (not only the reverse proxy fails over);
 - one covalidator is SIGKILLed mid-epoch of a devnet run with four VCs: the devnet BN's judge (real
   BLS against the group pubkeys) sees no slashable pair and no invalid signature, and every attester
-  duty after the kill still reaches the chain, signed by 3 of 4.
+  duty after the kill still reaches the chain, signed by 3 of 4;
+- steps fail at random on every node (COVALIDATOR_INJECT_STEP_FAULTS: after the step changed the
+  state, its actions lost): each node rebuilds its model from its store and goes on; no slashable pair,
+  no invalid signature, and the duties keep reaching the chain.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import NO_MONITORING, devnet_cluster, make_devnet_cluster
 from tests.helpers.node_proc import chain_bn, group_pubkeys, make_cluster, next_duty_slot
 
 NODES, VALIDATORS = 4, 8
@@ -117,3 +120,42 @@ def test_sigkill_of_one_node_mid_epoch_no_slashable_signature_and_duties_continu
     assert attesters >= 4, after  # duties after the kill were checked, not none
     missed = {(slot, kind): n for slot, cells in after.items() for kind, n in cells.items() if n[0] != n[1]}
     assert not missed, (missed, report["missed"])
+
+
+def test_steps_failing_at_random_on_every_node_are_recovered_from_the_store(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    make_devnet_cluster(cluster, NODES, VALIDATORS)  # its own stores: not the SIGKILL test's
+    config = DevnetConfig(
+        validators=VALIDATORS, epochs=3, seconds_per_slot=3, genesis_delay_s=6, committee_size=16
+    )
+    env = {**NO_MONITORING, "COVALIDATOR_INJECT_STEP_FAULTS": "0.0015:7"}
+
+    async def scenario() -> tuple[Any, list[dict[str, Any]], int, int]:
+        async with devnet_cluster(
+            cluster, DevnetBN(config), "--round-ms", "500", vcs=True, env=env
+        ) as running:
+            vcs = running.vcs
+            await asyncio.gather(*(vc.setup() for vc in vcs))
+            clock = vcs[0].chain.clock
+            first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
+            last = first + 11
+            await asyncio.gather(*(vc.run(until_slot=last) for vc in vcs))
+            async with aiohttp.ClientSession() as session:
+                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
+                    report = await r.json()
+                statuses = []
+                for url in running.urls:
+                    async with session.get(url + "/covalidator/v1/status") as r:
+                        statuses.append((await r.json())["data"])
+        return report, statuses, first, last
+
+    report, statuses, first, last = run(scenario(), 180)
+    restarts = [s["restarts_from_store"] for s in statuses]
+    assert sum(restarts) >= 2, restarts  # faults were injected and recovered from, not none
+    assert [s["step_errors"] for s in statuses] == restarts
+    assert (report["slashable_pairs"], report["invalid_submissions"]) == (0, 0), report
+    slots = {int(slot): cells for slot, cells in report["slots"].items() if first <= int(slot) < last}
+    due = sum(cells["attester"][0] for cells in slots.values() if "attester" in cells)
+    done = sum(cells["attester"][1] for cells in slots.values() if "attester" in cells)
+    print(f"step faults recovered: {restarts} per node; attester duties on chain {done}/{due}")
+    assert due >= 8 and done >= 0.9 * due, (done, due, report["missed"])

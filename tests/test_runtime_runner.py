@@ -57,6 +57,10 @@ class SlowStore:
     def record_outcomes(self, outcomes: Any) -> None:
         pass
 
+    def started(self, now_ms: int, pubkeys: Any, *, since_slot: int, slots_per_epoch: int) -> Started:
+        self.log.append(("started", time.monotonic()))
+        return Started(now_ms)
+
 
 def scripted_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
     if isinstance(event, VCRequest):
@@ -75,8 +79,10 @@ def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_surv
     async def scenario() -> None:
         runner = NodeRunner(config(), store, bn=None)
         loop_task = asyncio.create_task(runner.run(Started(0)))
-        bad = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, "boom"), 0.3)
-        assert bad is None and runner.step_errors == 1  # logged; the loop lives on
+        bad = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, "boom"), 3)
+        # logged, the model rebuilt from the store, the request answered 503 at once; the loop lives on
+        assert bad is not None and bad.status == 503 and "ask again" in bad.body["message"]
+        assert (runner.step_errors, runner.restarts, [e for e, _ in store.log]) == (1, 1, ["started"])
         answered = asyncio.create_task(
             runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
         )
@@ -87,10 +93,9 @@ def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_surv
         replied = time.monotonic()
         await asyncio.wait_for(loop_task, 5)
         assert reply is not None and reply.status == 200
-        assert store.log and store.log[0][1] <= replied  # durable before the VC got its answer
-        assert (
-            runner.steps == 2
-        )  # Started and the request; the Persisted event queued after stop is not stepped
+        assert store.log[1][0] == "persisted" and store.log[1][1] <= replied  # durable before the answer
+        # Started, the Started of the restart and the request; the Persisted queued after stop is not stepped
+        assert runner.steps == 3
         await runner.close()
 
     run(scenario(), 20)
