@@ -37,6 +37,7 @@ READY_REASONS = {
     "too_few_peers": "fewer than a QBFT quorum of the cluster (this node included) connected",
     "clock_offset": "a connected peer's clock is off by more than the bound",
     "vc_not_seen": "the validator client has not called this node for an epoch",
+    "store_unavailable": "the store cannot commit (disk full, I/O error): nothing is served or signed",
 }
 
 
@@ -48,6 +49,7 @@ class HealthInputs:
     clock_offsets_ms: dict[int, float]  # connected peer -> offset
     vc_silent_ms: int  # since the VC's last call (or since start when it never called)
     epoch_ms: int
+    store_error: str | None = None  # the store's last commit failed with this
 
 
 def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
@@ -76,6 +78,8 @@ def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
             "vc_not_seen",
             f"no VC call for {h.vc_silent_ms / 1000:.0f} s (an epoch is {h.epoch_ms / 1000:.0f} s)",
         )
+    if h.store_error is not None:
+        add("store_unavailable", h.store_error)
     return reasons
 
 
@@ -156,6 +160,7 @@ class Monitoring:
             },
             vc_silent_ms=max(0, now - seen),
             epoch_ms=clock.slot_ms * clock.slots_per_epoch if clock is not None else 2**62,
+            store_error=node.runner.store_error if node.runner is not None else None,
         )
 
     def reasons(self) -> list[dict[str, str]]:

@@ -96,6 +96,20 @@ def listen_address(lock_address: str) -> tuple[str, int]:
     return (host if is_loopback(host) else "0.0.0.0", port)
 
 
+def refuse_lost_store(data: Path) -> None:
+    """A node that has run before (its trace is there) but whose store is missing or empty would
+    start on an empty slashing history: refused, with what to do."""
+    store = data / STORE_FILE
+    if store.exists() and store.stat().st_size > 0:
+        return
+    if any((data / TRACE_DIR).glob("*.jsonl")):
+        raise ConfigError(
+            f"{store} is missing or empty, but this node has run before (its trace is in {data / TRACE_DIR}): "
+            "it will not start on an empty slashing history. Restore the store from a backup, or import "
+            f"the validators' slashing history first (covalidator slashing import FILE --db {store})"
+        )
+
+
 class NodeApp:
     def __init__(self, settings: Settings, clock: Callable[[], int] = wall_ms) -> None:
         self.settings = settings
@@ -159,7 +173,10 @@ class NodeApp:
         self.config = config = node_config(files.lock, files.share_index, info.spec, info.genesis, round_ms)
         try:
             s.data.mkdir(parents=True, exist_ok=True)
-            self.store = Store(s.data / STORE_FILE, info.genesis_validators_root)
+            refuse_lost_store(s.data)
+            self.store = Store(
+                s.data / STORE_FILE, info.genesis_validators_root, cluster=files.lock.lock_hash
+            )
         except StoreError as error:
             raise ConfigError(str(error)) from None
         except OSError as error:

@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -86,6 +87,8 @@ log = logging.getLogger("covalidator.node")
 # duty and slot), far below what fills memory.
 PEER_QUEUE_LIMIT: Final = 2048
 PEER_QUEUE_BYTES: Final = 64 * 2**20
+PERSIST_RETRY_S: Final = 0.5
+STORE_FAULTS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)  # disk full, I/O error, ...
 
 
 def wall_ms() -> int:
@@ -231,6 +234,8 @@ class NodeRunner:
         self._stopping = False
         self.step_errors = 0
         self.restarts = 0  # the model rebuilt from the store after a failed step
+        self.store_error: str | None = None  # the store's last commit failed (cleared when one succeeds)
+        self.store_failures = 0
         self.fault_rate = 0.0  # the share of steps made to fail (fault-injection tests only)
         self._faults = random.Random(0)
         self.action_errors = 0
@@ -403,6 +408,34 @@ class NodeRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _store_failed(self, error: BaseException) -> None:
+        self.store_failures += 1
+        if self.store_error is None:
+            log.error("the store cannot commit (%s): nothing that needs it is served or signed", error)
+        self.store_error = str(error) or type(error).__name__
+        self.metrics.observe(Metric("store_commit_failed", (("error", type(error).__name__),)))
+
+    def _store_ok(self) -> None:
+        if self.store_error is not None:
+            log.warning("the store commits again")
+        self.store_error = None
+
+    async def _retry_persist(self, action: Persist) -> NodeEvent | None:
+        """A Persist the store could not commit (disk full, I/O error), tried again every
+        PERSIST_RETRY_S until it commits or its duty's deadline passes (then it ends unserved)."""
+        deadline = self.config.chain.clock.duty_deadline_ms(action.duty)
+        while self.clock() < deadline:
+            await asyncio.sleep(PERSIST_RETRY_S)
+            try:
+                persisted: Persisted = await self._in_io(self.store.persist, action)
+            except STORE_FAULTS as error:
+                self._store_failed(error)
+                continue
+            self._store_ok()
+            return persisted
+        log.error("gave up persisting %s: the store did not commit before its deadline", action.duty)
+        return None
+
     async def _in_io(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io_thread, fn, *args)
 
@@ -410,12 +443,24 @@ class NodeRunner:
         match action:
             case Persist():
                 begin = time.perf_counter()
-                persisted = await self._in_io(self.store.persist, action)  # durable before anything else
+                try:
+                    persisted = await self._in_io(self.store.persist, action)  # durable before anything else
+                except STORE_FAULTS as error:
+                    # nothing recorded: the duty stays PERSISTING (never served), retried until it commits
+                    self._store_failed(error)
+                    self._spawn(self._retry_persist(action))
+                    return
+                self._store_ok()
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - begin)
                 self.submit(persisted)
             case PersistPool(partials=partials):
-                await self._in_io(self.store.persist_pool, partials)  # durable before anything else
+                try:
+                    await self._in_io(self.store.persist_pool, partials)  # durable before anything else
+                except STORE_FAULTS as error:
+                    self._store_failed(error)
+                    raise
+                self._store_ok()
             case ReplyToVC(request_id=rid) | PassToBN(request_id=rid):
                 future = self.replies.get(rid)
                 if future is not None and not future.done():

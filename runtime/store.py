@@ -232,7 +232,16 @@ class Store:
     """One SQLite database file. Thread-safe by a lock (each call is short); several processes may
     open the same file: SQLite's locks serialise their write transactions."""
 
-    def __init__(self, path: str | os.PathLike[str], genesis_validators_root: bytes | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        genesis_validators_root: bytes | None = None,
+        *,
+        cluster: bytes | None = None,
+    ) -> None:
+        """Open (or create) the store. A file that is not an intact covalidator database (garbled,
+        truncated: SQLite's quick_check), or one of another chain (`genesis_validators_root`) or
+        another cluster (`cluster`: the lock hash, bound at first use), is refused with StoreError."""
         self.path = Path(path)
         existed = self.path.exists() and self.path.stat().st_size > 0
         if not existed and genesis_validators_root is None:
@@ -244,11 +253,21 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            if existed:
+                problems = [
+                    " ".join(str(row[0]).split()) for row in self._db.execute("PRAGMA quick_check(5)")
+                ]
+                if problems != ["ok"]:
+                    raise StoreError(f"{self.path} is corrupt (SQLite quick_check: {'; '.join(problems)})")
             self._migrate()
             self.genesis_validators_root = self._bind_genesis(genesis_validators_root)
+            if cluster is not None:
+                self._bind_cluster(cluster)
         except sqlite3.DatabaseError as e:
             self._db.close()
-            raise StoreError(f"{self.path} is not a usable covalidator database: {e}") from e
+            raise StoreError(
+                f"{self.path} is not a usable covalidator database (corrupt, or not one): {e}"
+            ) from e
         except BaseException:
             self._db.close()
             raise
@@ -293,6 +312,16 @@ class Store:
                 )
             return stored
 
+    def _bind_cluster(self, lock_hash: bytes) -> None:
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'lock_hash'").fetchone()
+            if row is None:  # a new store, or one from before the binding: this cluster's from now on
+                db.execute("INSERT INTO meta VALUES ('lock_hash', ?)", ("0x" + lock_hash.hex(),))
+            elif row[0] != "0x" + lock_hash.hex():
+                raise StoreError(
+                    f"{self.path} belongs to another cluster (lock hash {row[0]}, this node's 0x{lock_hash.hex()})"
+                )
+
     @contextmanager
     def _transaction(self, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT: the write lock is held from the first read to the durable commit.
@@ -301,16 +330,19 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                if commit:
+                    self._db.execute("COMMIT")  # a COMMIT that fails (disk full, I/O) is rolled back too
             except BaseException:
                 self._rollback()
                 raise
-            if commit:
-                self._db.execute("COMMIT")
-            else:
+            if not commit:
                 self._rollback()
 
     def _rollback(self) -> None:
-        self._db.execute("ROLLBACK")
+        # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR end the transaction
+        # themselves): a ROLLBACK then would raise and hide the error that matters
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
         self._ids.clear()  # ids assigned inside the rolled-back transaction no longer exist
 
     # -- check and record -----------------------------------------------------------------------------

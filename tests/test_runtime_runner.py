@@ -218,3 +218,55 @@ def test_a_flooding_peer_fills_only_its_own_share_of_the_queue(monkeypatch: pyte
     assert sorted(stepped) == [2] * 6 + [3]
     drops = [dict(m.labels) for m in observed if m.name == "peer_message_dropped"]
     assert drops == [{"cause": "queue_full", "peer": "2"}] * 3 + [{"cause": "queue_full", "peer": "3"}]
+
+
+def test_a_full_disk_serves_nothing_says_store_unavailable_and_recovers_by_itself(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Issue 16: while the store cannot commit (SQLite's max_page_count makes it answer SQLITE_FULL,
+    "database or disk is full", exactly as a full disk does), the decided value is never served (the
+    model serves only on Persisted), /readyz names store_unavailable, and when space returns the
+    runner's retry commits it and the VC is served, with no restart."""
+    from covalidator.runtime.monitoring import HealthInputs, not_ready_reasons
+    from covalidator.runtime.store import Store
+
+    def serve_after_persisted(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        if isinstance(event, VCRequest):
+            state = {"request": event.request_id}
+            return state, (Persist(DUTY, {"data": "x" * 200_000}, "0x01"),)  # needs new pages
+        if isinstance(event, Persisted):
+            return state, (ReplyToVC(state["request"], 200, {"data": "decided"}),)
+        return state, ()
+
+    monkeypatch.setattr(node_runner, "step", serve_after_persisted)
+    monkeypatch.setattr(node_runner, "PERSIST_RETRY_S", 0.05)
+    store = Store(tmp_path / "store.sqlite", b"\x4b" * 32)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+
+    def ready(runner: NodeRunner) -> list[str]:
+        inputs = HealthInputs({}, 1, 0, {}, 0, 10**9, store_error=runner.store_error)
+        return [r["reason"] for r in not_ready_reasons(inputs)]
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None, clock=lambda: 0)  # the duty's deadline is far
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        asked = asyncio.create_task(
+            runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 10)
+        )
+        while runner.store_failures < 3:  # the first commit and two retries failed
+            await asyncio.sleep(0.01)
+        assert not asked.done()  # nothing served while nothing is durable
+        assert "store_unavailable" in ready(runner) and "full" in (runner.store_error or "")
+        store._db.execute("PRAGMA max_page_count = 1000000")  # space returns
+        reply = await asyncio.wait_for(asked, 5)
+        assert reply is not None and reply.status == 200
+        assert runner.store_error is None and "store_unavailable" not in ready(runner)
+        assert (runner.step_errors, runner.restarts) == (0, 0)
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert store.decided_since(0)  # the value is in the store
+    store.close()
