@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+from yarl import URL
 
 from covalidator.model.eth.specs import FORKS
 from covalidator.model.node.events import SubmissionKind, ValidatorInfo
@@ -189,6 +190,18 @@ def _url(base: str) -> str:
     return base.rstrip("/")
 
 
+def redact(url: str) -> str:
+    """How a BN URL is shown (status, metrics labels, errors, logs): scheme://host:port only. Its
+    credentials, and its path and query where providers put API keys, become '/...'."""
+    parsed = URL(url)
+    try:
+        shown = str(parsed.origin())
+    except ValueError:  # not absolute: show nothing of it
+        return "<beacon node>"
+    extra = parsed.raw_path not in ("", "/") or parsed.raw_query_string or parsed.raw_user
+    return shown + ("/..." if extra else "")
+
+
 def is_electra_or_later(version: str) -> bool:
     """Fork names after deneb take SingleAttestation and v2-only pool/aggregate endpoints. A fork name
     covalidator does not know is newer than the ones it knows."""
@@ -219,8 +232,14 @@ class BeaconNodeClient:
     ) -> None:
         if not primaries:
             raise ValueError("at least one beacon node URL is needed")
-        self.primaries = tuple(_url(u) for u in primaries)
-        self.fallbacks = tuple(_url(u) for u in fallbacks if _url(u) not in self.primaries)
+        # each BN is known by its redacted name (every message, label and status uses it); the real
+        # URL, which may carry credentials or an API key, is used only to connect
+        self._real: dict[str, str] = {}
+        real_primaries = [_url(u) for u in primaries]
+        self.primaries = tuple(self._name(u) for u in dict.fromkeys(real_primaries))
+        self.fallbacks = tuple(
+            self._name(u) for u in dict.fromkeys(_url(u) for u in fallbacks) if u not in real_primaries
+        )
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
         self._own_session = session is None
         self._session = session
@@ -260,6 +279,30 @@ class BeaconNodeClient:
 
     def timeout(self, endpoint: str) -> float:
         return self.timeouts.get(endpoint, self.timeouts["default"])
+
+    def _name(self, real: str) -> str:
+        name, number = redact(real), 1
+        while name in self._real and self._real[name] != real:  # two BNs that redact alike
+            number += 1
+            name = f"{redact(real)}#{number}"
+        self._real[name] = real
+        return name
+
+    def scrub(self, text: str) -> str:
+        """`text` (an error from the HTTP client, which may quote the URL) with every BN's real URL,
+        and its credentials, path and query, replaced by its name."""
+        for name, real in self._real.items():
+            text = text.replace(real, name)
+            parsed = URL(real)
+            secrets = (parsed.raw_password, parsed.raw_query_string, parsed.raw_path.strip("/"))
+            for secret in secrets:
+                if secret and len(secret) >= 4:
+                    text = text.replace(secret, "...")
+        return text
+
+    def real_url(self, name: str) -> str:
+        """The URL to connect to for a BN's name (its credentials and key included)."""
+        return self._real.get(name, name)
 
     def healthy(self, url: str) -> bool:
         health = self._health[url]
@@ -316,7 +359,7 @@ class BeaconNodeClient:
         try:
             async with self.session.request(
                 variant.method,
-                url + variant.path,
+                self.real_url(url) + variant.path,
                 params=list(variant.params) or None,
                 json=variant.body if variant.has_body else None,
                 headers=headers,
@@ -328,7 +371,7 @@ class BeaconNodeClient:
         except TimeoutError:
             failure = _Failure(url, "timeout", f"no answer within {self.timeout(endpoint)} s")
         except (aiohttp.ClientError, OSError) as error:
-            failure = _Failure(url, "connection", f"{type(error).__name__}: {error}")
+            failure = _Failure(url, "connection", self.scrub(f"{type(error).__name__}: {error}"))
         else:
             try:
                 body = json.loads(raw) if raw.strip() else None
@@ -458,7 +501,9 @@ class BeaconNodeClient:
         if url is None:
             response = await self.call("syncing", [variant])
         else:
-            result = await self._http(_url(url), "syncing", variant)
+            real = _url(url)
+            name = url if url in self._real else next((n for n, r in self._real.items() if r == real), real)
+            result = await self._http(name, "syncing", variant)
             if isinstance(result, _Failure):
                 raise BNUnavailable(f"syncing: {result.url}: {result.cause} {result.detail}")
             response = result
@@ -780,7 +825,7 @@ class BeaconNodeClient:
             started = time.monotonic()
             try:
                 response = await self.session.get(
-                    url + "/eth/v1/events",
+                    self.real_url(url) + "/eth/v1/events",
                     params=params,
                     headers={"Accept": "text/event-stream", "Accept-Encoding": "identity"},
                     timeout=aiohttp.ClientTimeout(
@@ -788,8 +833,8 @@ class BeaconNodeClient:
                     ),
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                self.record(url, "events", started, f"connection: {error}")
-                failures.append(f"{url}: {error}")
+                self.record(url, "events", started, self.scrub(f"connection: {error}"))
+                failures.append(self.scrub(f"{url}: {error}"))
                 continue
             if response.status != 200:
                 response.release()

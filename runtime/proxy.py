@@ -199,7 +199,7 @@ class ReverseProxy:
             try:
                 upstream = await self.session.request(
                     request.method,
-                    upstream_url(url, path, query),
+                    upstream_url(self.bn.real_url(url), path, query),
                     headers=headers,
                     data=body,
                     timeout=timeout,
@@ -207,7 +207,7 @@ class ReverseProxy:
                     auto_decompress=False,
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                detail = f"{type(error).__name__}: {error}"
+                detail = self.bn.scrub(f"{type(error).__name__}: {error}")
                 self.bn.record(url, "passthrough", started, f"connection: {detail}")
                 failures.append(f"{url}: {detail}")
                 continue

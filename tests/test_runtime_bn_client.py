@@ -415,3 +415,43 @@ def test_server_sent_events_with_late_headers() -> None:
             assert "topics=head" in bn.hits[-1][2]
 
     with_bns(1, scenario)
+
+
+def test_bn_credentials_and_api_keys_never_appear_in_errors_status_or_metrics() -> None:
+    """Issue 16 (Low): BN URLs may carry credentials or an API key (in the userinfo or the path);
+    they appeared verbatim in the status, metrics labels, 502 bodies and logs. A BN is now known by
+    its redacted name everywhere; the real URL is used only to connect."""
+    from covalidator.runtime.bn_client import BNUnavailable, redact
+
+    secrets = ("op3rator", "pa55-w0rd", "key-7f3a9c")
+    dead = closed_port_url().replace("http://", f"http://{secrets[0]}:{secrets[1]}@") + f"/v2/{secrets[2]}"
+    seen: list[str] = []
+
+    async def scenario(bns: list[FakeBN]) -> None:
+        live = bns[0].url.replace("http://", f"http://{secrets[0]}:{secrets[1]}@")
+        client = BeaconNodeClient([dead], [live])
+        client.observer = lambda url, endpoint, seconds, error: seen.append(f"{url} {error}")
+        try:
+            assert await client.genesis()  # through the live one: its credentials are used to connect
+            assert bns[0].hits and bns[0].hits[-1][4].get("Authorization", "").startswith("Basic ")
+            solo = BeaconNodeClient([dead])
+            with pytest.raises(BNUnavailable) as failure:
+                await solo.genesis()
+            await solo.close()
+            texts = [
+                str(failure.value),
+                json.dumps(client.stats()),
+                *seen,
+                *client.primaries,
+                *client.fallbacks,
+            ]
+            for text in texts:
+                for secret in secrets:
+                    assert secret not in text, (secret, text)
+            assert client.primaries == (redact(dead),) and redact(dead).endswith("/...")
+        finally:
+            await client.close()
+
+    with_bns(1, scenario)
+    assert redact("https://bn.example:5052") == "https://bn.example:5052"
+    assert redact("http://u:p@[::1]:5052/x") == "http://[::1]:5052/..."

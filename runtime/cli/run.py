@@ -40,7 +40,9 @@ def _urls(values: tuple[str, ...], what: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for value in values for u in value.split(",") if u.strip())
     for url in urls:
         if not url.startswith(("http://", "https://")) or len(url.split("//", 1)[1]) == 0:
-            fail(f"{what} must be an http(s) URL, got {url!r}")
+            fail(f"{what} must be an http(s) URL, got {url.split('//', 1)[0]}//...")
+        if "?" in url or "#" in url:  # API paths are appended to it: a query would end up in the middle
+            fail(f"{what}: a beacon node URL cannot have a query or fragment (put a key in its path)")
     return urls
 
 
