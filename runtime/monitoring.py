@@ -70,9 +70,15 @@ def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
             "too_few_peers",
             f"{h.peers_connected + 1} of {h.n} connected (this node included), quorum {quorum}",
         )
-    far = {p: o for p, o in h.clock_offsets_ms.items() if abs(o) > MAX_CLOCK_OFFSET_MS}
-    if far:
-        add("clock_offset", ", ".join(f"peer {p}: {o:+.0f} ms" for p, o in sorted(far.items())))
+    # this node's clock against the cluster's: the MEDIAN of the peers' offsets, so one peer whose
+    # clock is off, or who lies in its pongs, makes only itself look off, never this node not ready
+    if h.clock_offsets_ms:
+        ordered = sorted(h.clock_offsets_ms.values())
+        middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]  # one value, or the two middle ones
+        median = min(middle, key=abs)  # of two, the one nearer agreement: a single peer never decides
+        if abs(median) > MAX_CLOCK_OFFSET_MS:
+            each = ", ".join(f"peer {p}: {o:+.0f} ms" for p, o in sorted(h.clock_offsets_ms.items()))
+            add("clock_offset", f"median offset to the peers {median:+.0f} ms ({each})")
     if h.vc_silent_ms > h.epoch_ms:
         add(
             "vc_not_seen",

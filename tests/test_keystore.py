@@ -121,3 +121,54 @@ def test_cheap_scrypt_round_trip() -> None:
     data = keystore.encrypt(SECRET, "pw", salt=bytes(32), iv=bytes(16), uuid="x", kdf=Scrypt(n=1024))
     assert data["crypto"]["kdf"]["function"] == "scrypt"
     assert keystore.decrypt(data, "pw") == SECRET
+
+
+def test_kdf_parameters_beyond_the_ceilings_are_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16 (Low): a keystore could ask for any KDF cost (n = 2^40 scrypt: terabytes; c = 2^60
+    pbkdf2: forever). Each ceiling is tested at its bound (accepted) and one over it (refused, by
+    name, at once: the test would not finish if the work were done)."""
+    from covalidator.model.crypto.keystore import (
+        MAX_DKLEN,
+        MAX_PBKDF2_ROUNDS,
+        MAX_SCRYPT_MEMORY,
+        MAX_SCRYPT_WORK,
+        KeystoreError,
+        derive_key,
+    )
+
+    salt = "ab" * 32
+
+    def scrypt_kdf(n: int, r: int, p: int, dklen: int = 32) -> dict[str, Any]:
+        return {"function": "scrypt", "params": {"dklen": dklen, "n": n, "r": r, "p": p, "salt": salt}}
+
+    def pbkdf2_kdf(c: int) -> dict[str, Any]:
+        return {"function": "pbkdf2", "params": {"dklen": 32, "c": c, "prf": "hmac-sha256", "salt": salt}}
+
+    for over in (
+        scrypt_kdf(2**40, 8, 1),
+        scrypt_kdf(MAX_SCRYPT_MEMORY // 128 * 2, 1, 1),  # memory one step over
+        scrypt_kdf(2**4, 1, MAX_SCRYPT_WORK // 2**4 + 1),  # work one over (tiny memory)
+        pbkdf2_kdf(MAX_PBKDF2_ROUNDS + 1),
+        pbkdf2_kdf(2**60),
+        scrypt_kdf(2, 1, 1, dklen=MAX_DKLEN + 1),
+    ):
+        with pytest.raises(KeystoreError, match=r"ceiling|outside"):
+            derive_key(over, "pw")
+    # at the bounds: accepted (the KDFs themselves stubbed: only the ceilings are under test here; the
+    # EIP's defaults pass in the vectors test)
+    import types
+
+    calls: list[str] = []
+    monkeypatch.setattr(keystore, "scrypt", lambda *a: calls.append("scrypt") or b"k" * a[2])
+    fake_hashlib = types.SimpleNamespace(pbkdf2_hmac=lambda *a: calls.append("pbkdf2") or b"k" * a[4])
+    monkeypatch.setattr(keystore, "hashlib", fake_hashlib)
+    for bound in (
+        scrypt_kdf(MAX_SCRYPT_MEMORY // 128, 1, 1),  # memory at the bound
+        scrypt_kdf(2**4, 1, MAX_SCRYPT_WORK // 2**4),  # work at the bound
+        scrypt_kdf(2**18, 8, 1, dklen=MAX_DKLEN),  # the EIP's default, longest dklen
+        pbkdf2_kdf(MAX_PBKDF2_ROUNDS),
+    ):
+        assert derive_key(bound, "pw")
+    assert calls == ["scrypt", "scrypt", "scrypt", "pbkdf2"]

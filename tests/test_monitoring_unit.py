@@ -243,7 +243,13 @@ def test_readiness_reasons() -> None:
     assert names(bn_syncing={"http://a": True, "http://b": False}) == []
     assert names(peers_connected=2) == []  # 3 of 4 is a quorum
     assert names(peers_connected=1) == ["too_few_peers"]
-    assert names(clock_offsets_ms={1: 5.0, 2: -1500.0}) == ["clock_offset"]
+    # the median of the peers' offsets: one peer off (or lying in its pongs) does not make THIS node
+    # not ready; most peers agreeing that this node is off does
+    assert names(clock_offsets_ms={1: 5.0, 2: -1500.0, 3: 0.0}) == []
+    assert names(clock_offsets_ms={1: 5.0, 2: -90_000.0}) == []  # of two peers, neither alone decides
+    assert names(clock_offsets_ms={1: 1300.0, 2: 90_000.0}) == ["clock_offset"]  # both say it is off
+    assert names(clock_offsets_ms={1: 1500.0, 2: 1600.0, 3: 2.0}) == ["clock_offset"]
+    assert names(clock_offsets_ms={1: -1200.0}) == ["clock_offset"]
     assert names(vc_silent_ms=17_000) == ["vc_not_seen"]
     assert names(bn_syncing={"http://bn": None}, peers_connected=0) == ["bn_down", "too_few_peers"]
 

@@ -101,26 +101,42 @@ def _int(obj: Any, *path: str) -> int:
     return value
 
 
+# Ceilings on the KDF parameters a keystore may ask for: a hostile or broken keystore cannot make the
+# node allocate gigabytes or spin for minutes. Each is well above what EIP-2335 tools write.
+MAX_DKLEN = 64
+MAX_SCRYPT_MEMORY = 2**30  # bytes (128 * n * r); the EIP's default needs 256 MiB
+MAX_SCRYPT_WORK = 2**24  # n * r * p; the EIP's default is 2^21
+MAX_PBKDF2_ROUNDS = 2**22  # the EIP's default is 2^18
+
+
 def derive_key(kdf: Mapping[str, Any], password: str) -> bytes:
     """The decryption key material of a keystore's `crypto.kdf` section."""
     function = _field(kdf, "function")
     params = _field(kdf, "params")
     salt = _hex(params, "salt")
     dklen = _int(params, "dklen")
-    if dklen < 32:
-        raise KeystoreError(f"kdf dklen {dklen} < 32: the checksum needs dk[16:32]")
+    if not 32 <= dklen <= MAX_DKLEN:
+        raise KeystoreError(f"kdf dklen {dklen} is outside 32..{MAX_DKLEN} (the checksum needs dk[16:32])")
     secret = normalise_password(password)
     if function == "scrypt":
         n, r, p = _int(params, "n"), _int(params, "r"), _int(params, "p")
         if n < 2 or n & (n - 1):
             raise KeystoreError(f"scrypt n must be a power of two > 1, got {n}")
+        if 128 * n * r > MAX_SCRYPT_MEMORY or n * r * p > MAX_SCRYPT_WORK:
+            raise KeystoreError(
+                f"scrypt n={n} r={r} p={p} is beyond the ceiling (memory 128*n*r <= {MAX_SCRYPT_MEMORY >> 20} MiB, "
+                f"work n*r*p <= 2^{MAX_SCRYPT_WORK.bit_length() - 1}; the EIP's default n=2^18 r=8 p=1 is within)"
+            )
         key = scrypt(secret, salt, dklen, n, r, p)
         assert isinstance(key, bytes)
         return key
     if function == "pbkdf2":
         if _field(params, "prf") != "hmac-sha256":
             raise UnsupportedKeystore(f"unsupported pbkdf2 prf {params['prf']!r} (EIP-2335 uses hmac-sha256)")
-        return hashlib.pbkdf2_hmac("sha256", secret, salt, _int(params, "c"), dklen)
+        c = _int(params, "c")
+        if c > MAX_PBKDF2_ROUNDS:
+            raise KeystoreError(f"pbkdf2 c={c} is beyond the ceiling {MAX_PBKDF2_ROUNDS} (the EIP's is 262144)")
+        return hashlib.pbkdf2_hmac("sha256", secret, salt, c, dklen)
     raise UnsupportedKeystore(f"unknown KDF {function!r}; EIP-2335 keystores use scrypt or pbkdf2")
 
 

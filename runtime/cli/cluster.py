@@ -57,8 +57,17 @@ def _kdf(name: str, cost: int | None) -> Scrypt | Pbkdf2:
         n = cost or keystore.SCRYPT.n
         if n < 2 or n & (n - 1):
             fail(f"--kdf-cost for scrypt must be a power of two, got {n}")
-        return keystore.Scrypt(n=n)
-    return keystore.Pbkdf2(c=cost or keystore.PBKDF2.c)
+        chosen = keystore.Scrypt(n=n)
+        if (
+            128 * n * chosen.r > keystore.MAX_SCRYPT_MEMORY
+            or n * chosen.r * chosen.p > keystore.MAX_SCRYPT_WORK
+        ):
+            fail(f"--kdf-cost {n} is beyond the ceiling every covalidator reads keystores under")
+        return chosen
+    c = cost or keystore.PBKDF2.c
+    if c > keystore.MAX_PBKDF2_ROUNDS:
+        fail(f"--kdf-cost {c} is beyond the ceiling every covalidator reads keystores under")
+    return keystore.Pbkdf2(c=c)
 
 
 kdf_options = [
