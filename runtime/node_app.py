@@ -38,6 +38,7 @@ from covalidator.runtime.metrics import Counters, Fanout, NodeIdentity, NodeMetr
 from covalidator.runtime.monitoring import Monitoring
 from covalidator.runtime.node_runner import NodeRunner, wall_ms
 from covalidator.runtime.node_setup import ConfigError, NodeFiles, load_node_files, node_config
+from covalidator.runtime.peer_tls import client_context, server_context
 from covalidator.runtime.peers import PeerTransport
 from covalidator.runtime.proxy import ReverseProxy
 from covalidator.runtime.share_keys import ShareSigner, load_share_secrets
@@ -71,6 +72,7 @@ class Settings:
     signer_api_remote: bool = False  # serve it on a non-loopback address (the operator's explicit choice)
     vc_api_vhosts: tuple[str, ...] = ()  # Host names the VC-facing APIs accept besides IPs and localhost
     vc_api_token: str | None = None  # required of every VC-facing request when set (runtime/http_guard)
+    p2p_tls: bool = True  # peer traffic over TLS 1.3 pinned to the lock's identity keys
 
     @property
     def data(self) -> Path:
@@ -219,8 +221,11 @@ class NodeApp:
             runner.fault_rate = float(rate)
             runner._faults = random.Random(int(seed or 0) * 1000 + files.share_index)  # each node its own
             log.warning("fault injection: %.1f%% of steps will fail", runner.fault_rate * 100)
+        tls: dict[str, Any] = {}
+        if s.p2p_tls:  # encrypted, each peer pinned to its identity key in the lock (runtime/peer_tls.py)
+            tls = {"server_ssl": server_context(files.identity_key), "client_ssl": client_context()}
         self.transport = PeerTransport(
-            files.lock, files.node_index, files.identity_key, host, port, runner.on_peer
+            files.lock, files.node_index, files.identity_key, host, port, runner.on_peer, **tls
         )
         runner.transport = self.transport  # queues frames until the connections are up
         # the loop first, so Started is the model's first event: nothing from the VC or the peers can

@@ -18,7 +18,9 @@ ones it accepted (pongs come back on the dialled one), so each pair holds two co
 no dial race. Each peer has its own task and bounded queue (oldest dropped first), so a peer that is
 down or slow never blocks the others; a lost connection is redialled with exponential backoff and
 jitter. Messages queued longer than `max_age_ms` are not sent (the receiver would drop them as stale).
-TLS is optional: pass `server_ssl` (listening side) and `client_ssl` (dialling side, `wss://`).
+TLS (runtime/peer_tls.py; `covalidator run` turns it on unless --p2p-no-tls): `server_ssl` on the
+listening side, `client_ssl` on the dialling side (`wss://`), where the server's certificate must be
+over the identity key the lock lists for the operator dialled (`pin_keys`), or no frame is sent.
 
 A frame (one binary WebSocket message):
 
@@ -77,6 +79,7 @@ from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.codec import to_json
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload, PoolPartial
 from covalidator.model.qbft.messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
+from covalidator.runtime.peer_tls import pinned_key_matches
 
 log = logging.getLogger("covalidator.peers")
 
@@ -110,6 +113,7 @@ class DropCause(StrEnum):
     )
     UNAUTHENTICATED = "unauthenticated"  # a connection without a valid handshake: refused before upgrade
     WRONG_SENDER = "wrong_sender"  # a frame from another operator than the connection authenticated
+    TLS_KEY_MISMATCH = "tls_key_mismatch"  # a dialled peer whose TLS certificate is not its lock key
 
 
 class _Malformed(Exception):
@@ -331,6 +335,7 @@ class PeerTransport:
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0,
         max_inbound: int | None = None,
+        pin_keys: bool = True,
     ) -> None:
         if not 0 <= node_index < lock.nodes:
             raise ValueError(f"node index {node_index} is not in the lock's 0..{lock.nodes - 1}")
@@ -345,6 +350,7 @@ class PeerTransport:
         self._sock = sock
         self.on_message = on_message
         self._server_ssl, self._client_ssl = server_ssl, client_ssl
+        self.pin_keys = pin_keys  # with client_ssl: the server's certificate must be over its lock key
         self.max_message_bytes = max_message_bytes
         self.max_age_ms = max_age_ms
         self.ping_interval_s = ping_interval_s
@@ -522,7 +528,7 @@ class PeerTransport:
             try:
                 ws = await self._session.ws_connect(
                     peer.url,
-                    ssl=self._client_ssl if self._client_ssl is not None else True,
+                    ssl=self._client_ssl if self._client_ssl is not None else False,
                     heartbeat=self.heartbeat_s,
                     max_msg_size=self.max_message_bytes,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
@@ -537,6 +543,18 @@ class PeerTransport:
                 delay = backoff * self._rng.uniform(0.8, 1.2)
                 backoff = min(backoff * 2, self.backoff_max_s)
                 await asyncio.sleep(delay)
+                continue
+            if (
+                self._client_ssl is not None
+                and self.pin_keys
+                and not pinned_key_matches(ws.get_extra_info("ssl_object"), peer.public_key)
+            ):
+                # someone else answered at the peer's address: not one frame goes to it
+                self._drop(DropCause.TLS_KEY_MISMATCH, f"operator {peer.share_index} at {peer.url}")
+                peer.last_error = "the TLS certificate is not over the identity key the lock lists"
+                await ws.close()
+                await asyncio.sleep(backoff * self._rng.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, self.backoff_max_s)
                 continue
             backoff = self.backoff_initial_s
             peer.ws, peer.connects, peer.connected_since = ws, peer.connects + 1, time.monotonic()

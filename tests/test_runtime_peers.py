@@ -4,22 +4,15 @@ counted, restarts (new incarnations), a down peer never blocking the others, bou
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
-import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 
 from covalidator.model.cluster.lock import ClusterLock, Operator, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
@@ -395,43 +388,17 @@ def test_frames_older_than_max_age_are_not_sent() -> None:
     run(scenario())
 
 
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "covalidator-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
-def test_tls(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=str(cert))
+def test_tls_pinned_to_the_lock_identity_keys() -> None:
+    """Peer traffic is encrypted (issue 16, Medium): TLS 1.3 with each node's certificate over its lock
+    identity key; a dialler accepts only the key the lock lists for the operator it dialled."""
+    from covalidator.runtime.peer_tls import client_context, server_context
 
     async def scenario() -> None:
         cluster = make_cluster(3)
-        nodes = [cluster.transport(i, server_ssl=server, client_ssl=client) for i in range(3)]
+        nodes = [
+            cluster.transport(i, server_ssl=server_context(cluster.keys[i]), client_ssl=client_context())
+            for i in range(3)
+        ]
         await start_all(nodes)
         try:
             nodes[2].broadcast(partials(5))
@@ -454,6 +421,57 @@ def test_tls(tmp_path: Path) -> None:
                     raise AssertionError("a plain-text WebSocket was accepted by a TLS listener")
         finally:
             await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_an_impostor_at_a_peers_address_gets_no_frame() -> None:
+    """Someone else listening at operator 2's address (with TLS and a key of its own, or with operator
+    2's handshake answered as if it were it): node 1 drops the connection right after the TLS
+    handshake, counted as tls_key_mismatch, and sends it nothing; the real peer, back at its address,
+    is then reached as usual."""
+    from covalidator.runtime.peer_tls import client_context, server_context
+
+    async def scenario() -> None:
+        cluster = make_cluster(2)
+        dialler = cluster.transport(
+            0, server_ssl=server_context(cluster.keys[0]), client_ssl=client_context()
+        )
+        impostor_key = Ed25519PrivateKey.generate()
+        received: list[bytes] = []
+
+        async def accept(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for msg in ws:
+                received.append(msg.data)
+            return ws
+
+        app = web.Application()
+        app.router.add_get(PEER_PATH, accept)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.SockSite(
+            runner, listening_socket(cluster.ports[1]), ssl_context=server_context(impostor_key)
+        )
+        await site.start()
+        await dialler.start()
+        try:
+            dialler.send(2, partials(7))
+            await until(lambda: dialler.dropped["tls_key_mismatch"] >= 2, what="the impostor refused twice")
+            assert received == [] and dialler.stats()["peers"][2]["connected"] is False
+            await runner.cleanup()  # the impostor goes; the real operator 2 comes back
+            real = cluster.transport(
+                1, server_ssl=server_context(cluster.keys[1]), client_ssl=client_context()
+            )
+            await real.start()
+            try:
+                await until(lambda: len(cluster.inbox[1]) == 1, what="the real peer reached")
+            finally:
+                await real.stop()
+        finally:
+            await dialler.stop()
+            await runner.cleanup()
 
     run(scenario())
 

@@ -135,7 +135,9 @@ def derive_key(kdf: Mapping[str, Any], password: str) -> bytes:
             raise UnsupportedKeystore(f"unsupported pbkdf2 prf {params['prf']!r} (EIP-2335 uses hmac-sha256)")
         c = _int(params, "c")
         if c > MAX_PBKDF2_ROUNDS:
-            raise KeystoreError(f"pbkdf2 c={c} is beyond the ceiling {MAX_PBKDF2_ROUNDS} (the EIP's is 262144)")
+            raise KeystoreError(
+                f"pbkdf2 c={c} is beyond the ceiling {MAX_PBKDF2_ROUNDS} (the EIP's is 262144)"
+            )
         return hashlib.pbkdf2_hmac("sha256", secret, salt, c, dklen)
     raise UnsupportedKeystore(f"unknown KDF {function!r}; EIP-2335 keystores use scrypt or pbkdf2")
 

@@ -163,6 +163,14 @@ def _env(name: str) -> str:
     "(Authorization: Bearer TOKEN, or basic auth with TOKEN as password: http://vc:TOKEN@host:port).",
 )
 @click.option(
+    "--p2p-tls/--p2p-no-tls",
+    default=True,
+    show_default=True,
+    envvar=_env("P2P_TLS"),
+    help="Peer traffic over TLS 1.3, each peer's certificate pinned to its identity key in the lock. "
+    "Every node of a cluster must use the same.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -192,6 +200,7 @@ def run(
     signer_api_allow_remote: bool,
     vc_api_vhosts: str,
     vc_api_token_file: Path | None,
+    p2p_tls: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -223,6 +232,7 @@ def run(
             signer_api_remote=signer_api_allow_remote,
             vc_api_vhosts=tuple(h.strip() for h in vc_api_vhosts.split(",") if h.strip()),
             vc_api_token=None if vc_api_token_file is None else _token(vc_api_token_file),
+            p2p_tls=p2p_tls,
         )
     except ConfigError as error:
         fail(str(error))
