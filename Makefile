@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants clean
+.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
@@ -63,6 +63,10 @@ e2e-faults: setup
 mutants: setup
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[mutation]'
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python mutation/mutants.py
+
+# The VC API fuzzed from the beacon-APIs spec, longer than CI's bounded run (README "Reliability and security")
+fuzz: setup
+	FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q -s tests/test_fuzz_vc_api.py
 
 bench: setup
 	$(BIN)/python bench/slashing.py

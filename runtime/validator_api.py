@@ -197,12 +197,15 @@ class ValidatorAPI:
             self.held -= 1
 
     @staticmethod
-    async def _json_body(request: web.Request) -> Any:
+    async def _json_body(request: web.Request, indexed: bool = False) -> Any:
+        """The JSON body, or a 400 (`indexed`: with the empty `failures` list the beacon-APIs'
+        IndexedErrorMessage of the submission endpoints requires)."""
         try:
             return await request.json(loads=json.loads)
         except (ValueError, UnicodeDecodeError) as error:
+            body: dict[str, Any] = {"code": 400, "message": f"malformed JSON body: {error}"}
             raise web.HTTPBadRequest(
-                text=json.dumps({"code": 400, "message": f"malformed JSON body: {error}"}),
+                text=json.dumps({**body, "failures": []} if indexed else body),
                 content_type="application/json",
             ) from None
 
@@ -297,9 +300,11 @@ class ValidatorAPI:
 
     def submit(self, kind: SubmissionKind) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            body = await self._json_body(request)
+            body = await self._json_body(request, indexed=True)
             if not isinstance(body, list):
-                return error_response(400, "expected a JSON array")
+                return web.json_response(
+                    {"code": 400, "message": "expected a JSON array", "failures": []}, status=400
+                )
             version = request.headers.get(ETH_CONSENSUS_VERSION, "")
             reply = await self._ask(lambda rid: VCSubmission(rid, kind, tuple(body), version))
             return self._reply(reply, lambda b: None)
