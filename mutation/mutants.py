@@ -174,12 +174,35 @@ def is_listed(equivalents: list[dict[str, Any]], survivor: dict[str, str]) -> st
     return None
 
 
-def run_target(target: Target, work: Path) -> dict[str, object]:
+def refresh_survivors(target: Target, work: Path) -> None:
+    """--rerun-survivors: a kept session's survivors run again against the checkout's CURRENT tests,
+    mutation tools and equivalents (new tests written to kill them), every other verdict kept. The
+    module under mutation must be unchanged since the session was made (its mutants' positions)."""
+    import shutil
+    import sqlite3
+
+    tree, session = work / target.name, work / f"{target.name}.sqlite"
+    if not session.is_file():
+        raise SystemExit(f"{target.name}: no kept session in {work} to rerun")
+    top, _, rest = target.path.partition("/")
+    if (tree / "covalidator" / top / rest).read_text() != (ROOT / target.path).read_text():
+        raise SystemExit(f"{target.name}: {target.path} changed since the session: run it whole again")
+    for folder in ("tests", "mutation"):
+        shutil.rmtree(tree / folder)
+        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    with sqlite3.connect(session) as db:
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+
+
+def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     tree = work / target.name
-    copy_tree(tree, None)
+    if rerun:
+        refresh_survivors(target, work)
+    else:
+        copy_tree(tree, None)
     top, _, rest = target.path.partition("/")
     module = tree / "covalidator" / top / rest
     python = shlex.quote(sys.executable)
@@ -201,12 +224,15 @@ def run_target(target: Target, work: Path) -> dict[str, object]:
         '[cosmic-ray.distributor]\nname = "local"\n'
     )
     session = work / f"{target.name}.sqlite"
-    subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=tree, check=True)
+    if not rerun:
+        subprocess.run(["cosmic-ray", "init", str(config), str(session)], cwd=tree, check=True)
     source = module.read_text()
     spans = function_lines(source, target.functions) if target.functions else []
     annotations = annotation_spans(source)
     in_annotations = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
+        if rerun:  # counted again from the kept verdicts
+            in_annotations = sum(1 for _, r in db.completed_work_items if r.output == "annotation")
         for item in list(db.pending_work_items):
             start = tuple(item.mutations[0].start_pos)
             if spans and not any(a <= start[0] <= b for a, b in spans):
@@ -260,6 +286,7 @@ def run_target(target: Target, work: Path) -> dict[str, object]:
         "survived": len(unexplained),
         "survivors": unexplained,
         "seconds": round(time.monotonic() - started),
+        "rerun_of_survivors": rerun,  # seconds: of the rerun alone
     }
 
 
@@ -295,14 +322,21 @@ def main() -> int:
     )
     parser.add_argument("--target", action="append", choices=[t.name for t in TARGETS])
     parser.add_argument("--keep", type=Path, help="keep the copies and sessions here")
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="with --keep DIR of an earlier run: run only its survivors again, against the current tests",
+    )
     args = parser.parse_args()
+    if args.rerun_survivors and args.keep is None:
+        parser.error("--rerun-survivors needs --keep DIR (the earlier run's sessions)")
     chosen = [t for t in TARGETS if not args.target or t.name in args.target]
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = []
         for target in chosen:
-            result = run_target(target, work)
+            result = run_target(target, work, rerun=args.rerun_survivors)
             results.append(result)
             print(
                 f"{target.name:16} {result['mutants']:4} mutants: {result['killed']} killed, "

@@ -91,3 +91,20 @@ def test_neighbour_check_without_the_record_above_is_refuted() -> None:
 def test_neighbour_check_without_the_record_below_is_refuted() -> None:
     result = proofs.neighbour_check_sufficiency(neighbours=("same", "above"))
     assert result.status == REFUTED
+
+
+def test_the_root_encoding_the_theorems_quantify_over_is_not_vacuous() -> None:
+    """In Z3 a signing root is an integer, known when `is_known_root` holds. The theorems are only as
+    strong as that encoding: two DIFFERENT known roots, and an unknown one, must each be possible, or
+    "double vote with other data" could never arise in a proof. Killed mutant: `root == 0`, under which
+    every known root is the same and the theorems still prove, about less."""
+    import z3
+
+    a, b = z3.Ints("root_a root_b")
+    solver = z3.Solver()
+    solver.add(rules.is_known_root(a), rules.is_known_root(b), a != b)
+    assert solver.check() == z3.sat
+    solver = z3.Solver()
+    solver.add(z3.Not(rules.is_known_root(a)))
+    assert solver.check() == z3.sat
+    assert rules.is_known_root(b"\x00" * 32) and not rules.is_known_root(None)

@@ -299,3 +299,18 @@ def test_a_watermark_refusal_names_the_bound_broken() -> None:
     assert source.refusal is Refusal.SOURCE_BELOW_MIN
     target = check_attestation(SignedAttestation(7, 9, None), [], watermark)  # source above its minimum
     assert target.refusal is Refusal.TARGET_NOT_ABOVE_MIN
+
+
+def test_a_history_with_a_record_repeated_is_a_staircase_as_the_specs_find_no_slashable_pair() -> None:
+    """An import may list the same attestation twice: equal records, distinct objects. The specs'
+    `is_slashable_attestation_data` finds no pair in it, so `is_staircase` must say yes (else the import
+    is minified for nothing). Killed mutant: comparing the records by identity instead of value."""
+    datas = [attestation_data(1, 2, 0), attestation_data(1, 2, 0), attestation_data(2, 5, 1)]
+    history = [SignedAttestation(1, 2, bytes(spec.hash_tree_root(d))) for d in datas[:2]]
+    history.append(SignedAttestation(2, 5, bytes(spec.hash_tree_root(datas[2]))))
+    assert history[0] is not history[1] and history[0] == history[1]
+    for d1 in datas:
+        for d2 in datas:
+            assert not spec.is_slashable_attestation_data(d1, d2)
+    assert is_staircase(history)
+    assert is_staircase(list(reversed(history)))
