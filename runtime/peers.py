@@ -303,6 +303,7 @@ class _Peer:
 class _Inbound:
     remote: str
     sender: int | None = None
+    pongs_only: bool = False  # a connection this node dialled: the peer only answers pings on it
 
 
 def _wall_ms() -> float:
@@ -598,8 +599,11 @@ class PeerTransport:
 
     async def _read_dialled(self, peer: _Peer, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
+            # frames on it must be that peer's pongs: nothing else (no relayed frame of another
+            # operator, no message that would advance the peer's sequence out of band)
+            dialled = _Inbound(peer.url, peer.share_index, pongs_only=True)
             async for msg in ws:
-                reply = self._on_ws_message(msg, None)
+                reply = self._on_ws_message(msg, dialled)
                 if reply is not None:
                     await ws.send_bytes(reply)
         finally:
@@ -746,6 +750,9 @@ class PeerTransport:
             return None
         if conn is not None and conn.sender is not None and sender != conn.sender:
             self._drop(DropCause.WRONG_SENDER, f"{sender} on operator {conn.sender}'s connection")
+            return None
+        if conn is not None and conn.pongs_only and kind != "pong":
+            self._drop(DropCause.WRONG_SENDER, f"a {kind} frame on the connection this node dialled")
             return None
         try:
             peer.public_key.verify(signature, FRAME_DOMAIN + body)

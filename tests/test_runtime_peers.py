@@ -529,3 +529,29 @@ def test_strangers_get_no_connection_and_cannot_keep_a_peer_out() -> None:
             await stop_all(nodes)
 
     run(scenario(), 60)
+
+
+def test_frames_relayed_on_a_dialled_connection_are_dropped_and_cannot_reorder_a_sender() -> None:
+    """Issue 16 (Low): a relayed broadcast (a higher seq) made the sender's earlier unicast frames drop
+    as replays. Frames are bound to the connection they arrive on: on an accepted one only its
+    authenticated operator's (`wrong_sender`), on one this node dialled only that peer's pongs. So
+    operator 2, answering on node 1's dialled connection, can relay neither operator 3's broadcast nor a
+    message of its own, and node 1 then takes operator 3's earlier unicast as usual."""
+    from covalidator.runtime.peers import _Inbound
+
+    cluster = make_cluster(3)
+    nodes = [cluster.transport(i) for i in range(3)]
+    unicast = nodes[2]._payload_frame(1, partials(1))  # operator 3 -> node 1, seq n
+    broadcast = nodes[2]._payload_frame(0, partials(2))  # operator 3 -> everyone, seq n + 1
+    own = nodes[1]._payload_frame(0, partials(3))  # operator 2's own message
+    assert unicast is not None and broadcast is not None and own is not None
+    dialled_to_2 = _Inbound("ws://peer-2", 2, pongs_only=True)
+    for frame in (broadcast, own):
+        assert nodes[0].receive_frame(frame, dialled_to_2) is None
+    assert nodes[0].dropped["wrong_sender"] == 2 and cluster.inbox[0] == []
+    accepted_from_3 = _Inbound("127.0.0.1", 3)
+    assert nodes[0].receive_frame(broadcast, _Inbound("127.0.0.1", 2)) is None  # on 2's own connection
+    assert nodes[0].dropped["wrong_sender"] == 3
+    nodes[0].receive_frame(unicast, accepted_from_3)  # the earlier seq: not a replay
+    nodes[0].receive_frame(broadcast, accepted_from_3)
+    assert tags(cluster.inbox[0]) == [(3, 1), (3, 2)] and nodes[0].dropped["replayed"] == 0
