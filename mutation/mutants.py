@@ -75,7 +75,16 @@ TARGETS = (
     Target(
         "qbft-rules",
         "model/qbft/rules.py",
-        ("tests/test_qbft_rules.py", "tests/test_qbft.py", "tests/test_proofs_qbft.py"),
+        (
+            "tests/test_qbft_rules.py",
+            "tests/test_qbft.py",
+            "tests/test_proofs_qbft.py",
+            # the threshold rule lives here too: its words, the lock's use of it, and the grid test
+            # that compares it with dv_safety for every (N, M)
+            "tests/test_threshold_rule.py",
+            "tests/test_cluster_lock.py",
+            "tests/test_proofs_dv_safety.py::test_the_theorem_holds_exactly_for_the_thresholds_the_code_accepts",
+        ),
         (*QBFT_THEOREMS, "dv_safety.dv_safety"),
     ),
     Target(
