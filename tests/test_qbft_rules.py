@@ -186,3 +186,24 @@ def test_round_deadlines_and_round_at_agree(start: int, round: int, duration: in
     assert round_at(start, start - 1, duration, increase) == 1
     if increase == 0:
         assert end == start + round * duration
+
+
+def test_j2_needs_a_round_change_that_reports_the_proposed_value_itself() -> None:
+    """Moniz's J2: the proposed value must be the one a ROUND-CHANGE reports for the highest prepared
+    round. A prepare quorum for the value is not enough when the only report of that round names another
+    value (a Byzantine node's, say), whatever the order of the two hashes."""
+    prepares = [vote(MsgType.PREPARE, s, 2, "0xv") for s in (1, 2, 3)]
+    for other in ("0xa", "0xz"):  # below and above "0xv"
+        rcs = [rc(1, 3, 2, other), rc(2, 3), rc(4, 3)]
+        assert not justified(3, "0xv", rcs, prepares), other
+    assert justified(3, "0xv", [rc(1, 3, 2, "0xa"), rc(2, 3, 2, "0xv"), rc(4, 3)], prepares)
+
+
+def test_messages_of_the_instance_are_recognised_by_value_not_identity() -> None:
+    """Messages off the network carry their own DutyId objects: equal to the instance, never the same
+    object. Slots are built for them (a check by identity would refuse every justification)."""
+    same = DutyId(DUTY.slot, DUTY.kind)
+    assert same == DUTY and same is not DUTY
+    assert round_change_slots(4, same, [rc(1, 3), rc(2, 3)]) is not None
+    assert vote_slots(4, same, MsgType.PREPARE, [vote(MsgType.PREPARE, 1, 2, "0xv")]) is not None
+    assert round_change_slots(4, DutyId(DUTY.slot + 1, DUTY.kind), [rc(1, 3)]) is None  # another instance
