@@ -197,6 +197,10 @@ def test_j2_needs_a_round_change_that_reports_the_proposed_value_itself() -> Non
         rcs = [rc(1, 3, 2, other), rc(2, 3), rc(4, 3)]
         assert not justified(3, "0xv", rcs, prepares), other
     assert justified(3, "0xv", [rc(1, 3, 2, "0xa"), rc(2, 3, 2, "0xv"), rc(4, 3)], prepares)
+    # the proposal's hash and the report's are equal strings from different messages, not one object
+    proposed = "".join(["0x", "v"])
+    assert proposed == "0xv" and proposed is not "0xv"  # noqa: F632 - the point of the case
+    assert justified(3, proposed, [rc(1, 3, 2, "0xa"), rc(2, 3, 2, "0xv"), rc(4, 3)], prepares)
 
 
 def test_messages_of_the_instance_are_recognised_by_value_not_identity() -> None:
