@@ -211,3 +211,47 @@ def test_messages_of_the_instance_are_recognised_by_value_not_identity() -> None
     assert round_change_slots(4, same, [rc(1, 3), rc(2, 3)]) is not None
     assert vote_slots(4, same, MsgType.PREPARE, [vote(MsgType.PREPARE, 1, 2, "0xv")]) is not None
     assert round_change_slots(4, DutyId(DUTY.slot + 1, DUTY.kind), [rc(1, 3)]) is None  # another instance
+
+
+def test_slots_take_only_messages_of_their_own_type() -> None:
+    """A PREPARE is never counted as a COMMIT, nor any other type as a vote or a ROUND-CHANGE, whatever
+    the order of the types' values."""
+    for kind in (MsgType.PREPARE, MsgType.COMMIT):
+        for other in MsgType:
+            if other is not kind:
+                assert vote_slots(4, DUTY, kind, [Message(other, DUTY, 1, 2, "0xv")]) is None, (kind, other)
+    for other in MsgType:
+        if other is not MsgType.ROUND_CHANGE:
+            assert round_change_slots(4, DUTY, [Message(other, DUTY, 1, 2, "0xv")]) is None, other
+
+
+def test_a_round_change_cannot_claim_a_round_prepared_after_its_own() -> None:
+    for prepared in (3, 4, 9):  # the RC's own round (3) or later: nothing can have been prepared there yet
+        prepares = vote_slots(
+            4, DUTY, MsgType.PREPARE, [vote(MsgType.PREPARE, s, prepared, "0xv") for s in (1, 2, 4)]
+        )
+        assert prepares is not None
+        assert not is_justified_round_change(4, 3, prepared, "0xv", prepares), prepared
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 4), st.integers(0, 2)), min_size=4, max_size=4),
+    st.integers(0, 5),
+    st.integers(0, 2),
+    st.integers(1, 5),
+)
+@settings(max_examples=150, deadline=None)
+def test_round_change_and_commit_rules_agree_on_python_values_and_z3_terms(
+    prepares: list[tuple[bool, int, int]], prepared_round: int, prepared_hash: int, round: int
+) -> None:
+    """As for the proposal rule above: the ROUND-CHANGE justification and the commit certificate,
+    evaluated concretely and as Z3 terms over constants, agree (nothing prepared included)."""
+    concrete = [VoteSlot(p, r, v) for p, r, v in prepares]
+    symbolic = [VoteSlot(z3.BoolVal(p), z3.IntVal(r), z3.IntVal(v)) for p, r, v in prepares]
+    for rule, args in (
+        (is_justified_round_change, (round, prepared_round, prepared_hash)),
+        (is_commit_certificate, (round, prepared_hash)),
+    ):
+        value = bool(rule(4, *args, concrete))
+        term = z3.simplify(rule(z3.IntVal(4), *(z3.IntVal(a) for a in args), symbolic))
+        assert z3.is_true(term) == value and z3.is_false(term) != value, (rule.__name__, args)
