@@ -166,8 +166,8 @@ PLANTED: tuple[Planted, ...] = (
         "persist-awaited",
         "persist_before_serve at run time: a Persist is durable before the step's next action runs",
         "runtime/node_runner.py",
-        "                persisted = await self._in_io(self.store.persist, action)  # durable before anything else",
-        "                self._spawn(self._in_io(self.store.persist, action))\n                return",
+        "                    persisted = await self._in_io(self.store.persist, action)  # durable before anything else",
+        "                    self._spawn(self._in_io(self.store.persist, action))\n                    return",
         tests=(
             "tests/test_runtime_runner.py::test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_survived",
         ),
