@@ -183,6 +183,9 @@ def is_listed(equivalents: list[dict[str, Any]], survivor: dict[str, str]) -> st
     return None
 
 
+NOT_RUN = "not-run"  # the output marking a mutant an interrupted session never ran
+
+
 def refresh_survivors(target: Target, work: Path) -> None:
     """--rerun-survivors: a kept session's survivors run again against the checkout's CURRENT tests,
     mutation tools and equivalents (new tests written to kill them), every other verdict kept. The
@@ -201,6 +204,13 @@ def refresh_survivors(target: Target, work: Path) -> None:
         shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__"))
     with sqlite3.connect(session) as db:
         db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        # an interrupted session's mutants never run stay pending: marked so this rerun skips them
+        # (cosmic-ray runs every pending item), unmarked after it, for a later resume
+        db.execute(
+            "INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+            f"SELECT 'SKIPPED', '{NOT_RUN}', NULL, NULL, job_id FROM work_items "
+            "WHERE job_id NOT IN (SELECT job_id FROM work_results)"
+        )
 
 
 def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, object]:
@@ -239,9 +249,11 @@ def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, obj
     spans = function_lines(source, target.functions) if target.functions else []
     annotations = annotation_spans(source)
     in_annotations = 0
+    not_run = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
         if rerun:  # counted again from the kept verdicts
             in_annotations = sum(1 for _, r in db.completed_work_items if r.output == "annotation")
+            not_run = sum(1 for _, r in db.completed_work_items if r.output == NOT_RUN)
         for item in list(db.pending_work_items):
             start = tuple(item.mutations[0].start_pos)
             if spans and not any(a <= start[0] <= b for a, b in spans):
@@ -279,6 +291,11 @@ def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, obj
                         "diff": result.diff or "",
                     }
                 )
+    if not_run:
+        import sqlite3
+
+        with sqlite3.connect(session) as db:
+            db.execute("DELETE FROM work_results WHERE output = ?", (NOT_RUN,))
     equivalents = load_equivalents()
     equivalent, unexplained = [], []
     for survivor in survivors:
@@ -296,6 +313,7 @@ def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, obj
         "survivors": unexplained,
         "seconds": round(time.monotonic() - started),
         "rerun_of_survivors": rerun,  # seconds: of the rerun alone
+        "not_run": not_run,  # mutants an interrupted session never ran (0: the target is complete)
     }
 
 
@@ -351,7 +369,8 @@ def main() -> int:
                 f"{target.name:16} {result['mutants']:4} mutants: {result['killed']} killed, "
                 f"{result['incompetent']} incompetent, {result['survived_equivalent']} equivalent "
                 f"(+{result['equivalent_annotations']} in annotations), "
-                f"{result['survived']} survived ({result['seconds']} s)",
+                f"{result['survived']} survived ({result['seconds']} s)"
+                + (f"; {result['not_run']} never run (interrupted)" if result["not_run"] else ""),
                 flush=True,
             )
             for survivor in result["survivors"]:  # type: ignore[attr-defined]
