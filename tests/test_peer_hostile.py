@@ -75,3 +75,26 @@ def test_a_batch_larger_than_any_honest_one_is_dropped_whole() -> None:
     state = node.state
     assert max_batch(state, DutyKind.SYNC_CONTRIBUTION) == 3 * state.config.chain.sync_committee_subnet_count
     assert max_batch(state, DutyKind.SYNC_MESSAGE) == 3 * state.config.limits.sync_roots
+
+
+def test_justifications_are_bounded_at_decode_two_quorums_and_not_one_more() -> None:
+    """A QBFT envelope carries at most 2N justification messages (a ROUND-CHANGE quorum and a PREPARE
+    quorum); one more is refused as malformed before anything reads or verifies it."""
+    import pytest
+
+    from covalidator.model.node.codec import to_json
+    from covalidator.model.node.events import PeerPayload
+    from covalidator.model.qbft.messages import Envelope, Message, MsgType
+    from covalidator.runtime.peers import _Malformed, decode_payload
+
+    duty = DutyId(9, DutyKind.ATTESTER)
+    nodes = 4
+
+    def payload(justifications: int) -> object:
+        proposal = Message(MsgType.PRE_PREPARE, duty, 2, 2, "0x" + "aa" * 32)
+        rcs = tuple(Message(MsgType.ROUND_CHANGE, duty, 1 + i % nodes, 2) for i in range(justifications))
+        return to_json(PeerPayload(qbft=Envelope(proposal, b"{}", rcs)))
+
+    assert decode_payload(payload(2 * nodes), nodes).qbft is not None  # at the bound
+    with pytest.raises(_Malformed, match="justification"):
+        decode_payload(payload(2 * nodes + 1), nodes)  # one over
