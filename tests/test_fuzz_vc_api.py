@@ -12,6 +12,8 @@ endpoint for a longer run (`make fuzz`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import time
 from collections import Counter
@@ -208,3 +210,104 @@ def test_generated_requests_to_a_live_node_never_break_it(tmp_path: Path) -> Non
     print(f"attester duties on chain during the fuzzing: {done}/{due}")
     assert due >= 8 and done >= 0.9 * due, (done, due, report["missed"])
     assert rss[-1] < 2 * rss[0] + 100_000, rss  # bounded: no growth with the requests tried
+
+
+def signer_exchange(
+    op: Any, mode: GenerationMode, base_url: str, identifier: str, statuses: Counter[str], problems: list[str]
+) -> Any:
+    """The Hypothesis test of one Remote Signing API operation (the path's identifier: a real group key,
+    so requests get past the lookup to the model)."""
+    from openapi_core.testing import MockRequest, MockResponse
+
+    from tests.test_signer_api import remote_signing_api
+
+    session = requests.Session()
+    method = op.method.upper()
+    fixed = {"identifier": identifier} if "{identifier}" in op.path else None
+
+    @settings(
+        max_examples=5 * EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=op.as_strategy(generation_mode=mode, path_parameters=fixed))
+    def one(case: Any) -> None:
+        kwargs = case.as_transport_kwargs(base_url=base_url)
+        kwargs.pop("base_url", None)
+        where = f"{method} {case.formatted_path[:40]}"
+        try:
+            response = session.request(**kwargs, timeout=30)
+        except requests.RequestException as error:
+            problems.append(f"{where}: no answer ({error})")
+            return
+        body_type = case.body.get("type") if isinstance(case.body, dict) else None
+        statuses[f"{mode.value} {method} {response.status_code}"] += 1
+        if response.status_code >= 500 and response.status_code != 503:
+            problems.append(f"{where}: {response.status_code} {response.text[:200]}")
+        elif response.status_code == 200 and body_type in ("ATTESTATION", "BLOCK_V2"):
+            # nothing the fuzzer makes up was decided by the cluster: never signed
+            problems.append(f"{where}: a {body_type} signed for generated data: {case.body!r:.300}")
+        elif mode is GenerationMode.POSITIVE or response.status_code != 200:
+            raw = kwargs.get("data") or (json.dumps(kwargs["json"]).encode() if "json" in kwargs else None)
+            request = MockRequest("http://localhost", method.lower(), case.formatted_path, data=raw)
+            answer = MockResponse(
+                response.content,
+                status_code=response.status_code,
+                content_type=response.headers.get("Content-Type"),
+            )
+            try:
+                remote_signing_api().validate_response(request, answer)
+            except Exception as error:
+                problems.append(f"{where}: {response.status_code} answer not valid: {str(error)[:300]}")
+
+    return one
+
+
+def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_path: Path) -> None:
+    """The signer API (signer mode) fuzzed the same way, from ../shared/remote-signing-api, on a node of
+    a 4-node signer-mode devnet: no 5xx but 503, answers valid against the spec, nothing signed for
+    generated attestation or block data, and the node answers and stays within its memory after."""
+    from covalidator.runtime import keys_io
+    from tests.helpers.node_proc import free_ports
+
+    cluster = tmp_path / "c"
+    make_devnet_cluster(cluster, NODES, VALIDATORS)
+    lock = keys_io.load_lock(cluster / "node0" / keys_io.LOCK_FILE)
+    group = "0x" + lock.distributed_validators[0].distributed_public_key.hex()
+    config = DevnetConfig(
+        validators=VALIDATORS, epochs=3, seconds_per_slot=3, genesis_delay_s=4, committee_size=16
+    )
+    ports = free_ports(NODES)
+    statuses: Counter[str] = Counter()
+    problems: list[str] = []
+    spec = schemathesis.openapi.from_path(str(shared_path("remote-signing-api", "remote-signing-oapi.yaml")))
+
+    def fuzz(base_url: str) -> None:
+        for result in spec.get_all_operations():
+            for mode in GenerationMode:
+                with contextlib.suppress(Unsatisfiable):  # publicKeys has nothing to break
+                    signer_exchange(result.ok(), mode, base_url, group, statuses, problems)()
+
+    async def scenario() -> list[int]:
+        per_node = lambda i: ("--signer-api", f"127.0.0.1:{ports[i]}")  # noqa: E731
+        async with devnet_cluster(
+            cluster, DevnetBN(config), "--round-ms", "500", per_node=per_node
+        ) as running:
+            pid = running.processes[0].pid
+            rss = [rss_kib(pid)]
+            await asyncio.to_thread(fuzz, f"http://127.0.0.1:{ports[0]}")
+            rss.append(rss_kib(pid))
+            assert running.processes[0].returncode is None, "the fuzzed node died"
+            import aiohttp
+
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{ports[0]}/upcheck") as r,
+            ):
+                assert r.status == 200
+        return rss
+
+    rss = run(scenario(), 600)
+    tried = sum(statuses.values())
+    print(f"signer fuzz: {tried} requests, by status {dict(sorted(statuses.items()))}; RSS KiB {rss}")
+    assert not problems, problems[:20]
+    assert tried >= EXAMPLES * 10  # two modes of the sign endpoint, 5 x EXAMPLES each
+    assert rss[-1] < 2 * rss[0] + 100_000, rss
