@@ -180,6 +180,7 @@ class _EndpointStats:
 class _Health:
     down: bool = False
     syncing: bool = False
+    wrong_chain: str = ""  # why this BN is on another chain now (never asked while set)
     last_error: str = ""
     last_ok_ms: int | None = None
     errors: dict[str, int] = field(default_factory=dict)
@@ -306,12 +307,49 @@ class BeaconNodeClient:
 
     def healthy(self, url: str) -> bool:
         health = self._health[url]
-        return not health.down and not health.syncing
+        return not health.down and not health.syncing and not health.wrong_chain
+
+    def on_chain(self, url: str) -> bool:
+        return not self._health[url].wrong_chain
 
     def candidates(self) -> list[str]:
-        """Every BN, best first: healthy primaries, healthy fallbacks, then the others."""
-        every = [*self.primaries, *self.fallbacks]
+        """Every BN on the cluster's chain, best first: healthy primaries, healthy fallbacks, then the
+        others. A BN found on another chain is never asked (`recheck_chain`)."""
+        every = [u for u in (*self.primaries, *self.fallbacks) if self.on_chain(u)]
         return [u for u in every if self.healthy(u)] + [u for u in every if not self.healthy(u)]
+
+    async def recheck_chain(self, info: ChainInfo) -> dict[str, str]:
+        """Ask every BN its genesis again: one that now answers another genesis validators root or
+        genesis time (replaced, resynced to another network) is set aside until it answers this
+        chain's again. Returns {name: why} of those set aside now."""
+
+        async def read(url: str) -> str | None:
+            result = await self._http(url, "genesis", _Variant("v1", "GET", "/eth/v1/beacon/genesis"))
+            if isinstance(result, _Failure) or result.status != 200 or not isinstance(result.data, dict):
+                return None  # no verdict from a BN that does not answer
+            data = result.data
+            root, time_s = (
+                str(data.get("genesis_validators_root", "")).lower(),
+                str(data.get("genesis_time", "")),
+            )
+            if root != "0x" + info.genesis_validators_root.hex() or time_s != str(info.genesis_time):
+                return f"genesis root {root[:18]}... time {time_s}, not this chain's"
+            return ""
+
+        every = [*self.primaries, *self.fallbacks]
+        verdicts = await asyncio.gather(*(read(u) for u in every))
+        for url, verdict in zip(every, verdicts, strict=True):
+            if verdict is None:
+                continue
+            health = self._health[url]
+            if verdict and not health.wrong_chain:
+                log.error(
+                    "beacon node %s is on another chain now (%s): not asked until it is back", url, verdict
+                )
+            elif not verdict and health.wrong_chain:
+                log.warning("beacon node %s is on the cluster's chain again", url)
+            health.wrong_chain = verdict
+        return {u: self._health[u].wrong_chain for u in every if self._health[u].wrong_chain}
 
     def record(self, url: str, endpoint: str, started: float, error: str | None = None) -> None:
         """Account one call (the reverse proxy records through here too)."""
@@ -342,6 +380,7 @@ class BeaconNodeClient:
                 "role": "primary" if url in self.primaries else "fallback",
                 "down": h.down,
                 "syncing": h.syncing,
+                "wrong_chain": h.wrong_chain or None,
                 "last_error": h.last_error,
                 "last_ok_ms": h.last_ok_ms,
                 "errors": dict(h.errors),
@@ -453,9 +492,11 @@ class BeaconNodeClient:
         """The first good answer (2xx) over every BN; BNResponseError for a definitive 4xx;
         BNUnavailable when no BN answered."""
         family = family or endpoint
-        healthy_primary = any(self.healthy(u) for u in self.primaries)
-        first_round = list(self.primaries) + ([] if healthy_primary else list(self.fallbacks))
-        rounds = [first_round] + ([list(self.fallbacks)] if healthy_primary and self.fallbacks else [])
+        primaries = [u for u in self.primaries if self.on_chain(u)]
+        fallbacks = [u for u in self.fallbacks if self.on_chain(u)]
+        healthy_primary = any(self.healthy(u) for u in primaries)
+        first_round = primaries + ([] if healthy_primary else fallbacks)
+        rounds = [first_round] + ([fallbacks] if healthy_primary and fallbacks else [])
         failures: list[_Failure] = []
         for urls in rounds:
             good, definitive, failed = await self._race(urls, endpoint, family, variants, submit)

@@ -38,6 +38,7 @@ READY_REASONS = {
     "clock_offset": "a connected peer's clock is off by more than the bound",
     "vc_not_seen": "the validator client has not called this node for an epoch",
     "store_unavailable": "the store cannot commit (disk full, I/O error): nothing is served or signed",
+    "bn_wrong_chain": "every beacon node now answers another chain's genesis (set aside, never asked)",
 }
 
 
@@ -50,6 +51,8 @@ class HealthInputs:
     vc_silent_ms: int  # since the VC's last call (or since start when it never called)
     epoch_ms: int
     store_error: str | None = None  # the store's last commit failed with this
+    bn_wrong_chain: tuple[str, ...] = ()  # BNs set aside: they answer another chain's genesis now
+    bn_count: int = 0
 
 
 def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
@@ -86,6 +89,8 @@ def not_ready_reasons(h: HealthInputs) -> list[dict[str, str]]:
         )
     if h.store_error is not None:
         add("store_unavailable", h.store_error)
+    if h.bn_wrong_chain and len(h.bn_wrong_chain) >= h.bn_count:
+        add("bn_wrong_chain", ", ".join(h.bn_wrong_chain))
     return reasons
 
 
@@ -155,6 +160,7 @@ class Monitoring:
         clock = config.chain.clock if config is not None else None
         now = int(time.time() * 1000)
         seen = node.api.seen_vc_ms if node.api is not None and node.api.seen_vc_ms else self.started_ms
+        bns = node.bn.stats() if node.bn is not None else {}
         return HealthInputs(
             bn_syncing=dict(self.bn_syncing),
             n=config.n if config is not None else 1,
@@ -167,6 +173,8 @@ class Monitoring:
             vc_silent_ms=max(0, now - seen),
             epoch_ms=clock.slot_ms * clock.slots_per_epoch if clock is not None else 2**62,
             store_error=node.runner.store_error if node.runner is not None else None,
+            bn_wrong_chain=tuple(u for u, b in bns.items() if b.get("wrong_chain")),
+            bn_count=len(bns),
         )
 
     def reasons(self) -> list[dict[str, str]]:

@@ -50,6 +50,7 @@ from covalidator.runtime.validator_api import ValidatorAPI
 log = logging.getLogger("covalidator.app")
 
 STORE_FILE = "covalidator.sqlite"
+CHAIN_RECHECK_S = 30.0  # how often each BN's genesis is asked again (a BN replaced by another chain's)
 TRACE_DIR = "trace"
 KEEP_DECIDED_EPOCHS = 64  # decided values and outcomes older than this are pruned (never slashing records)
 
@@ -132,6 +133,7 @@ class NodeApp:
         self.tracker: DutyTracker | None = None
         self.monitoring: Monitoring | None = None
         self.config: NodeConfig | None = None
+        self.chain_info: ChainInfo | None = None  # genesis and spec as the BNs answered at start
         self.api_port = 0
         self._web: web.AppRunner | None = None
         self._signer_web: web.AppRunner | None = None
@@ -166,7 +168,7 @@ class NodeApp:
             secrets = await asyncio.to_thread(load_share_secrets, files.lock, files.node_index, s.node_dir)
             signer = ShareSigner(secrets)
         self.bn = BeaconNodeClient(s.beacon_nodes, s.fallback_beacon_nodes)
-        info = await self._check_chain(files)
+        info = self.chain_info = await self._check_chain(files)
         if info is None:
             return False
         round_ms: dict[str, Any] = {"round_duration_ms": s.round_ms}
@@ -254,6 +256,7 @@ class NodeApp:
         self._spawn(self._ticks(), "ticks")
         self._spawn(self._heads(), "heads")
         self._spawn(self._housekeeping(), "housekeeping")
+        self._spawn(self._chain_watch(), "chain-watch")
         log.info(
             "covalidator node up",
             extra={
@@ -376,6 +379,19 @@ class NodeApp:
                 log.debug("head events: %s", error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 12.0)
+
+    async def _chain_watch(self) -> None:
+        """Every CHAIN_RECHECK_S: a BN that now answers another chain's genesis is set aside (never
+        asked, the status names it) until it answers this chain's again (`BeaconNodeClient.recheck_chain`)."""
+        assert self.bn is not None and self.chain_info is not None
+        while True:
+            await asyncio.sleep(CHAIN_RECHECK_S)
+            try:
+                await self.bn.recheck_chain(self.chain_info)
+            except Exception as error:  # never fatal: the verdicts stay as they were
+                log.warning(
+                    "could not recheck the beacon nodes' chain", extra={"fields": {"error": str(error)}}
+                )
 
     async def _housekeeping(self) -> None:
         """Once per epoch: prune the node memory in the store, log one status line."""

@@ -455,3 +455,45 @@ def test_bn_credentials_and_api_keys_never_appear_in_errors_status_or_metrics() 
     with_bns(1, scenario)
     assert redact("https://bn.example:5052") == "https://bn.example:5052"
     assert redact("http://u:p@[::1]:5052/x") == "http://[::1]:5052/..."
+
+
+def test_a_bn_that_moves_to_another_chain_mid_run_is_set_aside_until_it_comes_back() -> None:
+    """Issue 16 (BN faults): a BN replaced or resynced onto another network keeps answering, with
+    another chain's data. The periodic genesis check sets it aside: calls and the proxy go to the BN
+    still on the chain, the status names it, and it is asked again once it answers this chain's genesis."""
+    from covalidator.runtime.bn_client import BNUnavailable
+    from covalidator.runtime.monitoring import HealthInputs, not_ready_reasons
+
+    async def scenario(bns: list[FakeBN]) -> None:
+        client = BeaconNodeClient([bns[0].url], [bns[1].url])
+        try:
+            info = await client.check_chain(bytes.fromhex("10000038"), bytes.fromhex("4b" * 32))
+            assert await client.recheck_chain(info) == {}
+            other = {**GENESIS, "genesis_validators_root": "0x" + "99" * 32}
+            bns[0].answer("GET", "/eth/v1/beacon/genesis", {"data": other})  # the primary moved
+            moved = await client.recheck_chain(info)
+            primary = client.primaries[0]
+            assert list(moved) == [primary] and "not this chain's" in moved[primary]
+            assert client.candidates() == [client.fallbacks[0]]  # never asked, not even last
+            before = len(bns[0].hits)
+            assert await client.genesis()  # answered by the fallback
+            assert len(bns[0].hits) == before
+            assert client.stats()[primary]["wrong_chain"]
+
+            def reasons(wrong: tuple[str, ...]) -> list[str]:
+                inputs = HealthInputs({}, 4, 3, {}, 0, 10**9, bn_wrong_chain=wrong, bn_count=2)
+                return [r["reason"] for r in not_ready_reasons(inputs)]
+
+            assert reasons((primary,)) == []  # one BN left on the chain: still ready
+            assert reasons((primary, client.fallbacks[0])) == ["bn_wrong_chain"]
+            bns[1].answer("GET", "/eth/v1/beacon/genesis", {"data": {**GENESIS, "genesis_time": "1"}})
+            await client.recheck_chain(info)
+            with pytest.raises(BNUnavailable):  # no BN left on the chain: nothing is asked at all
+                await client.genesis()
+            bns[0].answer("GET", "/eth/v1/beacon/genesis", {"data": GENESIS})  # back
+            assert list(await client.recheck_chain(info)) == [client.fallbacks[0]]
+            assert client.candidates()[0] == primary
+        finally:
+            await client.close()
+
+    with_bns(2, scenario)
