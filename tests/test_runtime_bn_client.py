@@ -65,7 +65,7 @@ def test_first_good_answer_wins_and_slow_bns_do_not_delay_it() -> None:
     with_bns(2, scenario)
 
 
-@pytest.mark.parametrize("failure", ["syncing", "error", "down", "timeout"])
+@pytest.mark.parametrize("failure", ["syncing", "error", "down", "timeout", "malformed"])
 def test_fallback_is_used_when_no_primary_answers(failure: str) -> None:
     async def scenario(bns: list[FakeBN]) -> None:
         primary, fallback = bns
@@ -86,6 +86,7 @@ def test_fallback_is_used_when_no_primary_answers(failure: str) -> None:
                 "error": "status_5xx",
                 "down": "connection",
                 "timeout": "timeout",
+                "malformed": "bad_body",
             }
             assert health["errors"] == {expected[failure]: 1}
             assert health["syncing"] == (failure == "syncing") and health["down"] == (

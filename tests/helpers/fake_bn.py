@@ -90,6 +90,8 @@ class FakeBN:
             return json_response({"code": 503, "message": "Beacon node is currently syncing"}, 503)
         if self.behaviour == "error":
             return json_response({"code": 500, "message": "internal error"}, 500)
+        if self.behaviour == "malformed":  # a 200 whose body is not JSON (a broken BN or proxy)
+            return web.Response(status=200, text='{"data": {"slot": "1"', content_type="application/json")
         handler = self.handlers.get((request.method, request.path))
         if handler is None:
             message = f"Route {request.method}:{request.path} not found"
