@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz clean
+.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz soak clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
@@ -67,6 +67,10 @@ mutants: setup
 # The VC API fuzzed from the beacon-APIs spec, longer than CI's bounded run (README "Reliability and security")
 fuzz: setup
 	FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q -s tests/test_fuzz_vc_api.py
+
+# Seeded cluster simulations (N = 4, 7, 10; Byzantine, crash, partitions) until 100,000 duties (hours)
+soak: setup
+	$(BIN)/python scripts/soak.py --out soak.json
 
 bench: setup
 	$(BIN)/python bench/slashing.py
