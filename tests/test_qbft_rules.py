@@ -196,6 +196,9 @@ def test_j2_needs_a_round_change_that_reports_the_proposed_value_itself() -> Non
     for other in ("0xa", "0xz"):  # below and above "0xv"
         rcs = [rc(1, 3, 2, other), rc(2, 3), rc(4, 3)]
         assert not justified(3, "0xv", rcs, prepares), other
+        # the value reported for an EARLIER round is not the highest round's report either
+        rcs = [rc(1, 3, 2, other), rc(2, 3, 1, "0xv"), rc(4, 3)]
+        assert not justified(3, "0xv", rcs, prepares), other
     assert justified(3, "0xv", [rc(1, 3, 2, "0xa"), rc(2, 3, 2, "0xv"), rc(4, 3)], prepares)
     # the proposal's hash and the report's are equal strings from different messages, not one object
     proposed = "".join(["0x", "v"])
