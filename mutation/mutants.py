@@ -203,14 +203,15 @@ def refresh_survivors(target: Target, work: Path) -> None:
         shutil.rmtree(tree / folder)
         shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__"))
     with sqlite3.connect(session) as db:
-        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
-        # an interrupted session's mutants never run stay pending: marked so this rerun skips them
-        # (cosmic-ray runs every pending item), unmarked after it, for a later resume
+        # an interrupted session's mutants never run stay pending: marked FIRST (before the survivors'
+        # verdicts are cleared, which makes them pending too) so this rerun skips them (cosmic-ray runs
+        # every pending item); unmarked after it, for a later resume
         db.execute(
             "INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
             f"SELECT 'SKIPPED', '{NOT_RUN}', NULL, NULL, job_id FROM work_items "
             "WHERE job_id NOT IN (SELECT job_id FROM work_results)"
         )
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
 
 
 def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, object]:
