@@ -312,6 +312,10 @@ class BeaconNodeClient:
     def on_chain(self, url: str) -> bool:
         return not self._health[url].wrong_chain
 
+    def off_chain(self) -> list[str]:
+        """The BNs set aside by `recheck_chain` (on another chain now)."""
+        return [u for u in (*self.primaries, *self.fallbacks) if not self.on_chain(u)]
+
     def candidates(self) -> list[str]:
         """Every BN on the cluster's chain, best first: healthy primaries, healthy fallbacks, then the
         others. A BN found on another chain is never asked (`recheck_chain`)."""
@@ -349,7 +353,7 @@ class BeaconNodeClient:
             elif not verdict and health.wrong_chain:
                 log.warning("beacon node %s is on the cluster's chain again", url)
             health.wrong_chain = verdict
-        return {u: self._health[u].wrong_chain for u in every if self._health[u].wrong_chain}
+        return {u: self._health[u].wrong_chain for u in self.off_chain()}
 
     def record(self, url: str, endpoint: str, started: float, error: str | None = None) -> None:
         """Account one call (the reverse proxy records through here too)."""

@@ -160,7 +160,6 @@ class Monitoring:
         clock = config.chain.clock if config is not None else None
         now = int(time.time() * 1000)
         seen = node.api.seen_vc_ms if node.api is not None and node.api.seen_vc_ms else self.started_ms
-        bns = node.bn.stats() if node.bn is not None else {}
         return HealthInputs(
             bn_syncing=dict(self.bn_syncing),
             n=config.n if config is not None else 1,
@@ -173,8 +172,8 @@ class Monitoring:
             vc_silent_ms=max(0, now - seen),
             epoch_ms=clock.slot_ms * clock.slots_per_epoch if clock is not None else 2**62,
             store_error=node.runner.store_error if node.runner is not None else None,
-            bn_wrong_chain=tuple(u for u, b in bns.items() if b.get("wrong_chain")),
-            bn_count=len(bns),
+            bn_wrong_chain=tuple(node.bn.off_chain()) if node.bn is not None else (),
+            bn_count=len(node.bn.primaries) + len(node.bn.fallbacks) if node.bn is not None else 0,
         )
 
     def reasons(self) -> list[dict[str, str]]:

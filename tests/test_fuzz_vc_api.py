@@ -30,7 +30,7 @@ from schemathesis import GenerationMode
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.conftest import shared_path
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster
 
 NODES, VALIDATORS = 4, 8
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -68,6 +68,31 @@ def operations() -> list[Any]:
     return chosen
 
 
+def send(
+    session: requests.Session,
+    case: Any,
+    base_url: str,
+    where: str,
+    tag: str,
+    statuses: Counter[str],
+    problems: list[str],
+) -> tuple[requests.Response, dict[str, Any]] | None:
+    """Send one generated request and count its status under `tag`; None (a problem recorded) when
+    nothing answers or the answer is a 5xx other than the documented 503."""
+    kwargs = case.as_transport_kwargs(base_url=base_url)
+    kwargs.pop("base_url", None)
+    try:
+        response = session.request(**kwargs, timeout=30)
+    except requests.RequestException as error:
+        problems.append(f"{where}: no answer ({error})")
+        return None
+    statuses[f"{tag} {response.status_code}"] += 1
+    if response.status_code >= 500 and response.status_code != 503:
+        problems.append(f"{where}: {response.status_code} {response.text[:200]}")
+        return None
+    return response, kwargs
+
+
 def exchange(
     op: Any,
     mode: GenerationMode,
@@ -86,18 +111,11 @@ def exchange(
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(case=op.as_strategy(generation_mode=mode))
     def one(case: Any) -> None:
-        kwargs = case.as_transport_kwargs(base_url=base_url)
-        kwargs.pop("base_url", None)
         where = f"{method} {case.formatted_path}"
-        try:
-            response = session.request(**kwargs, timeout=30)
-        except requests.RequestException as error:
-            problems.append(f"{where}: no answer ({error})")
+        sent = send(session, case, base_url, where, f"{mode.value} {method}", statuses, problems)
+        if sent is None:
             return
-        statuses[f"{mode.value} {method} {response.status_code}"] += 1
-        if response.status_code >= 500 and response.status_code != 503:
-            problems.append(f"{where}: {response.status_code} {response.text[:200]}")
-            return
+        response, _ = sent
         if not response.content or not response.headers.get("Content-Type", "").startswith(
             "application/json"
         ):
@@ -204,9 +222,7 @@ def test_generated_requests_to_a_live_node_never_break_it(tmp_path: Path) -> Non
     assert not problems, kinds[:30]
     assert tried >= EXAMPLES * 30  # the endpoints were exercised, not skipped
     assert (report["slashable_pairs"], report["invalid_submissions"]) == (0, 0), report
-    slots = {int(slot): cells for slot, cells in report["slots"].items() if first <= int(slot) < last}
-    due = sum(cells["attester"][0] for cells in slots.values() if "attester" in cells)
-    done = sum(cells["attester"][1] for cells in slots.values() if "attester" in cells)
+    due, done = attesters_on_chain(report, first, last)
     print(f"attester duties on chain during the fuzzing: {done}/{due}")
     assert due >= 8 and done >= 0.9 * due, (done, due, report["missed"])
     assert rss[-1] < 2 * rss[0] + 100_000, rss  # bounded: no growth with the requests tried
@@ -230,19 +246,13 @@ def signer_exchange(
     )
     @given(case=op.as_strategy(generation_mode=mode, path_parameters=fixed))
     def one(case: Any) -> None:
-        kwargs = case.as_transport_kwargs(base_url=base_url)
-        kwargs.pop("base_url", None)
         where = f"{method} {case.formatted_path[:40]}"
-        try:
-            response = session.request(**kwargs, timeout=30)
-        except requests.RequestException as error:
-            problems.append(f"{where}: no answer ({error})")
+        sent = send(session, case, base_url, where, f"{mode.value} {method}", statuses, problems)
+        if sent is None:
             return
+        response, kwargs = sent
         body_type = case.body.get("type") if isinstance(case.body, dict) else None
-        statuses[f"{mode.value} {method} {response.status_code}"] += 1
-        if response.status_code >= 500 and response.status_code != 503:
-            problems.append(f"{where}: {response.status_code} {response.text[:200]}")
-        elif response.status_code == 200 and body_type in ("ATTESTATION", "BLOCK_V2"):
+        if response.status_code == 200 and body_type in ("ATTESTATION", "BLOCK_V2"):
             # nothing the fuzzer makes up was decided by the cluster: never signed
             problems.append(f"{where}: a {body_type} signed for generated data: {case.body!r:.300}")
         elif mode is GenerationMode.POSITIVE or response.status_code != 200:

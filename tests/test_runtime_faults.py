@@ -22,7 +22,12 @@ import pytest
 
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import NO_MONITORING, devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import (
+    NO_MONITORING,
+    attesters_on_chain,
+    devnet_cluster,
+    make_devnet_cluster,
+)
 from tests.helpers.node_proc import chain_bn, group_pubkeys, make_cluster, next_duty_slot
 
 NODES, VALIDATORS = 4, 8
@@ -154,8 +159,6 @@ def test_steps_failing_at_random_on_every_node_are_recovered_from_the_store(tmp_
     assert sum(restarts) >= 2, restarts  # faults were injected and recovered from, not none
     assert [s["step_errors"] for s in statuses] == restarts
     assert (report["slashable_pairs"], report["invalid_submissions"]) == (0, 0), report
-    slots = {int(slot): cells for slot, cells in report["slots"].items() if first <= int(slot) < last}
-    due = sum(cells["attester"][0] for cells in slots.values() if "attester" in cells)
-    done = sum(cells["attester"][1] for cells in slots.values() if "attester" in cells)
+    due, done = attesters_on_chain(report, first, last)
     print(f"step faults recovered: {restarts} per node; attester duties on chain {done}/{due}")
     assert due >= 8 and done >= 0.9 * due, (done, due, report["missed"])

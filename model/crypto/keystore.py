@@ -109,6 +109,10 @@ MAX_SCRYPT_WORK = 2**24  # n * r * p; the EIP's default is 2^21
 MAX_PBKDF2_ROUNDS = 2**22  # the EIP's default is 2^18
 
 
+def scrypt_within_ceilings(n: int, r: int, p: int) -> bool:
+    return 128 * n * r <= MAX_SCRYPT_MEMORY and n * r * p <= MAX_SCRYPT_WORK
+
+
 def derive_key(kdf: Mapping[str, Any], password: str) -> bytes:
     """The decryption key material of a keystore's `crypto.kdf` section."""
     function = _field(kdf, "function")
@@ -122,7 +126,7 @@ def derive_key(kdf: Mapping[str, Any], password: str) -> bytes:
         n, r, p = _int(params, "n"), _int(params, "r"), _int(params, "p")
         if n < 2 or n & (n - 1):
             raise KeystoreError(f"scrypt n must be a power of two > 1, got {n}")
-        if 128 * n * r > MAX_SCRYPT_MEMORY or n * r * p > MAX_SCRYPT_WORK:
+        if not scrypt_within_ceilings(n, r, p):
             raise KeystoreError(
                 f"scrypt n={n} r={r} p={p} is beyond the ceiling (memory 128*n*r <= {MAX_SCRYPT_MEMORY >> 20} MiB, "
                 f"work n*r*p <= 2^{MAX_SCRYPT_WORK.bit_length() - 1}; the EIP's default n=2^18 r=8 p=1 is within)"

@@ -405,13 +405,7 @@ def _signed_by_own_share(
     """Whether `signature` is this node's share signature over `root` (the signing root of what was
     posted): only a VC holding the share can make one, so only then may a posted object change a
     duty's state. An unsigned or foreign object is refused with no state change."""
-    if root is None or not isinstance(signature, str):
-        return False
-    try:
-        share = unhex(state.config.my_share(rec.validators[key].pubkey))
-        return not bls.find_invalid([bls.SignedItem(share, unhex(root), unhex(signature))])
-    except (ValueError, bls.BlsError):
-        return False
+    return root is not None and not _invalid_own(state, [(rec.validators[key].pubkey, root, signature)])
 
 
 def _root(chain: Any, kinds: tuple[Kind, ...], message: Any) -> str | None:

@@ -58,10 +58,7 @@ def _kdf(name: str, cost: int | None) -> Scrypt | Pbkdf2:
         if n < 2 or n & (n - 1):
             fail(f"--kdf-cost for scrypt must be a power of two, got {n}")
         chosen = keystore.Scrypt(n=n)
-        if (
-            128 * n * chosen.r > keystore.MAX_SCRYPT_MEMORY
-            or n * chosen.r * chosen.p > keystore.MAX_SCRYPT_WORK
-        ):
+        if not keystore.scrypt_within_ceilings(n, chosen.r, chosen.p):
             fail(f"--kdf-cost {n} is beyond the ceiling every covalidator reads keystores under")
         return chosen
     c = cost or keystore.PBKDF2.c

@@ -128,3 +128,11 @@ async def devnet_cluster(
         log = (folder / f"node{i}.log").read_text()
         assert "Traceback" not in log, log
         assert code == (-9 if i in cluster.killed else 0), log
+
+
+def attesters_on_chain(report: Any, first: int, last: int) -> tuple[int, int]:
+    """(due, on chain) attester duties of a devnet report's slot table (`?slots=1`) for first <= slot < last."""
+    cells = [
+        c["attester"] for slot, c in report["slots"].items() if first <= int(slot) < last and "attester" in c
+    ]
+    return sum(c[0] for c in cells), sum(c[1] for c in cells)
