@@ -88,6 +88,7 @@ log = logging.getLogger("covalidator.node")
 PEER_QUEUE_LIMIT: Final = 2048
 PEER_QUEUE_BYTES: Final = 64 * 2**20
 PERSIST_RETRY_S: Final = 0.5
+TIMER_RECHECK_S: Final = 1.0  # how often a pending timer reads the wall clock again (see _start_timer)
 STORE_FAULTS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)  # disk full, I/O error, ...
 
 
@@ -517,16 +518,27 @@ class NodeRunner:
                 )
 
     def _start_timer(self, key: TimerKey, at_ms: int) -> None:
+        """Fire at the wall-clock time `at_ms`. The loop sleeps on the monotonic clock, which stops while
+        the machine is paused (a VM stalled for seconds) and is not stepped by NTP, so the wall clock is
+        read again at least every TIMER_RECHECK_S: after a jump a timer fires at most that late, not late
+        by the whole jump (a 9 s stall made every duty timer armed before it fire 9 s late, failing the
+        aggregations and attestations of the next 9 slots)."""
         if (key, at_ms) in self._timers:
             return
         loop = asyncio.get_running_loop()
 
-        def fire() -> None:
+        def check() -> None:
+            now = self.clock()
+            if now < at_ms:
+                self._timers[(key, at_ms)] = loop.call_later(
+                    min((at_ms - now) / 1000, TIMER_RECHECK_S), check
+                )
+                return
             self._timers.pop((key, at_ms), None)
-            self.submit(TimerFired(key, max(at_ms, self.clock())))
+            self.submit(TimerFired(key, now))
 
         delay = max(0.0, (at_ms - self.clock()) / 1000)
-        self._timers[(key, at_ms)] = loop.call_later(delay, fire)
+        self._timers[(key, at_ms)] = loop.call_later(min(delay, TIMER_RECHECK_S), check)
 
     # -- BN calls (results come back as events) -----------------------------------------------------------
 

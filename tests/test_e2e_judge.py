@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "lodestar"))
 
+import stalls
 from judge import criteria, submissions
+from stalls import StallWatch, excused_slots
 
 PASSING = {
+    "head_slot": 40,
     "finalized_epoch": 3,
     "dv_stake_fraction": 1.0,
     "dv_attestations_expected": 31,
@@ -87,3 +93,34 @@ def test_submissions_count_refusals_not_benign_answers(tmp_path: Path) -> None:
     assert counted["rejected_count"] == 2
     assert counted["aggregations_submitted"] == 1
     assert counted["answers"]["/beacon/pool/attestations 500"] == 1
+
+
+def test_a_machine_stall_excuses_the_slots_it_covered_and_only_those() -> None:
+    """The CI run that stalled 9.5 s from 84 s after genesis (slot 14 of 6 s slots): the attestations of
+    slots 13-16 (made, aggregated or included inside it) and the blocks of 14-16 are excused."""
+    stall = [(1000.0 + 84.0, 1000.0 + 93.5)]
+    assert excused_slots(stall, 1000.0, 6, span_slots=2) == {13, 14, 15, 16}
+    assert excused_slots(stall, 1000.0, 6, span_slots=1) == {14, 15, 16}
+    assert excused_slots([], 1000.0, 6, span_slots=2) == set()
+    assert excused_slots([(1000.0 + 40.0, 1000.0 + 42.5)], 1000.0, 6, span_slots=1) == {6, 7}
+
+
+def test_a_run_that_stalled_through_a_quarter_of_its_slots_is_not_judged() -> None:
+    assert criteria({**PASSING, "excused_slots": list(range(14, 22))}) == []  # 8 of 33
+    assert criteria({**PASSING, "excused_slots": list(range(14, 23))}) == [
+        "the machine stalled through 9 of 33 judged slots: not judged"
+    ]
+    assert criteria({**PASSING, "excused_slots": list(range(0, 8))}) == []  # before the judged slots
+
+
+def test_the_watch_notes_a_jump_of_the_wall_clock_as_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = stalls.time.time
+    jump = [0.0]
+    monkeypatch.setattr(stalls.time, "time", lambda: real() + jump[0])
+    with StallWatch() as watch:
+        time.sleep(0.3)
+        jump[0] = 5.0
+        time.sleep(0.3)
+    assert len(watch.stalls) == 1
+    start, end = watch.stalls[0]
+    assert 4.9 < end - start < 5.5

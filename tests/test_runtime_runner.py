@@ -270,3 +270,40 @@ def test_a_full_disk_serves_nothing_says_store_unavailable_and_recovers_by_itsel
     run(scenario(), 20)
     assert store.decided_since(0)  # the value is in the store
     store.close()
+
+
+def test_timers_follow_the_wall_clock_across_a_jump_either_way() -> None:
+    """The loop sleeps on the monotonic clock; the duty times are wall-clock times. A machine paused for
+    9 s (seen in CI: a VM stall) leaves the wall clock 9 s ahead of every sleep armed before it, and a
+    step back (NTP) leaves it behind. A timer must fire when the WALL clock reaches it: within
+    TIMER_RECHECK_S after a forward jump, and never before its time after a backward one."""
+    from covalidator.model.node.events import TimerFired, TimerKey
+
+    wall = [1_000_000]
+
+    async def next_fired(runner: NodeRunner, within_s: float) -> TimerFired | None:
+        try:
+            _, _, event = await asyncio.wait_for(runner.queue.get(), within_s)
+        except TimeoutError:
+            return None
+        assert isinstance(event, TimerFired)
+        return event
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), SlowStore(), bn=None, clock=lambda: wall[0])
+        # forward: armed for 60 s ahead, then the wall clock jumps 60 s (no monotonic time passes)
+        runner._start_timer(TimerKey("deadline", DUTY), wall[0] + 60_000)
+        wall[0] += 60_000
+        fired = await next_fired(runner, node_runner.TIMER_RECHECK_S + 0.5)
+        assert fired is not None, "a timer armed before a forward jump fired late by the whole jump"
+        assert fired.now_ms == wall[0]
+        # backward: armed for 0.3 s ahead, then the wall clock steps 5 s back
+        runner._start_timer(TimerKey("start", DUTY), wall[0] + 300)
+        wall[0] -= 5_000
+        assert await next_fired(runner, 1.5) is None, "a timer fired before the wall clock reached it"
+        wall[0] += 5_300
+        fired = await next_fired(runner, node_runner.TIMER_RECHECK_S + 0.5)
+        assert fired is not None and fired.key.purpose == "start" and fired.now_ms == wall[0]
+        await runner.close()
+
+    run(scenario(), 20)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stalls import MAX_EXCUSED_FRACTION, excused_slots
+
 SLOTS_PER_EPOCH = 8
 SUBMISSIONS = (  # BN endpoints a covalidator submits signed messages to
     "/beacon/pool/attestations",
@@ -141,9 +143,20 @@ def submissions(recordings: Iterable[Path]) -> dict[str, Any]:
 
 
 def judge(
-    bn: str, head_slot: int, duties: Duties, dv: dict[int, int], recordings: Iterable[Path]
+    bn: str,
+    head_slot: int,
+    duties: Duties,
+    dv: dict[int, int],
+    recordings: Iterable[Path],
+    stalls: Iterable[tuple[float, float]] = (),
+    genesis: float = 0.0,
+    seconds_per_slot: float = 6.0,
 ) -> dict[str, Any]:
-    """The figures of the run; `passed` and `failures` per the issue's criteria."""
+    """The figures of the run; `passed` and `failures` per the issue's criteria. Slots whose work fell in
+    a machine stall (`stalls.py`) are left out of the expectations, and listed."""
+    stalls = list(stalls)
+    late = excused_slots(stalls, genesis, seconds_per_slot, span_slots=2)  # attestations, sync messages
+    unmade = excused_slots(stalls, genesis, seconds_per_slot, span_slots=1)  # blocks
     found = blocks(bn, head_slot)
     _, finality = http("GET", f"{bn}/eth/v1/beacon/states/head/finality_checkpoints")
     finalized = int(finality["data"]["finalized"]["epoch"]) if isinstance(finality, dict) else -1
@@ -163,9 +176,13 @@ def judge(
         (v, s)
         for (s, _), members in duties.committees.items()
         for v in members
-        if v in dv and SLOTS_PER_EPOCH <= s <= head_slot - 2
+        if v in dv and SLOTS_PER_EPOCH <= s <= head_slot - 2 and s not in late
     ]
-    proposals = [s for s, v in duties.proposers.items() if v in dv and SLOTS_PER_EPOCH <= s <= head_slot]
+    proposals = [
+        s
+        for s, v in duties.proposers.items()
+        if v in dv and SLOTS_PER_EPOCH <= s <= head_slot and s not in unmade
+    ]
     proposed = [s for s in proposals if s in found and int(found[s]["proposer_index"]) == duties.proposers[s]]
 
     status, sync = http("GET", f"{bn}/eth/v1/beacon/states/head/sync_committees")
@@ -173,7 +190,7 @@ def judge(
     sync_expected = sync_included = 0
     for slot, message in found.items():
         aggregate = message["body"].get("sync_aggregate")
-        if aggregate is None or slot < 2:  # block 1 carries slot 0's messages: the VCs send none
+        if aggregate is None or slot < 2 or slot - 1 in late:  # block 1 carries slot 0's: the VCs send none
             continue
         bits = _bits(aggregate["sync_committee_bits"])
         for pos, v in enumerate(members):
@@ -202,6 +219,9 @@ def judge(
     figures: dict[str, Any] = {
         "finalized_epoch": finalized,
         "head_slot": head_slot,
+        # [seconds after genesis, length]: the whole machine stood still (stalls.py); their slots excused
+        "machine_stalls": [[round(a - genesis, 1), round(b - a, 1)] for a, b in stalls],
+        "excused_slots": sorted(late | unmade),
         "missed_slots": [s for s in range(1, head_slot + 1) if s not in found],
         "dv_validators": len(dv),
         "dv_stake_fraction": round(sum(dv.values()) / total, 4) if total else 0.0,
@@ -231,6 +251,10 @@ def judge(
 def criteria(f: dict[str, Any]) -> list[str]:
     """The issue's pass criteria, each failed one named."""
     failures = []
+    judged = max(0, f["head_slot"] - SLOTS_PER_EPOCH + 1)
+    excused = [s for s in f.get("excused_slots", []) if SLOTS_PER_EPOCH <= s <= f["head_slot"]]
+    if judged and len(excused) > MAX_EXCUSED_FRACTION * judged:
+        failures.append(f"the machine stalled through {len(excused)} of {judged} judged slots: not judged")
     if f["finalized_epoch"] < 3:
         failures.append(f"finalized epoch {f['finalized_epoch']} < 3")
     if f["dv_stake_fraction"] <= 2 / 3:

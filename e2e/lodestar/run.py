@@ -27,6 +27,7 @@ from typing import Any
 
 from devnet import MODES, SECONDS_PER_SLOT, SLOTS_PER_EPOCH, Devnet
 from judge import Duties, dv_indices, http, judge
+from stalls import StallWatch
 
 from covalidator.runtime.devnet.processes import ChildFailed, Children
 
@@ -117,6 +118,19 @@ def run(
     faults: bool = False,
     exit_epoch: int | None = None,
 ) -> dict[str, Any]:
+    with StallWatch() as watch:
+        result = observe(devnet, finalized_target, deadline, faults, exit_epoch, watch)
+    return result
+
+
+def observe(
+    devnet: Devnet,
+    finalized_target: int,
+    deadline: float,
+    faults: bool,
+    exit_epoch: int | None,
+    watch: StallWatch,
+) -> dict[str, Any]:
     devnet.create_cluster()
     devnet.start_bn()
     log(f"BN up at {devnet.bn_url}; genesis in {devnet.genesis_time - time.time():.0f} s")
@@ -136,8 +150,14 @@ def run(
     finalized_at: int | None = None  # the head slot when the target epoch was first finalized
     exit_state: dict[str, Any] = {}
     exit_index = validator_index(bn, group_pubkeys(devnet)[0]) if exit_epoch is not None else -1
+    noted = 0
     while time.time() < deadline:
         devnet.check()
+        for start, end in watch.stalls[noted:]:
+            log(
+                f"the machine stood still for {end - start:.1f} s ({start - devnet.genesis_time:.0f} s after genesis)"
+            )
+        noted = len(watch.stalls)
         since = time.time() - devnet.genesis_time
         if faults:
             inject_fault(devnet, since, fault)
@@ -167,7 +187,7 @@ def run(
         time.sleep(2.0)
     log("judging from the BN's API ...")
     recordings = [devnet.recording(i) for i in range(len(devnet.nodes))]
-    result = judge(bn, head_slot, duties, dv, recordings)
+    result = judge(bn, head_slot, duties, dv, recordings, watch.stalls, devnet.genesis_time, SECONDS_PER_SLOT)
     result = {"mode": devnet.mode, **result, "finalized_at_head_slot": finalized_at}
     result["genesis_margin_s"] = round(margin, 1)
     if exit_epoch is not None:
