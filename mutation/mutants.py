@@ -7,7 +7,7 @@ theorem kills the mutant. Survivors are compared with `mutation/equivalent.toml`
 equivalent mutant is written down with the reason it cannot change behaviour; any other survivor
 fails the run and must be killed by a new proof or test (never by an assertion about the mutant).
 
-    python mutation/mutants.py [--target NAME ...] [--keep DIR]
+    python mutation/mutants.py [--target NAME ...] [--keep DIR [--rerun-survivors [--finish]]]
 
 Prints one line per target and a JSON summary. mutation/score.json keeps the latest result of every
 target measured so far (each with its date): a run of some targets replaces only theirs.
@@ -186,10 +186,11 @@ def is_listed(equivalents: list[dict[str, Any]], survivor: dict[str, str]) -> st
 NOT_RUN = "not-run"  # the output marking a mutant an interrupted session never ran
 
 
-def refresh_survivors(target: Target, work: Path) -> None:
+def refresh_survivors(target: Target, work: Path, finish: bool = False) -> None:
     """--rerun-survivors: a kept session's survivors run again against the checkout's CURRENT tests,
     mutation tools and equivalents (new tests written to kill them), every other verdict kept. The
-    module under mutation must be unchanged since the session was made (its mutants' positions)."""
+    module under mutation must be unchanged since the session was made (its mutants' positions).
+    With `finish` (--finish), the mutants an interrupted session never ran run too."""
     import shutil
     import sqlite3
 
@@ -203,6 +204,9 @@ def refresh_survivors(target: Target, work: Path) -> None:
         shutil.rmtree(tree / folder)
         shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__"))
     with sqlite3.connect(session) as db:
+        if finish:  # survivors and never-run mutants (left marked by an interrupted rerun) all pending
+            db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' OR output = ?", (NOT_RUN,))
+            return
         # an interrupted session's mutants never run stay pending: marked FIRST (before the survivors'
         # verdicts are cleared, which makes them pending too) so this rerun skips them (cosmic-ray runs
         # every pending item); unmarked after it, for a later resume
@@ -214,13 +218,13 @@ def refresh_survivors(target: Target, work: Path) -> None:
         db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
 
 
-def run_target(target: Target, work: Path, rerun: bool = False) -> dict[str, object]:
+def run_target(target: Target, work: Path, rerun: bool = False, finish: bool = False) -> dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     tree = work / target.name
     if rerun:
-        refresh_survivors(target, work)
+        refresh_survivors(target, work, finish)
     else:
         copy_tree(tree, None)
     top, _, rest = target.path.partition("/")
@@ -355,7 +359,14 @@ def main() -> int:
         action="store_true",
         help="with --keep DIR of an earlier run: run only its survivors again, against the current tests",
     )
+    parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="with --rerun-survivors: also run the mutants an interrupted session never ran",
+    )
     args = parser.parse_args()
+    if args.finish and not args.rerun_survivors:
+        parser.error("--finish goes with --rerun-survivors")
     if args.rerun_survivors and args.keep is None:
         parser.error("--rerun-survivors needs --keep DIR (the earlier run's sessions)")
     chosen = [t for t in TARGETS if not args.target or t.name in args.target]
@@ -364,7 +375,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         results = []
         for target in chosen:
-            result = run_target(target, work, rerun=args.rerun_survivors)
+            result = run_target(target, work, rerun=args.rerun_survivors, finish=args.finish)
             results.append(result)
             print(
                 f"{target.name:16} {result['mutants']:4} mutants: {result['killed']} killed, "
