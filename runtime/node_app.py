@@ -227,7 +227,14 @@ class NodeApp:
         if s.p2p_tls:  # encrypted, each peer pinned to its identity key in the lock (runtime/peer_tls.py)
             tls = {"server_ssl": server_context(files.identity_key), "client_ssl": client_context()}
         self.transport = PeerTransport(
-            files.lock, files.node_index, files.identity_key, host, port, runner.on_peer, **tls
+            files.lock,
+            files.node_index,
+            files.identity_key,
+            host,
+            port,
+            runner.on_peer,
+            wall_ms=self.clock,
+            **tls,
         )
         runner.transport = self.transport  # queues frames until the connections are up
         # the loop first, so Started is the model's first event: nothing from the VC or the peers can
@@ -531,9 +538,19 @@ def head_changed(name: str, data: Any) -> HeadChanged | None:
         return None
 
 
+def test_clock() -> Callable[[], int]:
+    """The wall clock, or (COVALIDATOR_TEST_CLOCK_SKEW_MS, clock-skew tests only) this node's own clock
+    that far off: the model's time, its timers and its peer frames' timestamps all follow it."""
+    skew = int(os.environ.get("COVALIDATOR_TEST_CLOCK_SKEW_MS", "0") or 0)
+    if not skew:
+        return wall_ms
+    log.warning("clock skew for tests: this node's clock is %+d ms off", skew)
+    return lambda: wall_ms() + skew
+
+
 async def serve(settings: Settings, ready: Callable[[NodeApp], None] | None = None) -> int:
     """Run a node until SIGTERM/SIGINT; the process exit code (0 clean, 2 config error, 1 failure)."""
-    app = NodeApp(settings)
+    app = NodeApp(settings, clock=test_clock())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

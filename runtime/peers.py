@@ -337,7 +337,9 @@ class PeerTransport:
         backoff_max_s: float = 5.0,
         max_inbound: int | None = None,
         pin_keys: bool = True,
+        wall_ms: Callable[[], float] = _wall_ms,  # the node's wall clock (a skewed one in tests)
     ) -> None:
+        self._wall_ms = wall_ms
         if not 0 <= node_index < lock.nodes:
             raise ValueError(f"node index {node_index} is not in the lock's 0..{lock.nodes - 1}")
         if identity_public_key(identity_key) != lock.operators[node_index].identity_public_key:
@@ -375,7 +377,7 @@ class PeerTransport:
             if i != node_index
         }
         self.incarnation = secrets.token_hex(8)
-        self.started_ms = int(_wall_ms())
+        self.started_ms = int(self._wall_ms())
         self._seq = 0
         self._rng = random.Random(os.urandom(8))
         self.dropped: dict[str, int] = {cause.value: 0 for cause in DropCause}
@@ -470,7 +472,7 @@ class PeerTransport:
                 "inc": self.incarnation,
                 "start": self.started_ms,
                 "seq": self._seq,
-                "ts": int(_wall_ms()),
+                "ts": int(self._wall_ms()),
                 "kind": kind,
                 "data": data,
             },
@@ -614,7 +616,7 @@ class PeerTransport:
         carries a seq: the receiver sees seqs in the order they were drawn."""
         while not ws.closed:
             ping_id = secrets.token_hex(8)
-            wall = _wall_ms()
+            wall = self._wall_ms()
             peer.pings[ping_id] = (time.monotonic(), wall)
             while len(peer.pings) > 16:
                 peer.pings.pop(next(iter(peer.pings)))
@@ -625,7 +627,7 @@ class PeerTransport:
 
     def handshake(self, to: int, ts_ms: int | None = None) -> str:
         """This node's signed handshake for a connection to `to`: bound to the lock, the pair, the time."""
-        ts = int(_wall_ms()) if ts_ms is None else ts_ms
+        ts = int(self._wall_ms()) if ts_ms is None else ts_ms
         text = f"{self.share_index}.{to}.{ts}"
         signature = self._key.sign(HANDSHAKE_DOMAIN + self._lock_hash_bytes + text.encode())
         return f"{text}.{signature.hex()}"
@@ -641,7 +643,7 @@ class PeerTransport:
         peer = self._peers.get(sender)
         if peer is None or to != self.share_index:
             return f"handshake from {sender} to {to}"
-        if abs(_wall_ms() - ts) > HANDSHAKE_MAX_AGE_MS or ts <= peer.handshake_ts:
+        if abs(self._wall_ms() - ts) > HANDSHAKE_MAX_AGE_MS or ts <= peer.handshake_ts:
             return f"stale or replayed handshake of operator {sender}"
         try:
             signature = bytes.fromhex(parts[3])
@@ -759,7 +761,7 @@ class PeerTransport:
         except InvalidSignature:
             self._drop(DropCause.BAD_SIGNATURE, f"claimed sender {sender}")
             return None
-        now = _wall_ms()
+        now = self._wall_ms()
         if abs(now - ts) > self.max_age_ms:
             self._drop(DropCause.STALE, f"{now - ts:.0f} ms old")
             return None
@@ -817,7 +819,7 @@ class PeerTransport:
             self._drop(DropCause.MALFORMED, "ping")
             return None
         return self._frame(
-            "pong", peer.share_index, {"id": data["id"], "t1": t1, "t2": received, "t3": _wall_ms()}
+            "pong", peer.share_index, {"id": data["id"], "t1": t1, "t2": received, "t3": self._wall_ms()}
         )
 
     def _on_pong(self, peer: _Peer, data: Any, t4: float) -> None:

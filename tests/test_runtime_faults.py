@@ -7,7 +7,10 @@
   duty after the kill still reaches the chain, signed by 3 of 4;
 - steps fail at random on every node (COVALIDATOR_INJECT_STEP_FAULTS: after the step changed the
   state, its actions lost): each node rebuilds its model from its store and goes on; no slashable pair,
-  no invalid signature, and the duties keep reaching the chain.
+  no invalid signature, and the duties keep reaching the chain;
+- two nodes' clocks are off by +2 s and -2 s (COVALIDATOR_TEST_CLOCK_SKEW_MS; their VCs on the same
+  skewed clocks): no slashable pair, no invalid signature, the duties reach the chain, each node
+  reports every peer's offset, and only the skewed nodes say `clock_offset` in /readyz.
 """
 
 from __future__ import annotations
@@ -162,3 +165,65 @@ def test_steps_failing_at_random_on_every_node_are_recovered_from_the_store(tmp_
     due, done = attesters_on_chain(report, first, last)
     print(f"step faults recovered: {restarts} per node; attester duties on chain {done}/{due}")
     assert due >= 8 and done >= 0.9 * due, (done, due, report["missed"])
+
+
+SKEWS_MS = {1: 2_000, 2: -2_000}  # node index -> its clock's offset
+
+
+def test_two_nodes_clocks_off_by_two_seconds_either_way(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    make_devnet_cluster(cluster, NODES, VALIDATORS)
+    config = DevnetConfig(
+        validators=VALIDATORS, epochs=3, seconds_per_slot=6, genesis_delay_s=8, committee_size=16
+    )
+    env = {"COVALIDATOR_MONITORING": "127.0.0.1:0"}  # each its own port, for /readyz
+
+    def skewed(i: int) -> dict[str, str]:
+        return {"COVALIDATOR_TEST_CLOCK_SKEW_MS": str(SKEWS_MS[i])} if i in SKEWS_MS else {}
+
+    async def scenario() -> tuple[Any, list[dict[str, Any]], list[Any], int, int]:
+        async with devnet_cluster(
+            cluster, DevnetBN(config), "--round-ms", "500", vcs=True, env=env, node_env=skewed
+        ) as running:
+            vcs = running.vcs
+            for i, skew in SKEWS_MS.items():
+                vcs[i].clock = lambda skew=skew: time.time() + skew / 1000  # type: ignore[misc]
+            await asyncio.gather(*(vc.setup() for vc in vcs))
+            clock = vcs[0].chain.clock
+            first = max(0, clock.slot_at(vcs[0].now_ms()) + 1)
+            last = first + 8
+            await asyncio.gather(*(vc.run(until_slot=last) for vc in vcs))
+            async with aiohttp.ClientSession() as session:
+                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
+                    report = await r.json()
+                statuses, ready = [], []
+                for url in running.urls:
+                    async with session.get(url + "/covalidator/v1/status") as r:
+                        statuses.append((await r.json())["data"])
+                    async with session.get(f"http://{statuses[-1]['monitoring']}/readyz") as r:
+                        ready.append(await r.json())
+        return report, statuses, ready, first, last
+
+    report, statuses, ready, first, last = run(scenario(), 240)
+    assert (report["slashable_pairs"], report["invalid_submissions"]) == (0, 0), report
+    due, done = attesters_on_chain(report, first, last)
+    offsets = {
+        i: {
+            p["share_index"] - 1: round(p["clock_offset_ms"])
+            for p in s["peers"]["peers"].values()
+            if p.get("clock_offset_ms") is not None
+        }
+        for i, s in enumerate(statuses)
+    }
+    reasons = [sorted(r["reason"] for r in answer.get("reasons", [])) for answer in ready]
+    print(
+        f"clock skew {SKEWS_MS}: attester duties on chain {done}/{due}; offsets {offsets}; readyz {reasons}"
+    )
+    assert due >= 6 and done >= 0.9 * due, (done, due, report["missed"])
+    for i, seen in offsets.items():  # each node sees each peer's offset (the peer's clock minus its own)
+        assert len(seen) == NODES - 1, seen
+        for peer, offset in seen.items():
+            expected = SKEWS_MS.get(peer, 0) - SKEWS_MS.get(i, 0)
+            assert abs(offset - expected) < 300, (i, peer, offset, expected)
+    for i, node_reasons in enumerate(reasons):
+        assert ("clock_offset" in node_reasons) == (i in SKEWS_MS), (i, node_reasons, ready[i])

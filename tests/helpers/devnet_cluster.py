@@ -42,6 +42,7 @@ class RunningCluster:
     node_args: Callable[[int], Sequence[str]]
     env: dict[str, str]
     vcs: list[DevnetVC] = field(default_factory=list)
+    node_env: Callable[[int], dict[str, str]] = lambda i: {}  # on top of `env`, for node i
     killed: set[int] = field(default_factory=set)  # nodes that may end SIGKILLed
 
     @property
@@ -50,8 +51,11 @@ class RunningCluster:
 
     async def start(self, i: int) -> None:
         self.processes[i] = await start_node(
-            self.folder, i, self.bn.url, self.ports[i], *self.node_args(i), env=self.env
+            self.folder, i, self.bn.url, self.ports[i], *self.node_args(i), env=self.env_of(i)
         )
+
+    def env_of(self, i: int) -> dict[str, str]:
+        return {**self.env, **self.node_env(i)}
 
     async def kill(self, i: int) -> None:
         """SIGKILL: no shutdown, whatever was in flight is lost."""
@@ -89,6 +93,7 @@ async def devnet_cluster(
     *args: str,
     per_node: Callable[[int], Sequence[str]] = lambda i: (),
     env: dict[str, str] | None = None,
+    node_env: Callable[[int], dict[str, str]] = lambda i: {},
     vcs: bool = False,
     connect: bool = True,
 ) -> AsyncIterator[RunningCluster]:
@@ -105,12 +110,13 @@ async def devnet_cluster(
         [],
         lambda i: (*args, *per_node(i)),
         NO_MONITORING if env is None else env,
+        node_env=node_env,
     )
     codes: list[int] = []
     try:
         for i in range(nodes):
             cluster.processes.append(
-                await start_node(folder, i, bn.url, cluster.ports[i], *cluster.node_args(i), env=cluster.env)
+                await start_node(folder, i, bn.url, cluster.ports[i], *cluster.node_args(i), env=cluster.env_of(i))
             )
         if vcs:
             cluster.vcs = [
