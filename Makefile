@@ -4,16 +4,21 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz soak clean
+.PHONY: lock setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz soak clean
 
-$(STAMP): pyproject.toml
+# Dependencies come from requirements/test.lock: exact versions, each file checked against its sha256
+# (`make lock` refreshes it); the project itself is then installed without resolving anything more.
+$(STAMP): pyproject.toml requirements/test.lock
 	@if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
 	    py=$$(scripts/find-python) || exit 1; \
 	    echo "creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV); \
 	fi
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements/test.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+lock:
+	scripts/lock
 
 setup: $(STAMP)
 

@@ -82,8 +82,12 @@ def load_backend(name: str) -> Backend[Any, Any]:
 
         return arkworks
     if key == "blst":
-        from covalidator.model.crypto.backends.blst import BACKEND as blst
-
+        try:
+            from covalidator.model.crypto.backends.blst import BACKEND as blst
+        except ImportError as error:  # an optional extra: `run` does not need it
+            raise ValueError(
+                f"the blst backend needs pyblst: pip install 'covalidator[blst]' ({error})"
+            ) from error
         return blst
     if key == "pyecc":
         from covalidator.model.crypto.backends.pyecc import BACKEND as pyecc

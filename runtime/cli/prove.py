@@ -17,6 +17,11 @@ def prove(only: tuple[str, ...], as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    try:
+        import z3  # noqa: F401
+    except ImportError:
+        click.echo("covalidator prove needs Z3: pip install 'covalidator[proofs]' (z3-solver)", err=True)
+        sys.exit(2)
     from covalidator.proofs.registry import all_theorems
 
     theorems = [t for t in all_theorems() if not only or any(o in t.name for o in only)]
