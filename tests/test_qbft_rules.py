@@ -22,6 +22,7 @@ from covalidator.model.qbft.rules import (
     is_commit_certificate,
     is_justified_proposal,
     is_justified_round_change,
+    is_round_change_jump,
     leader,
     quorum_size,
     round_change_slots,
@@ -258,3 +259,46 @@ def test_round_change_and_commit_rules_agree_on_python_values_and_z3_terms(
         value = bool(rule(4, *args, concrete))
         term = z3.simplify(rule(z3.IntVal(4), *(z3.IntVal(a) for a in args), symbolic))
         assert z3.is_true(term) == value and z3.is_false(term) != value, (rule.__name__, args)
+
+
+def test_j2_accepts_the_value_of_any_report_of_the_highest_round_at_any_round_number() -> None:
+    """Two ROUND-CHANGEs report the same highest prepared round with different values (one of them a
+    Byzantine report): the proposal of the value that has its prepare quorum is justified, whichever
+    report comes first, and past the small-int range too, where equal round numbers decoded from
+    different messages are different objects (a check by identity would refuse it)."""
+    for base in (2, 300, 10**6):
+        prepares = [vote(MsgType.PREPARE, s, fresh(base), "0xv") for s in (1, 2, 3)]
+        orders = (
+            [rc(1, base + 1, fresh(base), "0xa"), rc(2, base + 1, fresh(base), "0xv"), rc(4, base + 1)],
+            [rc(1, base + 1), rc(2, base + 1, fresh(base), "0xv"), rc(4, base + 1, fresh(base), "0xa")],
+        )
+        for rcs in orders:
+            assert justified(base + 1, "0xv", rcs, prepares), (base, rcs)
+            assert not justified(base + 1, "0xa", rcs, prepares), (base, rcs)  # no quorum for the other
+
+
+def fresh(number: int) -> int:
+    """`number` as a new int object, as decoded from the wire."""
+    return int(str(number))
+
+
+def test_a_round_change_jump_needs_one_more_than_the_byzantine_can_send() -> None:
+    """F + 1 ROUND-CHANGEs for higher rounds include an honest one, and F do not: for every count, not
+    only at the boundary (F from its definition, floor((N - 1) / 3), not from the code)."""
+    for n in range(1, 17):
+        f = (n - 1) // 3
+        for count in range(n + 1):
+            assert bool(is_round_change_jump(count, n)) == (count > f), (n, count)
+
+
+def test_slots_refuse_messages_of_an_earlier_instance_too() -> None:
+    """A message of any other instance is foreign, whether its duty sorts before or after this one."""
+    others = [
+        DutyId(DUTY.slot - 1, DUTY.kind),
+        DutyId(DUTY.slot + 1, DUTY.kind),
+        *(DutyId(DUTY.slot, kind) for kind in DutyKind if kind is not DUTY.kind),
+    ]
+    for other in others:
+        assert round_change_slots(4, DUTY, [Message(MsgType.ROUND_CHANGE, other, 1, 2)]) is None, other
+        for kind in (MsgType.PREPARE, MsgType.COMMIT):
+            assert vote_slots(4, DUTY, kind, [Message(kind, other, 1, 2, "0xv")]) is None, (other, kind)
