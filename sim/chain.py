@@ -2,7 +2,8 @@
 
 Decides, deterministically from a seed, everything the chain knows: the validators (the cluster's
 `validators` at indices 0..V-1 among `total` validators, interop keys), the duties (one attester
-duty per validator per epoch, in shuffled committees of `committee_size`; proposers, many of them
+duty per validator per epoch, in shuffled committees sized from the active set as the spec does,
+`committee_size` being the target committee size; proposers, many of them
 cluster validators; a small sync committee), when each node's beacon node sees each block (late
 blocks: a node's BN may still show the parent as head at 1/3 of the slot), reorgs (the block a
 duty set depends on is replaced mid-epoch: the dependent root changes, duties must be re-fetched),
@@ -21,6 +22,7 @@ fact is a hash of (seed, what it is about), so the answer does not depend on who
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import random
@@ -49,6 +51,7 @@ SYNC_COMMITTEE_SUBNET_COUNT = 4
 SYNC_SUBCOMMITTEE_SIZE = SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT
 EPOCHS_PER_SYNC_COMMITTEE_PERIOD = 8
 TARGET_AGGREGATORS_PER_COMMITTEE = 16
+MAX_COMMITTEES_PER_SLOT = 4  # the minimal preset's
 TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE = 16
 ATTESTATION_ROOT_MEMO = 4096  # distinct AttestationData whose roots the judge remembers
 GENESIS_FORK_VERSION = bytes.fromhex("00000001")
@@ -84,7 +87,7 @@ class ChainParams:
     validators: int = 64  # the cluster's validators: indices 0..V-1
     nodes: int = 4  # co-validators (N): how many shares each key is split into
     threshold: int = 3  # M
-    committee_size: int = 64  # attesters per committee (aggregators: about 1 in committee_size // 16)
+    committee_size: int = 64  # TARGET_COMMITTEE_SIZE: committees are sized from the active set around it
     sync_members: int = 4  # cluster validators in the sync committee (each holds one position)
     proposer_share: float = 0.5  # chance that a slot's proposer is a cluster validator
     late_block_rate: float = 0.05  # chance, per (node, slot), that the node's BN sees the block late
@@ -102,13 +105,52 @@ class ChainParams:
 
     @property
     def committees_per_slot(self) -> int:
-        per_slot = -(-self.validators // (SLOTS_PER_EPOCH * self.committee_size))
-        return min(per_slot, 4)
+        """The spec's get_committee_count_per_slot over the `total` active validators, with
+        `committee_size` as TARGET_COMMITTEE_SIZE."""
+        return max(1, min(MAX_COMMITTEES_PER_SLOT, self.total // SLOTS_PER_EPOCH // self.committee_size))
 
     @property
     def total(self) -> int:
-        """Every validator of the chain: the cluster's and the others that fill the committees."""
-        return max(self.validators, SLOTS_PER_EPOCH * self.committees_per_slot * self.committee_size)
+        """Every validator of the chain: the cluster's, and others so that a small cluster still sits in
+        full committees (at least one committee of the target size per slot)."""
+        return max(self.validators, SLOTS_PER_EPOCH * self.committee_size)
+
+    def committee_start(self, committee: int) -> int:
+        """Where committee number `committee` of an epoch (slot offset * committees per slot + index)
+        begins in the epoch's shuffled order: the spec's compute_committee slices the active set into
+        SLOTS_PER_EPOCH * committees_per_slot nearly equal parts (sizes differ by at most one)."""
+        return self.total * committee // (SLOTS_PER_EPOCH * self.committees_per_slot)
+
+    def committee_length(self, slot: int, committee_index: int) -> int:
+        committee = slot % SLOTS_PER_EPOCH * self.committees_per_slot + committee_index
+        return self.committee_start(committee + 1) - self.committee_start(committee)
+
+
+def attester_assignment(
+    p: ChainParams, epoch: int, dependent_root: str, first_slot: int
+) -> dict[int, AttesterDuty]:
+    """Cluster validator index -> its attester duty in `epoch`: the `total` validators shuffled by
+    (seed, epoch, dependent root), then cut into the epoch's committees as the spec's compute_committee
+    cuts the shuffled active set (`ChainParams.committee_start`)."""
+    order = list(range(p.total))
+    random.Random(f"shuffle/{p.seed}/{epoch}/{dependent_root}").shuffle(order)
+    per_slot = p.committees_per_slot
+    starts = [p.committee_start(c) for c in range(SLOTS_PER_EPOCH * per_slot + 1)]
+    duties = {}
+    for position, index in enumerate(order):
+        if index >= p.validators:
+            continue
+        committee = bisect.bisect_right(starts, position) - 1
+        slot_offset, committee_index = divmod(committee, per_slot)
+        duties[index] = AttesterDuty(
+            index,
+            first_slot + slot_offset,
+            committee_index,
+            starts[committee + 1] - starts[committee],
+            per_slot,
+            position - starts[committee],
+        )
+    return duties
 
 
 @dataclass(frozen=True)
@@ -268,25 +310,9 @@ class SimChain:
     def _attester_duties(self, epoch: int, dependent_root: str) -> dict[int, AttesterDuty]:
         key = (epoch, dependent_root)
         if key not in self._attester_cache:
-            p = self.params
-            order = list(range(p.total))
-            random.Random(f"shuffle/{p.seed}/{epoch}/{dependent_root}").shuffle(order)
-            per_slot = p.committees_per_slot
-            duties = {}
-            for position, index in enumerate(order):
-                if index >= p.validators:
-                    continue
-                committee, seat = divmod(position, p.committee_size)
-                slot_offset, committee_index = divmod(committee, per_slot)
-                duties[index] = AttesterDuty(
-                    index,
-                    self.clock.first_slot(epoch) + slot_offset,
-                    committee_index,
-                    p.committee_size,
-                    per_slot,
-                    seat,
-                )
-            self._attester_cache[key] = duties
+            self._attester_cache[key] = attester_assignment(
+                self.params, epoch, dependent_root, self.clock.first_slot(epoch)
+            )
         return self._attester_cache[key]
 
     def attester_duties_at(self, epoch: int, node: int, now_ms: int) -> tuple[dict[int, AttesterDuty], str]:
@@ -487,7 +513,7 @@ class SimChain:
         if not pool:
             return None
         data = self.attestation_pool_data[(slot, data_root)]
-        length = self.params.committee_size
+        length = self.params.committee_length(slot, int(data["index"]))
         raw = bytearray(length // 8 + 1)
         for position in pool:
             raw[position // 8] |= 1 << (position % 8)
@@ -607,6 +633,10 @@ class SimChain:
             length, positions = bitlist_positions(obj["aggregation_bits"])
             if len(positions) != 1:
                 return "an unaggregated attestation needs exactly one bit"
+            if committee_index >= self.params.committees_per_slot:
+                return f"committee index {committee_index} at slot {slot}: the slot has {self.params.committees_per_slot}"
+            if length != self.params.committee_length(slot, committee_index):
+                return f"aggregation bits for {length} attesters, the committee has {self.params.committee_length(slot, committee_index)}"
             index = self._attester_at(slot, committee_index, positions[0])
             if index is None:
                 return (
@@ -618,7 +648,6 @@ class SimChain:
             self._record_attestation(index, int(data["source"]["epoch"]), int(data["target"]["epoch"]), root)
             self.attestation_pool.setdefault((slot, data_root), {})[positions[0]] = obj["signature"]
             self.attestation_pool_data[(slot, data_root)] = data
-            del length
             self._mark_done((DutyId(slot, DutyKind.ATTESTER), self.pubkeys[index]), now_ms)
             return None
         if kind is SubmissionKind.BLOCK:
@@ -662,7 +691,8 @@ class SimChain:
             proof = self._root(Kind.AGGREGATION_SLOT, {"slot": str(slot)})
             if not self._verify(pubkey, proof, message["selection_proof"]):
                 return f"selection proof of validator {index} does not verify"
-            if not is_aggregator(self.config, self.params.committee_size, message["selection_proof"]):
+            length = self.params.committee_length(slot, int(aggregate["data"]["index"]))
+            if not is_aggregator(self.config, length, message["selection_proof"]):
                 return f"validator {index} is not an aggregator at slot {slot}"
             root = self._root(Kind.AGGREGATE_AND_PROOF, message)
             if not self._verify(pubkey, root, obj["signature"]):
