@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, InvalidArgument, Unsatisfiable
 from schemathesis import GenerationMode
 
@@ -228,11 +230,36 @@ def test_generated_requests_to_a_live_node_never_break_it(tmp_path: Path) -> Non
     assert rss[-1] < 2 * rss[0] + 100_000, rss  # bounded: no growth with the requests tried
 
 
+# the object each Remote Signing API request type carries -> its `type` (sign.yaml's discriminator)
+SIGNING_TYPES = {
+    "aggregation_slot": "AGGREGATION_SLOT",
+    "aggregate_and_proof": "AGGREGATE_AND_PROOF",
+    "attestation": "ATTESTATION",
+    "beacon_block": "BLOCK_V2",
+    "block": "BLOCK",
+    "deposit": "DEPOSIT",
+    "randao_reveal": "RANDAO_REVEAL",
+    "voluntary_exit": "VOLUNTARY_EXIT",
+    "sync_committee_message": "SYNC_COMMITTEE_MESSAGE",
+    "sync_aggregator_selection_data": "SYNC_COMMITTEE_SELECTION_PROOF",
+    "contribution_and_proof": "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF",
+    "validator_registration": "VALIDATOR_REGISTRATION",
+}
+
+
 def signer_exchange(
-    op: Any, mode: GenerationMode, base_url: str, identifier: str, statuses: Counter[str], problems: list[str]
+    op: Any,
+    mode: GenerationMode,
+    base_url: str,
+    identifier: str,
+    statuses: Counter[str],
+    problems: list[str],
+    fork_info: dict[str, Any] | None = None,
 ) -> Any:
     """The Hypothesis test of one Remote Signing API operation (the path's identifier: a real group key,
-    so requests get past the lookup to the model)."""
+    so requests get past the lookup to the model). With `fork_info` (this chain's), a valid generated
+    body carries it and no `signingRoot` (optional in the spec), so the request gets past the chain and
+    root checks to the signing rules; what it asks was never decided, so nothing may be signed."""
     from openapi_core.testing import MockRequest, MockResponse
 
     from tests.test_signer_api import remote_signing_api
@@ -247,12 +274,23 @@ def signer_exchange(
     @given(case=op.as_strategy(generation_mode=mode, path_parameters=fixed))
     def one(case: Any) -> None:
         where = f"{method} {case.formatted_path[:40]}"
-        sent = send(session, case, base_url, where, f"{mode.value} {method}", statuses, problems)
+        body_type = case.body.get("type") if isinstance(case.body, dict) else None
+        ours = fork_info is not None and mode is GenerationMode.POSITIVE and isinstance(case.body, dict)
+        if ours:
+            case.body["fork_info"] = fork_info
+            case.body.pop("signingRoot", None)
+            kinds = [kind for key, kind in SIGNING_TYPES.items() if key in case.body]
+            if kinds:  # the discriminator as the spec maps it (the generator writes schema names there)
+                case.body["type"] = body_type = kinds[0]
+        label = f"{mode.value} {method}" + (f" {body_type} (this chain)" if ours else "")
+        sent = send(session, case, base_url, where, label, statuses, problems)
         if sent is None:
             return
         response, kwargs = sent
-        body_type = case.body.get("type") if isinstance(case.body, dict) else None
-        if response.status_code == 200 and body_type in ("ATTESTATION", "BLOCK_V2"):
+        if response.status_code == 200 and ours and "/sign/" in case.formatted_path:
+            # this chain's fork and no root of the VC's own: still nothing the cluster decided
+            problems.append(f"{where}: a {body_type} signed for generated data: {case.body!r:.300}")
+        elif response.status_code == 200 and body_type in ("ATTESTATION", "BLOCK_V2"):
             # nothing the fuzzer makes up was decided by the cluster: never signed
             problems.append(f"{where}: a {body_type} signed for generated data: {case.body!r:.300}")
         elif mode is GenerationMode.POSITIVE or response.status_code != 200:
@@ -269,6 +307,117 @@ def signer_exchange(
                 problems.append(f"{where}: {response.status_code} answer not valid: {str(error)[:300]}")
 
     return one
+
+
+@st.composite
+def signing_body(draw: Any, now_slot: int, fork_info: dict[str, Any]) -> dict[str, Any]:
+    """A well-formed signing request of this chain (its fork_info, SSZ objects that parse, no
+    `signingRoot`) over made-up data: slots around the current one or anywhere, random roots, this
+    cluster's validator indices or others. It reaches the node's signing rules, which must refuse it."""
+    from covalidator.model.eth import ssz_json
+    from covalidator.model.eth.specs import spec
+
+    s = spec("altair", "minimal")
+    near = draw(st.booleans())  # a slot around the current one (offset drawn: the clock moves), or any
+    slot = max(0, now_slot + draw(st.integers(-3, 3))) if near else draw(st.integers(0, 2**64 - 1))
+    epoch, index = slot // 8, draw(st.integers(0, 15))
+    root = lambda: "0x" + draw(st.binary(min_size=32, max_size=32)).hex()  # noqa: E731
+    proof = "0x" + draw(st.binary(min_size=96, max_size=96)).hex()
+    data = {
+        "slot": str(slot),
+        "index": "0",
+        "beacon_block_root": root(),
+        "source": {"epoch": str(max(0, epoch - 1)), "root": root()},
+        "target": {"epoch": str(epoch), "root": root()},
+    }
+    aggregate = {"aggregation_bits": "0x03", "data": data, "signature": proof}
+    contribution = {
+        "slot": str(slot),
+        "beacon_block_root": root(),
+        "subcommittee_index": str(draw(st.integers(0, 3))),
+        "aggregation_bits": "0x00",  # the minimal preset: 8 per subcommittee
+        "signature": proof,
+    }
+    block = ssz_json.to_json(s.BeaconBlock(slot=min(slot, 2**63), proposer_index=index))
+    assert isinstance(block, dict)
+    block["parent_root"] = root()
+    bodies = {
+        "AGGREGATION_SLOT": {"aggregation_slot": {"slot": str(slot)}},
+        "ATTESTATION": {"attestation": data},
+        "BLOCK_V2": {"beacon_block": {"version": "ALTAIR", "block": block}},
+        "RANDAO_REVEAL": {"randao_reveal": {"epoch": str(epoch)}},
+        "VOLUNTARY_EXIT": {"voluntary_exit": {"epoch": str(epoch), "validator_index": str(index)}},
+        "SYNC_COMMITTEE_MESSAGE": {
+            "sync_committee_message": {"beacon_block_root": root(), "slot": str(slot)}
+        },
+        "SYNC_COMMITTEE_SELECTION_PROOF": {
+            "sync_aggregator_selection_data": {
+                "slot": str(slot),
+                "subcommittee_index": contribution["subcommittee_index"],
+            }
+        },
+        "AGGREGATE_AND_PROOF": {
+            "aggregate_and_proof": {
+                "aggregator_index": str(index),
+                "aggregate": aggregate,
+                "selection_proof": proof,
+            }
+        },
+        "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF": {
+            "contribution_and_proof": {
+                "aggregator_index": str(index),
+                "contribution": contribution,
+                "selection_proof": proof,
+            }
+        },
+    }
+    kind = draw(st.sampled_from(sorted(bodies)))
+    return {"type": kind, "fork_info": fork_info, **bodies[kind]}
+
+
+def structured_signing(
+    base_url: str,
+    identifier: str,
+    fork_info: dict[str, Any],
+    now_slot: Callable[[], int],
+    statuses: Counter[str],
+    problems: list[str],
+) -> None:
+    """`signing_body` requests: never signed, every answer valid against the spec."""
+    from openapi_core.testing import MockRequest, MockResponse
+
+    from tests.test_signer_api import remote_signing_api
+
+    session = requests.Session()
+    path = f"/api/v1/eth2/sign/{identifier}"
+
+    # 3 x EXAMPLES: a request the rules pass waits for peers' partials until its duty's deadline (~2.5 s)
+    @settings(
+        max_examples=3 * EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(data=st.data())
+    def one(data: Any) -> None:
+        body = data.draw(signing_body(now_slot(), fork_info))
+        response = session.post(base_url + path, json=body, timeout=30)
+        statuses[f"structured {body['type']} {response.status_code}"] += 1
+        if response.status_code == 200:
+            problems.append(f"a {body['type']} signed for made-up data: {body!r:.300}")
+        raw = json.dumps(body).encode()
+        answer = MockResponse(
+            response.content,
+            status_code=response.status_code,
+            content_type=response.headers.get("Content-Type"),
+        )
+        try:
+            remote_signing_api().validate_response(
+                MockRequest("http://localhost", "post", path, data=raw), answer
+            )
+        except Exception as error:
+            problems.append(
+                f"structured {body['type']}: {response.status_code} answer not valid: {str(error)[:300]}"
+            )
+
+    one()
 
 
 def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_path: Path) -> None:
@@ -290,11 +439,14 @@ def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_pat
     problems: list[str] = []
     spec = schemathesis.openapi.from_path(str(shared_path("remote-signing-api", "remote-signing-oapi.yaml")))
 
-    def fuzz(base_url: str) -> None:
+    def fuzz(base_url: str, fork_info: dict[str, Any], now_slot: Callable[[], int]) -> None:
+        structured_signing(base_url, group, fork_info, now_slot, statuses, problems)
         for result in spec.get_all_operations():
             for mode in GenerationMode:
                 with contextlib.suppress(Unsatisfiable):  # publicKeys has nothing to break
                     signer_exchange(result.ok(), mode, base_url, group, statuses, problems)()
+                    if mode is GenerationMode.POSITIVE and "{identifier}" in result.ok().path:
+                        signer_exchange(result.ok(), mode, base_url, group, statuses, problems, fork_info)()
 
     async def scenario() -> list[int]:
         per_node = lambda i: ("--signer-api", f"127.0.0.1:{ports[i]}")  # noqa: E731
@@ -303,11 +455,19 @@ def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_pat
         ) as running:
             pid = running.processes[0].pid
             rss = [rss_kib(pid)]
-            await asyncio.to_thread(fuzz, f"http://127.0.0.1:{ports[0]}")
-            rss.append(rss_kib(pid))
-            assert running.processes[0].returncode is None, "the fuzzed node died"
             import aiohttp
 
+            async with aiohttp.ClientSession() as session:
+                async with session.get(running.bn.url + "/eth/v1/beacon/genesis") as r:
+                    genesis = (await r.json())["data"]
+                async with session.get(running.bn.url + "/eth/v1/beacon/states/head/fork") as r:
+                    fork = (await r.json())["data"]
+            fork_info = {"fork": fork, "genesis_validators_root": genesis["genesis_validators_root"]}
+            genesis_time = int(genesis["genesis_time"])
+            now_slot = lambda: max(0, int((time.time() - genesis_time) // config.seconds_per_slot))  # noqa: E731
+            await asyncio.to_thread(fuzz, f"http://127.0.0.1:{ports[0]}", fork_info, now_slot)
+            rss.append(rss_kib(pid))
+            assert running.processes[0].returncode is None, "the fuzzed node died"
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"http://127.0.0.1:{ports[0]}/upcheck") as r,
@@ -319,5 +479,8 @@ def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_pat
     tried = sum(statuses.values())
     print(f"signer fuzz: {tried} requests, by status {dict(sorted(statuses.items()))}; RSS KiB {rss}")
     assert not problems, problems[:20]
-    assert tried >= EXAMPLES * 10  # two modes of the sign endpoint, 5 x EXAMPLES each
+    assert tried >= EXAMPLES * 15  # two modes of the sign endpoint and this chain's, 5 x EXAMPLES each
+    structured = {k: n for k, n in statuses.items() if k.startswith("structured")}
+    # well-formed requests of this chain get past the parsing and chain checks to the signing rules
+    assert sum(n for k, n in structured.items() if k.endswith(" 412")) >= EXAMPLES, structured
     assert rss[-1] < 2 * rss[0] + 100_000, rss

@@ -393,3 +393,28 @@ def test_with_release_before_persist_planted_the_node_signs_while_the_store_is_s
     actions = node.decided_by_peers(duty, {node.pubkey(V): data})
     assert node.state.duties[duty].phase is Phase.PERSISTING
     assert signed_roots(actions) == [root_hex(node, Kind.ATTESTATION, data)]
+
+
+def test_a_block_signing_request_held_before_the_proposer_duties_survives_their_arrival() -> None:
+    """Found by the signer API fuzz with this chain's fork_info: a BLOCK_V2 signing request for a slot
+    whose proposer duties were not fetched yet is held; when they arrive, the model re-ran the VC's
+    block-request step on every held proposer request, this one included (its params are the signing
+    request, not a VC's block query) and raised, so the node restarted from its store."""
+    from covalidator.model.eth import ssz_json
+    from covalidator.model.eth.specs import spec
+
+    node = OneNode(signer=True)
+    node.start()
+    node.advance(node.clock.slot_start_ms(9))
+    block = ssz_json.to_json(spec("altair", "minimal").BeaconBlock(slot=10, proposer_index=V))
+    body = {
+        "type": "BLOCK_V2",
+        "fork_info": node.fork_info(10),
+        "beacon_block": {"version": "ALTAIR", "block": block},
+    }
+    rid, actions = node.sign_request(V, body)
+    assert replies(actions, rid) == [] and node.state.requests[rid].duty == DutyId(10, DutyKind.PROPOSER)
+    duty = {"pubkey": node.pubkey(V), "validator_index": str(V), "slot": "10"}
+    node.proposer_duties(1, duty)  # raised AttributeError before the fix
+    assert rid in node.state.requests  # still held: nothing was decided for it, nothing signed
+    assert signed_roots(node.actions, DutyKind.PROPOSER) == []

@@ -16,7 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from covalidator.model.clock import SlotClock
-from covalidator.model.duty import CONSENSUS_KINDS, KIND_OF_DUTIES, DutiesKind, DutyId, DutyKind
+from covalidator.model.duty import (
+    CONSENSUS_KINDS,
+    KIND_OF_DUTIES,
+    DutiesKind,
+    DutyId,
+    DutyKind,
+    VCRequestKind,
+)
 from covalidator.model.eth.beacon_data import DataProblem, fork_at_least, uint
 from covalidator.model.node.consensus import restore_decided
 from covalidator.model.node.events import (
@@ -169,8 +176,8 @@ def on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
                 selection, pubkey, {"validator_index": str(index)}, out, known=pubkey in selection.validators
             )
             sign_duty_message(state, selection, [pubkey], out)
-    for req in list(state.requests.values()):  # block requests that came before their duties
-        if req.duty.kind is DutyKind.PROPOSER:
+    for req in list(state.requests.values()):  # the VC's block requests that came before their duties
+        if req.kind is VCRequestKind.BLOCK:  # (a held signing request of a block is not one)
             start_block_request(state, req, out)
 
 
