@@ -70,8 +70,12 @@ mutants: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python mutation/mutants.py
 
 # The VC API fuzzed from the beacon-APIs spec, longer than CI's bounded run (README "Reliability and security")
+# The hostile-input runs of CI, longer: generated requests (300 per endpoint and mode), a 30 s flood of
+# 1,000 requests/s, a Byzantine operator's generated traffic for 5 minutes
 fuzz: setup
 	FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q -s tests/test_fuzz_vc_api.py
+	FLOOD_SECONDS=30 $(BIN)/python -m pytest -q -s tests/test_vc_flood.py
+	BYZANTINE_SECONDS=300 $(BIN)/python -m pytest -q -s tests/test_byzantine_peer.py
 
 # Seeded cluster simulations (N = 4, 7, 10; Byzantine, crash, partitions) until 100,000 duties (hours)
 soak: setup
