@@ -22,6 +22,7 @@ from covalidator.model.qbft.rules import (
     is_commit_certificate,
     is_justified_proposal,
     is_justified_round_change,
+    is_quorum,
     is_round_change_jump,
     leader,
     quorum_size,
@@ -302,3 +303,37 @@ def test_slots_refuse_messages_of_an_earlier_instance_too() -> None:
         assert round_change_slots(4, DUTY, [Message(MsgType.ROUND_CHANGE, other, 1, 2)]) is None, other
         for kind in (MsgType.PREPARE, MsgType.COMMIT):
             assert vote_slots(4, DUTY, kind, [Message(kind, other, 1, 2, "0xv")]) is None, (other, kind)
+
+
+def test_leader_is_charons_rotation_for_every_slot_kind_and_round() -> None:
+    """The leader of (slot, duty type, round) among N is ((slot + type + round) mod N) + 1: Charon's
+    rotation (core/qbft), so every node names the same one and each round moves to the next."""
+    for n in (1, 3, 4, 7, 10):
+        for slot in (0, 1, 2, 7, 31, 32, 1_000_003):
+            for kind in DutyKind:
+                for round in range(1, 9):
+                    assert leader(slot, int(kind), round, n) == (slot + int(kind) + round) % n + 1
+
+
+def test_a_quorum_is_any_count_at_or_above_the_papers_bound() -> None:
+    """Moniz's quorum ceil((N + F + 1) / 2), for every count and not only at the boundary."""
+    for n in range(1, 17):
+        q = math.ceil((n + (n - 1) // 3 + 1) / 2)
+        for count in range(n + 1):
+            assert bool(is_quorum(count, n)) == (count >= q), (n, count)
+
+
+def test_a_proposal_needs_round_changes_for_its_own_round_not_a_later_one() -> None:
+    """J1 and J2 count ROUND-CHANGEs for the proposal's round: one for a LATER round is not one of them
+    (as one for an earlier round is not)."""
+    assert not justified(3, "0xany", [rc(1, 3), rc(2, 3), rc(4, 4)], [])
+    prepares = [vote(MsgType.PREPARE, s, 2, "0xv") for s in (1, 2, 3)]
+    assert not justified(3, "0xv", [rc(1, 3, 2, "0xv"), rc(2, 3), rc(4, 5)], prepares)
+    assert justified(3, "0xv", [rc(1, 3, 2, "0xv"), rc(2, 3), rc(4, 3)], prepares)
+
+
+def test_vote_slots_refuse_senders_out_of_range() -> None:
+    for kind in (MsgType.PREPARE, MsgType.COMMIT):
+        assert vote_slots(4, DUTY, kind, [vote(kind, 0, 1, "0xv")]) is None
+        assert vote_slots(4, DUTY, kind, [vote(kind, 5, 1, "0xv")]) is None
+        assert vote_slots(4, DUTY, kind, [vote(kind, 1, 1, "0xv"), vote(kind, 4, 1, "0xv")]) is not None
