@@ -40,19 +40,12 @@ from covalidator.runtime.node_runner import PEER_QUEUE_LIMIT
 from covalidator.runtime.peer_tls import client_context, server_context
 from covalidator.runtime.peers import PeerTransport
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster, rss_kib
 
 NODES, VALIDATORS = 4, 8
 BYZANTINE = 3  # the node index this test plays (share index 4)
 SECONDS = float(os.environ.get("BYZANTINE_SECONDS", "20"))
 hexes = lambda n: st.binary(min_size=n, max_size=n).map(lambda b: "0x" + b.hex())  # noqa: E731
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def hostile(
@@ -229,8 +222,7 @@ def test_a_byzantine_operator_sending_hostile_traffic_stops_no_honest_duty(tmp_p
                 rss.append([rss_kib(pid) for pid in pids])
                 assert all(p.returncode is None for p in running.processes), "an honest node died"
                 statuses = [await status(session, u) for u in running.urls]
-                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
-                    report = await r.json()
+                report = await running.report()
         return report, rss, statuses, queue_peak, first, last
 
     report, rss, statuses, queue_peak, first, last = run(scenario(), 300)

@@ -32,7 +32,7 @@ from schemathesis import GenerationMode
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.conftest import shared_path
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster, rss_kib
 
 NODES, VALIDATORS = 4, 8
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -154,13 +154,6 @@ def fuzz(base_url: str, statuses: Counter[str], problems: list[str], skipped: li
             except (InvalidArgument, Unsatisfiable, FailedHealthCheck) as error:
                 # a schema Hypothesis cannot generate (a deneb blob is 262,144 hex digits): named
                 skipped.append(f"{mode.value} {op.method.upper()} {op.path}: {type(error).__name__}")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -149,8 +149,7 @@ def test_steps_failing_at_random_on_every_node_are_recovered_from_the_store(tmp_
             last = first + 11
             await asyncio.gather(*(vc.run(until_slot=last) for vc in vcs))
             async with aiohttp.ClientSession() as session:
-                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
-                    report = await r.json()
+                report = await running.report()
                 statuses = []
                 for url in running.urls:
                     async with session.get(url + "/covalidator/v1/status") as r:
@@ -194,8 +193,7 @@ def test_two_nodes_clocks_off_by_two_seconds_either_way(tmp_path: Path) -> None:
             last = first + 8
             await asyncio.gather(*(vc.run(until_slot=last) for vc in vcs))
             async with aiohttp.ClientSession() as session:
-                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
-                    report = await r.json()
+                report = await running.report()
                 statuses, ready = [], []
                 for url in running.urls:
                     async with session.get(url + "/covalidator/v1/status") as r:

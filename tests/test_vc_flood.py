@@ -25,20 +25,13 @@ import aiohttp
 
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.helpers.aio import run
-from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster
+from tests.helpers.devnet_cluster import attesters_on_chain, devnet_cluster, make_devnet_cluster, rss_kib
 
 NODES, VALIDATORS = 4, 8
 RATE = int(os.environ.get("FLOOD_RATE", "1000"))
 SECONDS = float(os.environ.get("FLOOD_SECONDS", "10"))
 IN_FLIGHT = 256  # the flooder's own bound on open requests (beyond it, a request is not sent: counted)
 DOCUMENTED_5XX = {"502", "503", "504"}
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def flood(base: str, slot_now: Any, statuses: Counter[str], latencies: list[float]) -> float:
@@ -142,8 +135,7 @@ def test_a_flood_of_requests_leaves_the_node_and_its_duties_standing(tmp_path: P
             rss.append(rss_kib(pid))
             assert running.processes[0].returncode is None, "the flooded node died"
             async with aiohttp.ClientSession() as session:
-                async with session.get(running.bn.url + "/devnet/report", params={"slots": "1"}) as r:
-                    report = await r.json()
+                report = await running.report()
                 async with session.get(running.urls[0] + "/covalidator/v1/status") as r:
                     status = (await r.json())["data"]
         return report, rss, holder["sent_s"], status, first, last

@@ -57,6 +57,14 @@ class RunningCluster:
     def env_of(self, i: int) -> dict[str, str]:
         return {**self.env, **self.node_env(i)}
 
+    async def report(self) -> Any:
+        """The devnet BN's judgement so far, with its per-slot table (`?slots=1`)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.bn.url + "/devnet/report", params={"slots": "1"}) as r,
+        ):
+            return await r.json()
+
     async def kill(self, i: int) -> None:
         """SIGKILL: no shutdown, whatever was in flight is lost."""
         self.killed.add(i)
@@ -116,7 +124,9 @@ async def devnet_cluster(
     try:
         for i in range(nodes):
             cluster.processes.append(
-                await start_node(folder, i, bn.url, cluster.ports[i], *cluster.node_args(i), env=cluster.env_of(i))
+                await start_node(
+                    folder, i, bn.url, cluster.ports[i], *cluster.node_args(i), env=cluster.env_of(i)
+                )
             )
         if vcs:
             cluster.vcs = [
@@ -142,3 +152,11 @@ def attesters_on_chain(report: Any, first: int, last: int) -> tuple[int, int]:
         c["attester"] for slot, c in report["slots"].items() if first <= int(slot) < last and "attester" in c
     ]
     return sum(c[0] for c in cells), sum(c[1] for c in cells)
+
+
+def rss_kib(pid: int) -> int:
+    """A live process's resident memory (VmRSS), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
