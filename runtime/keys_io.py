@@ -9,6 +9,7 @@ Layout of a node folder (as existing DV tooling writes it):
     cluster-lock.json            identical on every node
     identity-key.pem             the node's Ed25519 peer identity key (PKCS#8 PEM, unencrypted)
     validator_keys/keystore-{j}.json + keystore-{j}.txt    share of validator j and its password
+    deposit-data.json            the validators' deposits, launchpad format (when a withdrawal address is set)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from covalidator.model.crypto import keystore
 LOCK_FILE = "cluster-lock.json"
 IDENTITY_FILE = "identity-key.pem"
 KEYS_DIR = "validator_keys"
+DEPOSIT_FILE = "deposit-data.json"
 
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -150,6 +150,8 @@ def test_split_existing_keys(tmp_path: Path) -> None:
             ["--nodes", "4", "--validators", "3", "--fee-recipient", f"0x{'ab' * 20},0x{'cd' * 20}"],
             "lists 2 addresses for 3 validators",
         ),
+        (["--nodes", "4", "--validators", "1", "--withdrawal-address", "0x12"], "not a 20-byte 0x-hex"),
+        (["--nodes", "4", "--validators", "1", "--compounding"], "--compounding needs --withdrawal-address"),
     ],
 )
 def test_create_cluster_refusals_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
@@ -247,3 +249,46 @@ def test_fee_recipients_pin_group_signed_registrations_in_the_lock(tmp_path: Pat
         assert message["fee_recipient"] == fee and message["pubkey"] == "0x" + v.distributed_public_key.hex()
         root = signing_root(schedule, Kind.VALIDATOR_REGISTRATION, message)
         assert bls.verify(v.distributed_public_key, root, bytes.fromhex(registration["signature"][2:]))
+
+
+@pytest.mark.parametrize("compounding", [False, True])
+def test_withdrawal_address_writes_launchpad_deposit_data(tmp_path: Path, compounding: bool) -> None:
+    """Every node folder holds the same deposit-data.json; each entry is the validator's deposit under
+    the deposit domain (oracle: tests/test_deposit.py's hand-merkleized roots and py_ecc's verify)."""
+    from py_ecc.bls import G2ProofOfPossession as pyecc_bls
+
+    from .test_deposit import oracle_data_root, oracle_message_root, oracle_signing_root
+
+    out = tmp_path / "cluster"
+    address = "0x" + "5a" * 20
+    create(
+        out,
+        "--validators",
+        "2",
+        "--network",
+        "hoodi",
+        "--withdrawal-address",
+        address,
+        *(["--compounding"] if compounding else []),
+    )
+    files = {(out / f"node{i}" / "deposit-data.json").read_bytes() for i in range(4)}
+    assert len(files) == 1
+    entries = json.loads(files.pop())
+    lock = keys_io.load_lock(out / "node0" / "cluster-lock.json")
+    assert [e["pubkey"] for e in entries] == [
+        v.distributed_public_key.hex() for v in lock.distributed_validators
+    ]
+    for entry in entries:
+        pubkey = bytes.fromhex(entry["pubkey"])
+        credentials = bytes.fromhex(entry["withdrawal_credentials"])
+        assert credentials == (b"\x02" if compounding else b"\x01") + bytes(11) + bytes.fromhex(address[2:])
+        assert entry["amount"] == 32 * 10**9 and entry["network_name"] == "hoodi"
+        assert entry["fork_version"] == "10000910"  # hoodi's genesis fork version
+        message_root = oracle_message_root(pubkey, credentials, entry["amount"])
+        assert entry["deposit_message_root"] == message_root.hex()
+        signature = bytes.fromhex(entry["signature"])
+        assert (
+            entry["deposit_data_root"]
+            == oracle_data_root(pubkey, credentials, entry["amount"], signature).hex()
+        )
+        assert pyecc_bls.Verify(pubkey, oracle_signing_root(message_root, lock.fork_version), signature)

@@ -3,8 +3,9 @@
 create-cluster makes (or reads) the validators' keys, Shamir-splits each M-of-N, and writes one folder
 per node: the signed cluster lock, the node's peer identity key, and its key shares as EIP-2335
 keystores (share index = node index + 1). With --fee-recipient the lock also pins each validator's fee
-recipient, gas limit and a builder registration the dealer signs with the group key. combine does the reverse from >= M node folders: it checks
-each share against the lock, interpolates every validator's secret key, checks it against the lock's
+recipient, gas limit and a builder registration the dealer signs with the group key; with
+--withdrawal-address every folder gets deposit-data.json (model/eth/deposit.py, the launchpad's format).
+combine does the reverse from >= M node folders: it checks each share against the lock, interpolates every validator's secret key, checks it against the lock's
 group key, and writes ordinary EIP-2335 keystores.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 1 anything else.
@@ -148,6 +149,17 @@ def with_kdf_options[F: Callable[..., Any]](command: F) -> F:
     show_default=True,
     help="Gas limit of the builder registrations (with --fee-recipient).",
 )
+@click.option(
+    "--withdrawal-address",
+    default=None,
+    help="Execution address the validators withdraw to: writes deposit-data.json (the launchpad's "
+    "format, 32 ETH each, 0x01 credentials) into every node folder.",
+)
+@click.option(
+    "--compounding",
+    is_flag=True,
+    help="With --withdrawal-address: 0x02 (compounding, Electra) withdrawal credentials instead of 0x01.",
+)
 @click.option("--name", default="covalidator cluster", show_default=True, help="A name recorded in the lock.")
 @click.option(
     "--out",
@@ -169,6 +181,8 @@ def create_cluster(
     peer_addresses: str | None,
     fee_recipient: str | None,
     gas_limit: int,
+    withdrawal_address: str | None,
+    compounding: bool,
     name: str,
     out: Path,
     kdf: str,
@@ -177,7 +191,7 @@ def create_cluster(
     """Create an M-of-N cluster: split validator keys and write one folder per node."""
     from covalidator.model.cluster import lock as cluster_lock
     from covalidator.model.crypto import bls
-    from covalidator.model.eth import networks
+    from covalidator.model.eth import deposit, networks
     from covalidator.model.eth.interop import interop_secret_key
     from covalidator.model.eth.signing import registration_signing_root
     from covalidator.model.qbft.rules import smallest_safe_threshold, threshold_refusal
@@ -206,6 +220,16 @@ def create_cluster(
     fork = _hex_option(fork_version, 4, "--fork-version") or net.genesis_fork_version
     root = _hex_option(gvr, 32, "--genesis-validators-root") or net.genesis_validators_root
     key_derivation = _kdf(kdf, kdf_cost)
+    if compounding and withdrawal_address is None:
+        fail("--compounding needs --withdrawal-address")
+    try:
+        credentials = (
+            None
+            if withdrawal_address is None
+            else deposit.withdrawal_credentials(withdrawal_address, compounding=compounding)
+        )
+    except deposit.DepositError as error:
+        fail(f"--withdrawal-address: {error}")
 
     # The validators' secret keys: read, interop, or fresh.
     if existing is not None:
@@ -252,6 +276,24 @@ def create_cluster(
                 group, tuple(public[i] for i in range(1, n + 1)), *(registration or ())
             )
         )
+    deposits = None
+    if credentials is not None:
+        deposits = [
+            deposit.deposit_entry(
+                pubkey=v.distributed_public_key,
+                credentials=credentials,
+                amount=deposit.DEPOSIT_AMOUNT_GWEI,
+                signature=bls.sign(
+                    secret,
+                    deposit.deposit_signing_root(
+                        v.distributed_public_key, credentials, deposit.DEPOSIT_AMOUNT_GWEI, fork
+                    ),
+                ),
+                genesis_fork_version=fork,
+                network_name=network,
+            )
+            for secret, v in zip(validator_secrets, validators, strict=True)
+        ]
     identity_keys = [keys_io.new_identity_key() for _ in range(n)]
     try:
         lock = cluster_lock.build_lock(
@@ -284,6 +326,8 @@ def create_cluster(
             node = staging / f"node{i}"
             keys_io.write_json(node / keys_io.LOCK_FILE, lock)
             keys_io.save_identity_key(node / keys_io.IDENTITY_FILE, identity_keys[i])
+            if deposits is not None:
+                keys_io.write_json(node / keys_io.DEPOSIT_FILE, deposits)
             for j in range(len(validators)):
                 keys_io.write_keystore(
                     node / keys_io.KEYS_DIR, j, documents[i * len(validators) + j], passwords[i]
