@@ -38,17 +38,20 @@ Must not: read or write files, or generate keys (the runtime does both and passe
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from covalidator.model.cluster.document import (
+    Reader,
+    canonical_hash,
+    first_duplicate,
+    sign_digest,
+    verify_digest,
+)
 from covalidator.model.crypto import bls
 from covalidator.model.eth.signing import SigningError, registration_signing_root
 from covalidator.model.qbft.rules import threshold_refusal
@@ -56,7 +59,6 @@ from covalidator.model.qbft.rules import threshold_refusal
 LOCK_VERSION: Final = "covalidator/lock/v1"
 _HASH_PREFIX: Final = b"covalidator/lock/v1\n"
 _SIGNATURE_PREFIX: Final = b"covalidator/lock-hash\n"
-_ADDRESS = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
 
 
 class LockError(ValueError):
@@ -215,8 +217,7 @@ def _check_registration(
 
 
 def compute_lock_hash(content: Mapping[str, Any]) -> bytes:
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(_HASH_PREFIX + canonical.encode("ascii")).digest()
+    return canonical_hash(_HASH_PREFIX, content)
 
 
 def identity_public_key(private_key: Ed25519PrivateKey) -> bytes:
@@ -224,15 +225,11 @@ def identity_public_key(private_key: Ed25519PrivateKey) -> bytes:
 
 
 def sign_lock_hash(private_key: Ed25519PrivateKey, lock_hash: bytes) -> bytes:
-    return private_key.sign(_SIGNATURE_PREFIX + lock_hash)
+    return sign_digest(private_key, _SIGNATURE_PREFIX, lock_hash)
 
 
 def verify_lock_signature(public_key: bytes, lock_hash: bytes, signature: bytes) -> bool:
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, _SIGNATURE_PREFIX + lock_hash)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return verify_digest(public_key, _SIGNATURE_PREFIX, lock_hash, signature)
 
 
 def build_lock(
@@ -287,34 +284,10 @@ def lock_to_json(lock: ClusterLock) -> dict[str, Any]:
 # ---- loading: every check, each with its own message -------------------------------------------------
 
 
-def _get(obj: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(obj, dict):
-        raise LockError(f"cluster lock: {where or 'the document'} is not a JSON object")
-    if key not in obj:
-        raise LockError(f"cluster lock: {where + '.' if where else ''}{key} is missing")
-    value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise LockError(f"cluster lock: {where + '.' if where else ''}{key} must be a {kind.__name__}")
-    return value
-
-
-def _bytes(value: Any, length: int, where: str) -> bytes:
-    if (
-        not isinstance(value, str)
-        or not re.fullmatch(r"0x[0-9a-fA-F]*", value)
-        or len(value) != 2 + 2 * length
-    ):
-        raise LockError(f"cluster lock: {where} must be 0x-hex of {length} bytes, got {str(value)[:20]!r}")
-    return bytes.fromhex(value[2:])
-
-
-def _duplicates(values: Sequence[Any]) -> tuple[int, int] | None:
-    seen: dict[Any, int] = {}
-    for i, v in enumerate(values):
-        if v in seen:
-            return seen[v], i
-        seen[v] = i
-    return None
+_read = Reader(LockError, "cluster lock")
+_get = _read.get
+_bytes = _read.hexbytes
+_duplicates = first_duplicate
 
 
 def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> ClusterLock:
@@ -333,9 +306,7 @@ def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> Cluste
     for i, op in enumerate(_get(document, "operators", list, "")):
         where = f"operators[{i}]"
         key = _bytes(_get(op, "identity_public_key", str, where), 32, f"{where}.identity_public_key")
-        address = _get(op, "address", str, where)
-        if not _ADDRESS.fullmatch(address):
-            raise LockError(f"cluster lock: {where}.address must be host:port, got {address!r}")
+        address = _read.address(_get(op, "address", str, where), f"{where}.address")
         operators.append(Operator(key, address))
     validators = []
     for j, v in enumerate(_get(document, "distributed_validators", list, "")):

@@ -29,6 +29,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "covalidator.runtime.cli.cluster:create_cluster",
         "Split validator keys M-of-N into node folders.",
     ),
+    "identity": (
+        "covalidator.runtime.cli.definition:identity_group",
+        "An operator's peer identity key: create.",
+    ),
+    "create-definition": (
+        "covalidator.runtime.cli.definition:create_definition",
+        "A cluster definition for a DKG (operators, threshold, validators, addresses).",
+    ),
+    "definition": (
+        "covalidator.runtime.cli.definition:definition_group",
+        "A cluster definition: sign (each operator), show.",
+    ),
     "combine": (
         "covalidator.runtime.cli.cluster:combine",
         "Recover full validator keys from >= M node folders.",
