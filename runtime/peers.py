@@ -67,14 +67,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from enum import Enum, StrEnum
 from types import UnionType
-from typing import Any, Final, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final, Protocol, Union, get_args, get_origin, get_type_hints
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from covalidator.model.cluster.lock import ClusterLock, identity_public_key
+from covalidator.model.cluster.lock import Operator, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.codec import to_json
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload, PoolPartial
@@ -118,6 +118,20 @@ class DropCause(StrEnum):
 
 class _Malformed(Exception):
     pass
+
+
+class Mesh(Protocol):
+    """Who the transport connects, and what binds every handshake, frame and signature to one cluster:
+    a `ClusterLock` (its lock hash), or a DKG ceremony (a hash of its definition)."""
+
+    @property
+    def lock_hash(self) -> bytes: ...
+
+    @property
+    def operators(self) -> tuple[Operator, ...]: ...
+
+    @property
+    def nodes(self) -> int: ...
 
 
 # ---- payload shape check: dataclasses-json coerces rather than checks (a list becomes the string "[7]"),
@@ -317,13 +331,14 @@ class PeerTransport:
 
     def __init__(
         self,
-        lock: ClusterLock,
+        lock: Mesh,
         node_index: int,
         identity_key: Ed25519PrivateKey,
         host: str,
         port: int,
-        on_message: Callable[[int, PeerPayload, int], None],  # (sender, payload, frame bytes)
+        on_message: Callable[[int, Any, int], None],  # (sender, decoded payload, frame bytes)
         *,
+        decode: Callable[[Any, int], Any] = decode_payload,  # JSON -> payload, or raise ValueError
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
@@ -340,6 +355,7 @@ class PeerTransport:
         wall_ms: Callable[[], float] = _wall_ms,  # the node's wall clock (a skewed one in tests)
     ) -> None:
         self._wall_ms = wall_ms
+        self._decode = decode
         if not 0 <= node_index < lock.nodes:
             raise ValueError(f"node index {node_index} is not in the lock's 0..{lock.nodes - 1}")
         if identity_public_key(identity_key) != lock.operators[node_index].identity_public_key:
@@ -427,14 +443,14 @@ class PeerTransport:
 
     # ---- sending ------------------------------------------------------------------------------------
 
-    def broadcast(self, payload: PeerPayload) -> int:
+    def broadcast(self, payload: PeerPayload | dict[str, Any]) -> int:
         """Queue `payload` for every other co-validator (signed once); returns how many queues took it."""
         frame = self._payload_frame(0, payload)
         if frame is None:
             return 0
         return sum(self._enqueue(peer, frame) for peer in self._peers.values())
 
-    def send(self, to: int, payload: PeerPayload) -> bool:
+    def send(self, to: int, payload: PeerPayload | dict[str, Any]) -> bool:
         """Queue `payload` for co-validator `to` (a share index); False if it cannot be sent."""
         peer = self._peers.get(to)
         if peer is None:
@@ -444,10 +460,16 @@ class PeerTransport:
         frame = self._payload_frame(to, payload)
         return frame is not None and self._enqueue(peer, frame)
 
-    def _payload_frame(self, to: int, payload: PeerPayload) -> bytes | None:
-        if payload.qbft is not None:
-            payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
-        frame = self._frame("msg", to, to_json(payload))
+    def _payload_frame(self, to: int, payload: PeerPayload | dict[str, Any]) -> bytes | None:
+        """A signed frame of a model `PeerPayload` or, on a mesh with its own `decode` (the DKG), of a
+        JSON object."""
+        if isinstance(payload, PeerPayload):
+            if payload.qbft is not None:
+                payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
+            data: Any = to_json(payload)
+        else:
+            data = payload
+        frame = self._frame("msg", to, data)
         if len(frame) > self.max_message_bytes:
             self.send_refused["oversized"] += 1
             log.error("peer message of %d bytes exceeds max_message_bytes: not sent", len(frame))
@@ -794,11 +816,11 @@ class PeerTransport:
 
     def _deliver(self, peer: _Peer, data: Any, size: int) -> None:
         try:
-            payload = decode_payload(data, self.nodes)
-        except _Malformed as error:
+            payload = self._decode(data, self.nodes)
+        except (_Malformed, ValueError) as error:
             self._drop(DropCause.MALFORMED, str(error))
             return
-        if payload.qbft is not None:
+        if isinstance(payload, PeerPayload) and payload.qbft is not None:
             envelope = payload.qbft
             if not all(self._verify_message(m) for m in (envelope.message, *envelope.justification)):
                 self._drop(DropCause.BAD_QBFT_SIGNATURE, f"from {peer.share_index}")

@@ -255,10 +255,16 @@ def build_lock(
         distributed_validators=distributed_validators,
     )
     lock_hash = compute_lock_hash(content)
+    return signed_lock(content, [sign_lock_hash(k, lock_hash) for k in identity_keys])
+
+
+def signed_lock(content: Mapping[str, Any], node_signatures: Sequence[bytes]) -> dict[str, Any]:
+    """A lock (JSON) from its content and every operator's signature over its hash (in operator order),
+    checked by `parse_lock` before it is returned."""
     lock = {
         **content,
-        "lock_hash": _hex(lock_hash),
-        "node_signatures": [_hex(sign_lock_hash(k, lock_hash)) for k in identity_keys],
+        "lock_hash": _hex(compute_lock_hash(content)),
+        "node_signatures": [_hex(s) for s in node_signatures],
     }
     parse_lock(lock)
     return lock

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "covalidator.runtime.cli.definition:definition_group",
         "A cluster definition: sign (each operator), show.",
     ),
+    "dkg": (
+        "covalidator.runtime.cli.dkg:dkg",
+        "Make the cluster's keys with the other operators (FROST DKG, no dealer).",
+    ),
     "combine": (
         "covalidator.runtime.cli.cluster:combine",
         "Recover full validator keys from >= M node folders.",
