@@ -1,6 +1,7 @@
 """The peer transport: authenticated, long-lived WebSocket connections between the co-validators.
 
-Decides how bytes travel between co-validators and which received messages are genuine: it drops and
+Decides how bytes travel between co-validators (or the operators of a DKG ceremony: any `Mesh`, with
+its own payload `decode`) and which received messages are genuine: it drops and
 counts (by cause, `DropCause`) everything that is not a fresh, well-formed message of this cluster
 signed by the operator it claims to come from, before the model sees anything. It decides nothing
 about the protocol: payloads are the model's `PeerPayload`s, delivered in order per sender.

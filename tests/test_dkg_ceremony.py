@@ -155,3 +155,28 @@ def test_messages_round_trip_and_refuse_other_shapes() -> None:
     assert decode({"round": "abort", "reason": "a\x1b[2Jb" + "x" * 600}, 4) == messages.Abort(
         "a[2Jb" + "x" * 494
     )
+
+
+def test_no_code_path_forms_a_group_secret() -> None:
+    """What the README tells a reader to check, checked: secret shares are interpolated only by
+    `combine` (runtime/cli/cluster.py), and added up only in `frost.secret_share`, called only by
+    `ceremony.key_set` with the shares ONE node received (its own share, never the group secret)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    calls: dict[str, list[str]] = {"interpolate": [], "secret_share": []}
+    for folder in ("model", "runtime", "sim"):
+        for path in (root / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for function in ast.walk(tree):
+                if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Call):
+                        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                        if name in calls:
+                            calls[name].append(f"{path.relative_to(root)}:{function.name}")
+    interpolations = set(calls["interpolate"]) - {"model/crypto/shamir.py:interpolate"}
+    assert interpolations == {"runtime/cli/cluster.py:combine"}, calls
+    assert set(calls["secret_share"]) == {"model/dkg/ceremony.py:key_set"}, calls
