@@ -55,7 +55,7 @@ def definition(folder: Path, members: str, n: int, validators: int, name: str = 
 
 
 def start(
-    folder: Path, i: int, path: Path, fault: str | None = None, round_s: float = 20
+    folder: Path, i: int, path: Path, fault: str | None = None, round_s: float = 20, connect_s: float = 30
 ) -> subprocess.Popen[str]:
     env = dict(os.environ)
     if fault:
@@ -258,7 +258,7 @@ def test_another_definition_is_named(tmp_path: Path) -> None:
 def test_an_interrupted_or_killed_operator_ends_the_ceremony(tmp_path: Path, how: signal.Signals) -> None:
     path = definition(tmp_path, operators(tmp_path, 4), 4, 1)
     processes = {
-        i: start(tmp_path, i, path, "pause:shares:60" if i == 1 else None, round_s=8) for i in range(4)
+        i: start(tmp_path, i, path, "pause:shares:60" if i == 1 else None, round_s=6) for i in range(4)
     }
     log1 = tmp_path / "dkg1.log"
     until = time.monotonic() + 60

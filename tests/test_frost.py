@@ -69,7 +69,7 @@ def test_a_wrong_share_is_caught_against_its_senders_commitments() -> None:
 
 
 def test_proof_of_knowledge_is_bound_to_index_context_and_constant() -> None:
-    polys, commitments = _ceremony(4, 3, seed=5)
+    _, commitments = _ceremony(4, 3, seed=5)
     c = commitments[1]
     assert frost.commitment_fault(1, c, 3, CONTEXT) is None
     assert "does not verify" in str(frost.commitment_fault(2, c, 3, CONTEXT))  # replayed as another's
@@ -97,4 +97,4 @@ def test_proof_of_knowledge_is_bound_to_index_context_and_constant() -> None:
 
 
 def test_generator_constant_is_the_specs_generator() -> None:
-    assert frost.G1_GENERATOR == pyecc_bls.SkToPk(1)
+    assert pyecc_bls.SkToPk(1) == frost.G1_GENERATOR
