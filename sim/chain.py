@@ -96,12 +96,16 @@ class ChainParams:
     genesis_ms: int = 6_000  # the nodes start at 0: one slot to fetch duties before genesis
     seed: int = 0
     fork: str = FORK  # the fork from genesis: altair (no payloads) or bellatrix (payloads, builder flow)
+    # the cluster validators' secret keys; empty: the interop keys 0..V-1. The chain needs them only
+    # to know in advance which validators must aggregate (a DKG-made cluster's, from `combine`)
+    secret_keys: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         assert self.fork in (FORK, *FORKS_WITH_PAYLOADS), f"unsupported devnet fork {self.fork}"
         assert self.validators >= 1 and self.committee_size >= 1
         assert 0 <= self.sync_members <= min(self.validators, SYNC_COMMITTEE_SIZE)
         assert self.nodes // 2 < self.threshold <= self.nodes
+        assert not self.secret_keys or len(self.secret_keys) == self.validators
 
     @property
     def committees_per_slot(self) -> int:
@@ -212,7 +216,7 @@ class SimChain:
             epochs_per_sync_committee_period=EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
         )
         self.spec = spec(p.fork, PRESET)
-        self.secrets = [interop_secret_key(i) for i in range(p.validators)]
+        self.secrets = list(p.secret_keys) or [interop_secret_key(i) for i in range(p.validators)]
         self.pubkeys = [hex0x(bls.sk_to_pk(sk)) for sk in self.secrets]
         self.index_of = {pk: i for i, pk in enumerate(self.pubkeys)}
         rng = random.Random(f"shares/{p.seed}")

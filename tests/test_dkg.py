@@ -3,8 +3,9 @@ and each failure the ceremony must name ends it on every honest node with nothin
 
 Oracles outside the code under test: `combine` (Lagrange over the keystores' shares) against the
 lock's group keys, py_ecc for every share's public key and the deposit signatures, the deposit roots
-merkleized by hand (tests/test_deposit.py), and four `covalidator run` processes that decide and serve
-an attestation with the folders the ceremony wrote."""
+merkleized by hand (tests/test_deposit.py), and four `covalidator run` processes with their VCs
+(`covalidator demo --dkg`) that run an epoch on the folders the ceremony wrote, every duty judged by
+the devnet BN."""
 
 from __future__ import annotations
 
@@ -96,14 +97,14 @@ def assert_nothing_written(folder: Path, n: int) -> None:
         assert left == [], f"node{i} holds {left} after a failed ceremony"
 
 
-def check_cluster(folder: Path, n: int, validators: int) -> None:
+def check_cluster(folder: Path, n: int, validators: int, withdraw: str = WITHDRAW, fees: str = FEES) -> None:
     locks = {(folder / f"node{i}" / keys_io.LOCK_FILE).read_bytes() for i in range(n)}
     assert len(locks) == 1
     lock = keys_io.load_lock(folder / "node0" / keys_io.LOCK_FILE)  # every check: signatures, shares
     assert (lock.nodes, len(lock.distributed_validators)) == (n, validators)
     for v in lock.distributed_validators:
         assert bls.public_shares_consistent(v.distributed_public_key, v.public_shares, lock.threshold)
-        assert v.fee_recipient == FEES and v.builder_registration is not None
+        assert v.fee_recipient == fees and v.builder_registration is not None
     for i in range(n):  # every share is the one the lock lists for its node (py_ecc's public key)
         for j in range(validators):
             path = folder / f"node{i}" / keys_io.KEYS_DIR / f"keystore-{j}.json"
@@ -115,7 +116,7 @@ def check_cluster(folder: Path, n: int, validators: int) -> None:
     entries = json.loads((folder / "node0" / keys_io.DEPOSIT_FILE).read_text())
     for entry, v in zip(entries, lock.distributed_validators, strict=True):
         pubkey, wc = bytes.fromhex(entry["pubkey"]), bytes.fromhex(entry["withdrawal_credentials"])
-        assert pubkey == v.distributed_public_key and wc == b"\x01" + bytes(11) + bytes.fromhex(WITHDRAW[2:])
+        assert pubkey == v.distributed_public_key and wc == b"\x01" + bytes(11) + bytes.fromhex(withdraw[2:])
         message_root = oracle_message_root(pubkey, wc, entry["amount"])
         signature = bytes.fromhex(entry["signature"])
         assert entry["deposit_data_root"] == oracle_data_root(pubkey, wc, entry["amount"], signature).hex()
@@ -143,59 +144,43 @@ def check_cluster(folder: Path, n: int, validators: int) -> None:
         assert pyecc_bls.SkToPk(int.from_bytes(secret, "big")) == v.distributed_public_key
 
 
-def test_four_operators_make_a_cluster_that_runs(tmp_path: Path) -> None:
-    results = ceremony(tmp_path, 4, 2)
-    for i, (code, log) in results.items():
-        assert code == 0, f"node{i}: {log}"
-        assert "dkg done" in log
-    check_cluster(tmp_path, 4, 2)
-    _run_one_duty(tmp_path)
+@pytest.mark.slow
+def test_four_operators_make_a_cluster_and_the_demo_runs_on_it(tmp_path: Path) -> None:
+    """`covalidator demo --dkg`: 4 `covalidator dkg` processes make 8 validators' keys, then the nodes,
+    the devnet BN and VCs run an epoch on them: every duty succeeds (the BN's judge verifies every
+    signature against the lock's group keys)."""
+    from covalidator.runtime.devnet.local_cluster import DEMO_FEE_RECIPIENT
+
+    from .test_demo import RUN_TIMEOUT_S, run_bounded
+
+    folder = tmp_path / "demo"
+    argv = [
+        *COVALIDATOR,
+        "demo",
+        "--dkg",
+        "--nodes",
+        "4",
+        "--validators",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+        "--keep",
+        str(folder),
+    ]
+    done = run_bounded(argv, RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["duties"] >= 70 and summary["succeeded"] == summary["duties"], summary
+    assert summary["slashable_pairs"] == 0 and summary["invalid_signatures"] == 0
+    assert all(summary["exit_codes"][f"dkg{i}"] == 0 for i in range(4)), summary["exit_codes"]
+    check_cluster(folder / "cluster", 4, 8, withdraw=DEMO_FEE_RECIPIENT, fees=DEMO_FEE_RECIPIENT)
 
 
 def test_seven_operators(tmp_path: Path) -> None:
     results = ceremony(tmp_path, 7, 1)
     assert all(code == 0 for code, _ in results.values()), results
     check_cluster(tmp_path, 7, 1)
-
-
-def _run_one_duty(folder: Path) -> None:
-    """The four folders run: `covalidator run` processes decide one attestation and serve it."""
-    import asyncio
-
-    import aiohttp
-
-    from tests.helpers.aio import run
-    from tests.helpers.devnet_cluster import devnet_cluster
-    from tests.helpers.node_proc import chain_bn, group_pubkeys, next_duty_slot
-
-    genesis = int(time.time()) - 3
-
-    async def scenario() -> list[object]:
-        bn = chain_bn(group_pubkeys(folder), genesis_time=genesis, stride=4)
-        async with (
-            devnet_cluster(folder, bn, "--round-ms", "300", env={}) as running,
-            aiohttp.ClientSession() as session,
-        ):
-            await running.connected(timeout_s=30)
-            slot = next_duty_slot(genesis, 0)
-            await asyncio.sleep(max(0.0, genesis + slot + 0.4 - time.time()))
-
-            async def ask(url: str) -> object:
-                until = time.monotonic() + 8
-                while True:
-                    async with session.get(
-                        f"{url}/eth/v1/validator/attestation_data",
-                        params={"slot": str(slot), "committee_index": "0"},
-                    ) as r:
-                        if r.status == 200:
-                            return (await r.json())["data"]
-                    assert time.monotonic() < until, f"{url}: no decided data"
-                    await asyncio.sleep(0.1)
-
-            return list(await asyncio.gather(*(ask(u) for u in running.urls)))
-
-    served = run(scenario(), 90)
-    assert all(data == served[0] for data in served), served
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """`covalidator demo`: a whole cluster on 127.0.0.1 for a few epochs, judged by the devnet BN.
 
-Creates a cluster (interop keys, devnet), starts the devnet BN, N `covalidator run` nodes and N
+Creates a cluster (interop keys, devnet; or with --dkg, by a DKG among N operator processes), starts the devnet BN, N `covalidator run` nodes and N
 devnet VCs as processes (`runtime/devnet/local_cluster.py`), shows a live per-slot table of duties
 with a line per node read from its monitoring address (stderr; `covalidator status`'s figures), stops
 everything, and prints the summary (`runtime/devnet/summary.py`) with each node's failure reasons.
@@ -48,6 +48,13 @@ START_ATTEMPTS = 3  # a machine too slow for the genesis delay: start again with
     "fee recipient (the cluster's blocks come through the blinded flow).",
 )
 @click.option(
+    "--dkg",
+    is_flag=True,
+    help="Make the cluster's keys with `covalidator dkg` (N operator processes, no dealer) instead of "
+    "splitting the interop keys. The devnet BN's judge gets the keys from `combine`: it must know in "
+    "advance which validators aggregate.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -67,6 +74,7 @@ def demo(
     seconds_per_slot: int,
     genesis_delay: float | None,
     fork: str,
+    dkg: bool,
     as_json: bool,
     keep: Path | None,
 ) -> None:
@@ -74,7 +82,7 @@ def demo(
     from covalidator.runtime.devnet.local_cluster import ClusterSpec
 
     spec = ClusterSpec(
-        nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 2.5 * nodes, fork=fork
+        nodes, validators, epochs, seconds_per_slot, genesis_delay or 5.0 + 2.5 * nodes, fork=fork, dkg=dkg
     )
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ class DevnetConfig:
     proposer_share: float = 0.5
     reorg_rate: float = 0.0
     fork: str = FORK  # "bellatrix": execution payloads, and the builder flow (blinded blocks)
+    secret_keys: tuple[int, ...] = ()  # the validators' keys (default: interop 0..V-1)
 
     def chain(self, now_s: float) -> SimChain:
         genesis = (
@@ -118,6 +119,7 @@ class DevnetConfig:
             genesis_ms=genesis * 1000,
             seed=self.seed,
             fork=self.fork,
+            secret_keys=self.secret_keys,
         )
         return SimChain(params, self.epochs)
 
@@ -828,6 +830,17 @@ async def serve(config: DevnetConfig, host: str, port: int, info_file: str | Non
     await bn.stop()
 
 
+def _read_keys(folder: str, validators: int) -> tuple[int, ...]:
+    from pathlib import Path
+
+    from covalidator.runtime import keys_io
+
+    entries = sorted(keys_io.read_keystores(Path(folder)), key=lambda e: int(e.path.stem.rsplit("-", 1)[-1]))
+    if len(entries) != validators:
+        raise SystemExit(f"--keys {folder}: {len(entries)} keystores for --validators {validators}")
+    return tuple(bls.secret_from_bytes(keys_io.decrypt_keystore_file(e)) for e in entries)
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -846,6 +859,12 @@ def main(argv: list[str] | None = None) -> None:
         "--fork", choices=(FORK, "bellatrix"), default=FORK, help="bellatrix: payloads, builder flow"
     )
     parser.add_argument("--info-file", default=None, help="also write the url/port/genesis JSON line here")
+    parser.add_argument(
+        "--keys",
+        default=None,
+        help="a folder of keystore-{j}.json + .txt (as `covalidator combine` writes): the validators "
+        "instead of the interop keys (a DKG-made cluster)",
+    )
     args = parser.parse_args(argv)
     if args.validators < 1 or args.epochs < 1 or args.seconds_per_slot < 1:
         parser.error("--validators, --epochs and --seconds-per-slot must be >= 1")
@@ -857,6 +876,7 @@ def main(argv: list[str] | None = None) -> None:
         genesis_time=args.genesis_time,
         seed=args.seed,
         fork=args.fork,
+        secret_keys=_read_keys(args.keys, args.validators) if args.keys else (),
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     use_fixture_bls_backend()

@@ -1,7 +1,7 @@
 """A whole cluster on 127.0.0.1 as processes: devnet BN, N `covalidator run` nodes, N devnet VCs.
 
 The order that makes slot 0 count: create the cluster (interop keys, devnet network, free peer
-ports), start the BN (its genesis `genesis_delay_s` ahead), start the nodes and wait until each
+ports; or, with `dkg`, N `covalidator dkg` processes make new keys with no dealer), start the BN (its genesis `genesis_delay_s` ahead), start the nodes and wait until each
 answers its status with every peer connected, start the VCs and wait until each has read genesis and
 its validators (their ready files). Everything lives in one folder: `cluster/`, `data<i>/` (each
 node's store and trace), and a `.out`/`.err` log per process. Stopping is `Children.stop_all()`.
@@ -40,6 +40,7 @@ class ClusterSpec:
     genesis_delay_s: float = 20.0
     signer: bool = False  # signer mode: nodes serve --signer-api, the VCs hold no key and use it
     fork: str = "altair"  # the devnet's fork: "bellatrix" has payloads and the builder flow
+    dkg: bool = False  # make the keys with `covalidator dkg` (N processes, no dealer), not create-cluster
 
 
 def covalidator(*args: str) -> list[str]:
@@ -67,6 +68,9 @@ class LocalCluster:
     # -- start ---------------------------------------------------------------------------------------
 
     def create(self, p2p_ports: list[int]) -> None:
+        if self.spec.dkg:
+            self.create_by_dkg(p2p_ports)
+            return
         peers = ",".join(f"{HOST}:{p}" for p in p2p_ports)
         argv = covalidator(
             "create-cluster", "--nodes", str(self.spec.nodes), "--validators", str(self.spec.validators),
@@ -81,6 +85,58 @@ class LocalCluster:
                 f"create-cluster exited with code {done.returncode}: {done.stderr.strip()[-500:]}"
             )
 
+    def create_by_dkg(self, p2p_ports: list[int]) -> None:
+        """Each operator's identity key, a definition every operator signs, then N `covalidator dkg`
+        processes at once; and, for the devnet BN's judge only (it must know in advance which
+        validators aggregate), the validators' keys from `combine` in judge-keys/."""
+        from covalidator.model.cluster import definition
+        from covalidator.model.cluster.lock import Operator, identity_public_key
+        from covalidator.model.eth import deposit, networks
+        from covalidator.model.qbft.rules import smallest_safe_threshold
+        from covalidator.runtime import keys_io
+
+        keys = [keys_io.new_identity_key() for _ in range(self.spec.nodes)]
+        for i, key in enumerate(keys):
+            keys_io.save_identity_key(self.node_dir(i) / keys_io.IDENTITY_FILE, key)
+        net = networks.network("devnet")
+        document = definition.build_definition(
+            name="covalidator demo", network="devnet", fork_version=net.genesis_fork_version,
+            genesis_validators_root=net.genesis_validators_root,
+            threshold=smallest_safe_threshold(self.spec.nodes), validators=self.spec.validators,
+            operators=[Operator(identity_public_key(k), f"{HOST}:{p}") for k, p in zip(keys, p2p_ports, strict=True)],
+            withdrawal_address=DEMO_FEE_RECIPIENT, compounding=False,
+            deposit_amount_gwei=deposit.DEPOSIT_AMOUNT_GWEI, fee_recipient=DEMO_FEE_RECIPIENT,
+            gas_limit=36_000_000, registration_timestamp=int(time.time()), nonce=os.urandom(32),
+        )  # fmt: skip
+        for key in keys:
+            document = definition.sign_definition(document, key)
+        path = self.folder / "cluster-definition.json"
+        keys_io.write_json(path, document)
+        ceremony = []
+        for i in range(self.spec.nodes):
+            argv = covalidator(
+                "dkg", "--definition", str(path), "--node-dir", str(self.node_dir(i)),
+                "--kdf", "pbkdf2", "--kdf-cost", "1", "--connect-timeout", "60", "--round-timeout", "60",
+            )  # fmt: skip
+            ceremony.append(self.children.spawn(f"dkg{i}", argv))
+        self.children.wait_until(
+            "the DKG ceremony", lambda: all(not c.alive() for c in ceremony), START_TIMEOUT_S, []
+        )
+        for child in ceremony:
+            if child.process.poll() != 0:
+                raise ChildFailed(
+                    f"{child.name} exited with code {child.process.poll()}:\n{child.stderr_tail()}"
+                )
+        argv = covalidator(
+            "combine", "--cluster-dir", str(self.folder / "cluster"), "--output-dir", str(self.folder / "judge-keys"),
+            "--kdf", "pbkdf2", "--kdf-cost", "1",
+        )  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise ChildFailed(
+                f"combine (for the judge) exited with code {done.returncode}: {done.stderr[-500:]}"
+            )
+
     def start_bn(self) -> None:
         info = self.folder / "bn.json"
         argv = [
@@ -88,6 +144,7 @@ class LocalCluster:
             "--epochs", str(self.spec.epochs), "--seconds-per-slot", str(self.spec.seconds_per_slot),
             "--genesis-delay", str(self.spec.genesis_delay_s), "--info-file", str(info),
             "--fork", self.spec.fork,
+            *(("--keys", str(self.folder / "judge-keys")) if self.spec.dkg else ()),
         ]  # fmt: skip
         self.bn = self.children.spawn("bn", argv)
         self.children.wait_until("the devnet BN", info.is_file, START_TIMEOUT_S, [self.bn])
@@ -154,7 +211,16 @@ class LocalCluster:
         """Remove what a start left in the folder (before starting again in it)."""
         import shutil
 
-        for pattern in ("cluster", "data*", "*.out", "*.err", "*.json", "*.ready", "create-cluster.log"):
+        for pattern in (
+            "cluster",
+            "judge-keys",
+            "data*",
+            "*.out",
+            "*.err",
+            "*.json",
+            "*.ready",
+            "create-cluster.log",
+        ):
             for path in self.folder.glob(pattern):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
