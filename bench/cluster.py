@@ -10,6 +10,7 @@ per node (VmHWM). Not a test: it prints figures.
     python bench/cluster.py                     # 100 and 1000 validators, 1 epoch, 4 s slots
     python bench/cluster.py --validators 100,1000,5000 --epochs 2 --json
     python bench/cluster.py --signer            # signer mode: keyless VCs, the nodes' signer APIs
+    python bench/cluster.py --preset mainnet --slot-seconds 12 --validators 1000 --epochs 2   # mainnet timing
 
 In signer mode each VC times every Remote Signing request (send to group signature received): the
 table adds those latencies per request type, p50 / p99 over the 4 VCs.
@@ -83,7 +84,7 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
                 time.sleep(1.0)
             cpu1 = [cpu_seconds(p) for p in pids]
             rss = [peak_rss_mb(p) for p in pids]
-            epochs_run = (time.time() - t0) / (spec.seconds_per_slot * 8)
+            epochs_run = (time.time() - t0) / (spec.seconds_per_slot * spec.slots_per_epoch)
             children.stop_all()
         assert report is not None, "the devnet BN never answered its report"
         summary = summarize(report, [read_node_trace(d) for d in cluster.trace_dirs()])
@@ -93,6 +94,7 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             "validators": spec.validators,
             "epochs": spec.epochs,
             "seconds_per_slot": spec.seconds_per_slot,
+            "preset": spec.preset,
             "ready_s": round(ready_s, 1),
             "duties": summary["duties"],
             "success": summary["succeeded"] / max(1, summary["duties"]),
@@ -165,7 +167,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--validators", default="100,1000", help="comma-separated counts")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seconds-per-slot", type=int, default=4)
+    parser.add_argument("--seconds-per-slot", "--slot-seconds", type=int, default=4)
+    parser.add_argument(
+        "--preset",
+        choices=("minimal", "mainnet"),
+        default="minimal",
+        help="the devnet chain's preset: mainnet has 32-slot epochs (with --slot-seconds 12: mainnet timing)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--json", action="store_true", help="also print each row as a JSON line")
     parser.add_argument("--signer", action="store_true", help="signer mode (keyless VCs)")
@@ -182,9 +190,11 @@ def main() -> None:
             seconds_per_slot=args.seconds_per_slot,
             genesis_delay_s=20 + count / 20,
             signer=args.signer,
+            preset=args.preset,
         )
         print(
-            f"{count} validators: {args.epochs} epoch(s) of {args.seconds_per_slot} s slots", file=sys.stderr
+            f"{count} validators: {args.epochs} epoch(s) of {args.seconds_per_slot} s slots ({args.preset})",
+            file=sys.stderr,
         )
         row = run_one(spec, folder)
         rows.append(row)

@@ -43,16 +43,52 @@ from covalidator.model.eth.vc_flow import AttesterDuty
 from covalidator.model.node.events import SubmissionKind, ValidatorInfo
 from covalidator.model.slashing.rules import is_slashable_attestation_pair, is_slashable_block_pair
 
-PRESET = "minimal"
+
+@dataclass(frozen=True)
+class Preset:
+    """The consensus specs' preset values the simulated chain uses (presets/{minimal,mainnet}/*.yaml)."""
+
+    name: str
+    slots_per_epoch: int
+    sync_committee_size: int
+    epochs_per_sync_committee_period: int
+    max_committees_per_slot: int
+    sync_committee_subnet_count: int = 4
+    target_aggregators_per_committee: int = 16
+    target_aggregators_per_sync_subcommittee: int = 16
+
+    @property
+    def sync_subcommittee_size(self) -> int:
+        return self.sync_committee_size // self.sync_committee_subnet_count
+
+
+MINIMAL = Preset(
+    "minimal",
+    slots_per_epoch=8,
+    sync_committee_size=32,
+    epochs_per_sync_committee_period=8,
+    max_committees_per_slot=4,
+)
+MAINNET = Preset(
+    "mainnet",
+    slots_per_epoch=32,
+    sync_committee_size=512,
+    epochs_per_sync_committee_period=256,
+    max_committees_per_slot=64,
+)
+PRESETS = {p.name: p for p in (MINIMAL, MAINNET)}
+
+# the minimal preset's values, by the specs' names (the default chain's)
+PRESET = MINIMAL.name
 FORK = "altair"
-SLOTS_PER_EPOCH = 8  # the minimal preset's
-SYNC_COMMITTEE_SIZE = 32
-SYNC_COMMITTEE_SUBNET_COUNT = 4
-SYNC_SUBCOMMITTEE_SIZE = SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT
-EPOCHS_PER_SYNC_COMMITTEE_PERIOD = 8
-TARGET_AGGREGATORS_PER_COMMITTEE = 16
-MAX_COMMITTEES_PER_SLOT = 4  # the minimal preset's
-TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE = 16
+SLOTS_PER_EPOCH = MINIMAL.slots_per_epoch
+SYNC_COMMITTEE_SIZE = MINIMAL.sync_committee_size
+SYNC_COMMITTEE_SUBNET_COUNT = MINIMAL.sync_committee_subnet_count
+SYNC_SUBCOMMITTEE_SIZE = MINIMAL.sync_subcommittee_size
+EPOCHS_PER_SYNC_COMMITTEE_PERIOD = MINIMAL.epochs_per_sync_committee_period
+TARGET_AGGREGATORS_PER_COMMITTEE = MINIMAL.target_aggregators_per_committee
+MAX_COMMITTEES_PER_SLOT = MINIMAL.max_committees_per_slot
+TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE = MINIMAL.target_aggregators_per_sync_subcommittee
 ATTESTATION_ROOT_MEMO = 4096  # distinct AttestationData whose roots the judge remembers
 GENESIS_FORK_VERSION = bytes.fromhex("00000001")
 ALTAIR_FORK_VERSION = bytes.fromhex("01000001")
@@ -65,11 +101,11 @@ BLOCK_ARRIVAL_MS = (300, 900)  # when a node's BN sees a slot's block, after the
 LATE_ARRIVAL_MS = (2_400, 3_600)  # ... when it is late (after 1/3 of a 6 s slot)
 
 
-def _blinded_block_type(fork: str) -> Any:
+def _blinded_block_type(fork: str, preset: str) -> Any:
     """The builder-specs' BlindedBeaconBlock of the fork (derived from the specs' own types)."""
     from covalidator.model.eth.signing import KINDS
 
-    return KINDS[Kind.BLINDED_BLOCK].container(spec(fork, PRESET), PRESET)
+    return KINDS[Kind.BLINDED_BLOCK].container(spec(fork, preset), preset)
 
 
 def draw(*parts: object) -> float:
@@ -99,11 +135,12 @@ class ChainParams:
     # the cluster validators' secret keys; empty: the interop keys 0..V-1. The chain needs them only
     # to know in advance which validators must aggregate (a DKG-made cluster's, from `combine`)
     secret_keys: tuple[int, ...] = ()
+    preset: Preset = MINIMAL
 
     def __post_init__(self) -> None:
         assert self.fork in (FORK, *FORKS_WITH_PAYLOADS), f"unsupported devnet fork {self.fork}"
         assert self.validators >= 1 and self.committee_size >= 1
-        assert 0 <= self.sync_members <= min(self.validators, SYNC_COMMITTEE_SIZE)
+        assert 0 <= self.sync_members <= min(self.validators, self.preset.sync_committee_size)
         assert self.nodes // 2 < self.threshold <= self.nodes
         assert not self.secret_keys or len(self.secret_keys) == self.validators
 
@@ -111,22 +148,28 @@ class ChainParams:
     def committees_per_slot(self) -> int:
         """The spec's get_committee_count_per_slot over the `total` active validators, with
         `committee_size` as TARGET_COMMITTEE_SIZE."""
-        return max(1, min(MAX_COMMITTEES_PER_SLOT, self.total // SLOTS_PER_EPOCH // self.committee_size))
+        return max(
+            1,
+            min(
+                self.preset.max_committees_per_slot,
+                self.total // self.preset.slots_per_epoch // self.committee_size,
+            ),
+        )
 
     @property
     def total(self) -> int:
         """Every validator of the chain: the cluster's, and others so that a small cluster still sits in
         full committees (at least one committee of the target size per slot)."""
-        return max(self.validators, SLOTS_PER_EPOCH * self.committee_size)
+        return max(self.validators, self.preset.slots_per_epoch * self.committee_size)
 
     def committee_start(self, committee: int) -> int:
         """Where committee number `committee` of an epoch (slot offset * committees per slot + index)
         begins in the epoch's shuffled order: the spec's compute_committee slices the active set into
         SLOTS_PER_EPOCH * committees_per_slot nearly equal parts (sizes differ by at most one)."""
-        return self.total * committee // (SLOTS_PER_EPOCH * self.committees_per_slot)
+        return self.total * committee // (self.preset.slots_per_epoch * self.committees_per_slot)
 
     def committee_length(self, slot: int, committee_index: int) -> int:
-        committee = slot % SLOTS_PER_EPOCH * self.committees_per_slot + committee_index
+        committee = slot % self.preset.slots_per_epoch * self.committees_per_slot + committee_index
         return self.committee_start(committee + 1) - self.committee_start(committee)
 
 
@@ -139,7 +182,7 @@ def attester_assignment(
     order = list(range(p.total))
     random.Random(f"shuffle/{p.seed}/{epoch}/{dependent_root}").shuffle(order)
     per_slot = p.committees_per_slot
-    starts = [p.committee_start(c) for c in range(SLOTS_PER_EPOCH * per_slot + 1)]
+    starts = [p.committee_start(c) for c in range(p.preset.slots_per_epoch * per_slot + 1)]
     duties = {}
     for position, index in enumerate(order):
         if index >= p.validators:
@@ -194,7 +237,8 @@ class SimChain:
         self.params = params
         self.epochs = epochs
         p = params
-        self.clock = SlotClock(p.genesis_ms, p.slot_ms, SLOTS_PER_EPOCH)
+        self.preset = p.preset
+        self.clock = SlotClock(p.genesis_ms, p.slot_ms, p.preset.slots_per_epoch)
         gvr = bytes.fromhex(_hash_hex("genesis_validators_root", p.seed)[2:])
         forks = [Fork("phase0", 0, GENESIS_FORK_VERSION), Fork(FORK, 0, ALTAIR_FORK_VERSION)]
         if p.fork == "bellatrix":
@@ -203,19 +247,19 @@ class SimChain:
         self.schedule = ForkSchedule(
             tuple(forks),
             gvr,
-            PRESET,
-            SLOTS_PER_EPOCH,
+            p.preset.name,
+            p.preset.slots_per_epoch,
         )
         self.config = ChainConfig(
             clock=self.clock,
             schedule=self.schedule,
-            target_aggregators_per_committee=TARGET_AGGREGATORS_PER_COMMITTEE,
-            sync_committee_size=SYNC_COMMITTEE_SIZE,
-            sync_committee_subnet_count=SYNC_COMMITTEE_SUBNET_COUNT,
-            target_aggregators_per_sync_subcommittee=TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
-            epochs_per_sync_committee_period=EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
+            target_aggregators_per_committee=p.preset.target_aggregators_per_committee,
+            sync_committee_size=p.preset.sync_committee_size,
+            sync_committee_subnet_count=p.preset.sync_committee_subnet_count,
+            target_aggregators_per_sync_subcommittee=p.preset.target_aggregators_per_sync_subcommittee,
+            epochs_per_sync_committee_period=p.preset.epochs_per_sync_committee_period,
         )
-        self.spec = spec(p.fork, PRESET)
+        self.spec = spec(p.fork, p.preset.name)
         self.secrets = list(p.secret_keys) or [interop_secret_key(i) for i in range(p.validators)]
         self.pubkeys = [hex0x(bls.sk_to_pk(sk)) for sk in self.secrets]
         self.index_of = {pk: i for i, pk in enumerate(self.pubkeys)}
@@ -249,7 +293,7 @@ class SimChain:
         for epoch in range(1, self.epochs + 1):
             if draw(p.seed, "reorg", epoch) < p.reorg_rate:
                 first = self.clock.first_slot(epoch)
-                slot = first + 1 + int(draw(p.seed, "reorg-slot", epoch) * (SLOTS_PER_EPOCH - 3))
+                slot = first + 1 + int(draw(p.seed, "reorg-slot", epoch) * (self.preset.slots_per_epoch - 3))
                 plan.append(Reorg(slot, first - 1))
         return tuple(plan)
 
@@ -336,7 +380,7 @@ class SimChain:
         root = self.proposer_dependent_root(epoch, node, now_ms)
         first = self.clock.first_slot(epoch)
         proposers = {}
-        for slot in range(first, first + SLOTS_PER_EPOCH):
+        for slot in range(first, first + self.preset.slots_per_epoch):
             seen = [
                 r
                 for r in self.reorgs
@@ -361,12 +405,13 @@ class SimChain:
         p = self.params
         members = random.Random(f"sync/{p.seed}/{period}").sample(range(p.validators), p.sync_members)
         return {
-            v: (k % SYNC_COMMITTEE_SUBNET_COUNT) * SYNC_SUBCOMMITTEE_SIZE + k // SYNC_COMMITTEE_SUBNET_COUNT
+            v: (k % self.preset.sync_committee_subnet_count) * self.preset.sync_subcommittee_size
+            + k // self.preset.sync_committee_subnet_count
             for k, v in enumerate(members)
         }
 
     def sync_period(self, slot: int) -> int:
-        return self.clock.epoch_of(slot) // EPOCHS_PER_SYNC_COMMITTEE_PERIOD
+        return self.clock.epoch_of(slot) // self.preset.epochs_per_sync_committee_period
 
     # ---- the Beacon API of node `node`'s BN ---------------------------------------------------------
 
@@ -403,7 +448,7 @@ class SimChain:
         ], root
 
     def sync_duties_json(self, epoch: int, indices: tuple[int, ...]) -> list[Any]:
-        members = self.sync_committee(epoch // EPOCHS_PER_SYNC_COMMITTEE_PERIOD)
+        members = self.sync_committee(epoch // self.preset.epochs_per_sync_committee_period)
         return [
             {
                 "pubkey": self.pubkeys[index],
@@ -445,7 +490,7 @@ class SimChain:
         s = self.spec
         _, parent = self.head_root(node, now_ms, at_most=slot - 1)
         attestations = self.aggregates.get(slot - 1, [])[: s.MAX_ATTESTATIONS]
-        bits = bytearray(SYNC_COMMITTEE_SIZE // 8)
+        bits = bytearray(self.preset.sync_committee_size // 8)
         signatures = []
         for c in self.contributions.get(slot - 1, []):
             if c["beacon_block_root"] != parent:
@@ -453,8 +498,8 @@ class SimChain:
             sub = int(c["subcommittee_index"])
             raw = bytes.fromhex(c["aggregation_bits"][2:])
             fresh = [
-                sub * SYNC_SUBCOMMITTEE_SIZE + i
-                for i in range(SYNC_SUBCOMMITTEE_SIZE)
+                sub * self.preset.sync_subcommittee_size + i
+                for i in range(self.preset.sync_subcommittee_size)
                 if raw[i // 8] >> (i % 8) & 1
             ]
             if fresh and not any(bits[i // 8] >> (i % 8) & 1 for i in fresh):  # disjoint ones aggregate
@@ -504,7 +549,7 @@ class SimChain:
                     **fields, transactions_root=payload.transactions.hash_tree_root()
                 )
                 block["body"]["execution_payload_header"] = ssz_json.to_json(header)
-                blinded_type = _blinded_block_type(self.fork)
+                blinded_type = _blinded_block_type(self.fork, self.preset.name)
                 container = ssz_json.from_json(blinded_type, block)
                 return {"version": self.fork, "blinded": True, "block": ssz_json.to_json(container)}
             block["body"]["execution_payload"] = ssz_json.to_json(payload)
@@ -527,11 +572,11 @@ class SimChain:
 
     def sync_contribution(self, slot: int, subcommittee: int, root: str) -> dict[str, Any]:
         pool = self.sync_pool.get((slot, root), {})
-        raw = bytearray(SYNC_SUBCOMMITTEE_SIZE // 8)
+        raw = bytearray(self.preset.sync_subcommittee_size // 8)
         signatures = []
         for position, sig in sorted(pool.items()):
-            if position // SYNC_SUBCOMMITTEE_SIZE == subcommittee:
-                i = position % SYNC_SUBCOMMITTEE_SIZE
+            if position // self.preset.sync_subcommittee_size == subcommittee:
+                i = position % self.preset.sync_subcommittee_size
                 raw[i // 8] |= 1 << (i % 8)
                 signatures.append(unhex(sig))
         signature = hex0x(bls.aggregate(signatures)) if signatures else G2_POINT_AT_INFINITY
@@ -710,7 +755,7 @@ class SimChain:
             contribution = message["contribution"]
             slot, sub = int(contribution["slot"]), int(contribution["subcommittee_index"])
             members = self.sync_committee(self.sync_period(slot))
-            if index not in members or members[index] // SYNC_SUBCOMMITTEE_SIZE != sub:
+            if index not in members or members[index] // self.preset.sync_subcommittee_size != sub:
                 return f"validator {index} is not in sync subcommittee {sub}"
             pubkey = self.pubkeys[index]
             selection = {"slot": str(slot), "subcommittee_index": str(sub)}
@@ -805,14 +850,14 @@ class SimChain:
                 if is_aggregator(self.config, d.committee_length, hex0x(proof)):
                     out.append((DutyId(d.slot, DutyKind.AGGREGATOR), pubkey))
             first = self.clock.first_slot(epoch)
-            for slot in range(first, first + SLOTS_PER_EPOCH):
+            for slot in range(first, first + self.preset.slots_per_epoch):
                 proposer = self.proposer_of(slot)
                 if proposer < self.params.validators:
                     out.append((DutyId(slot, DutyKind.PROPOSER), self.pubkeys[proposer]))
                 for index, position in sorted(self.sync_committee(self.sync_period(slot)).items()):
                     pubkey = self.pubkeys[index]
                     out.append((DutyId(slot, DutyKind.SYNC_MESSAGE), pubkey))
-                    sub = position // SYNC_SUBCOMMITTEE_SIZE
+                    sub = position // self.preset.sync_subcommittee_size
                     selection = {"slot": str(slot), "subcommittee_index": str(sub)}
                     root_bytes = self._root(Kind.SYNC_COMMITTEE_SELECTION_PROOF, selection)
                     if is_sync_committee_aggregator(

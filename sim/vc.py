@@ -48,7 +48,7 @@ from covalidator.model.node.events import (
     VCRequestKind,
     VCSubmission,
 )
-from covalidator.sim.chain import SYNC_SUBCOMMITTEE_SIZE, SimChain, _hash_hex, draw
+from covalidator.sim.chain import SimChain, _hash_hex, draw
 
 HTTP_MS = 3  # one request or reply between the VC and its node
 SIGN_MS = 8  # the VC's signing (and its remote signer)
@@ -238,7 +238,8 @@ class SimVC:
         members = self._sync_members(slot)
         if members:
             pairs = [
-                (index, position // SYNC_SUBCOMMITTEE_SIZE) for index, position in sorted(members.items())
+                (index, position // self.chain.preset.sync_subcommittee_size)
+                for index, position in sorted(members.items())
             ]
             sync_selections = vc_flow.sync_committee_selections(slot, pairs, self._sign_as)
             actions.append(
@@ -256,7 +257,7 @@ class SimVC:
 
             actions.append(self._ask_signer(slot, d.index, Kind.AGGREGATION_SLOT, {"slot": str(slot)}, keep))
         for index, position in sorted(self._sync_members(slot).items()):
-            sub = position // SYNC_SUBCOMMITTEE_SIZE
+            sub = position // self.chain.preset.sync_subcommittee_size
 
             def keep_sync(proof: str, index: int = index, sub: int = sub) -> list[VCAction]:
                 self.sync_proofs[(slot, index, sub)] = proof

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from covalidator.model.eth.specs import FAR_FUTURE_EPOCH, spec
-from covalidator.sim.chain import SLOTS_PER_EPOCH, ChainParams, attester_assignment
-
-SPEC = spec("altair", "minimal")
+from covalidator.sim.chain import MAINNET, MINIMAL, PRESETS, ChainParams, Preset, attester_assignment
 
 
 def unwrapped(function: Any) -> Any:
@@ -25,7 +23,7 @@ def unwrapped(function: Any) -> Any:
     return inspect.getclosurevars(function).nonlocals.get("value_fn", function)
 
 
-def spec_committees(total: int, target: int) -> tuple[int, list[int]]:
+def spec_committees(SPEC: Any, total: int, target: int) -> tuple[int, list[int]]:
     """(committees per slot, the epoch's committee lengths in order) from the specs' functions, over
     `total` active validators, with TARGET_COMMITTEE_SIZE = `target` and the shuffle left out
     (compute_committee's slicing is what is compared; the simulated chain shuffles with its own seed)."""
@@ -47,14 +45,46 @@ def spec_committees(total: int, target: int) -> tuple[int, list[int]]:
     return per_slot, lengths
 
 
+@pytest.mark.parametrize("preset", [MINIMAL, MAINNET], ids=lambda p: p.name)
+def test_presets_are_the_specs(preset: Preset) -> None:
+    s = spec("altair", preset.name)
+    assert (
+        preset.slots_per_epoch, preset.sync_committee_size, preset.epochs_per_sync_committee_period,
+        preset.max_committees_per_slot, preset.sync_committee_subnet_count,
+        preset.target_aggregators_per_committee, preset.target_aggregators_per_sync_subcommittee,
+    ) == (
+        s.SLOTS_PER_EPOCH, s.SYNC_COMMITTEE_SIZE, s.EPOCHS_PER_SYNC_COMMITTEE_PERIOD, s.MAX_COMMITTEES_PER_SLOT,
+        s.SYNC_COMMITTEE_SUBNET_COUNT, s.TARGET_AGGREGATORS_PER_COMMITTEE,
+        s.TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
+    )  # fmt: skip
+    assert PRESETS[preset.name] is preset
+
+
 @pytest.mark.parametrize(
-    ("validators", "target"),
-    [(8, 16), (64, 64), (600, 64), (1000, 64), (2048, 64), (5000, 64), (10_000, 64), (10_000, 128), (777, 5)],
+    ("preset", "validators", "target"),
+    [
+        *(
+            (MINIMAL, v, t)
+            for v, t in [
+                (8, 16),
+                (64, 64),
+                (600, 64),
+                (1000, 64),
+                (2048, 64),
+                (5000, 64),
+                (10_000, 64),
+                (10_000, 128),
+                (777, 5),
+            ]
+        ),
+        *((MAINNET, v, t) for v, t in [(100, 128), (1000, 128), (5000, 128), (10_000, 128), (300_000, 128)]),
+    ],
 )
-def test_committees_follow_the_specs_for_the_active_set(validators: int, target: int) -> None:
-    assert int(SPEC.SLOTS_PER_EPOCH) == SLOTS_PER_EPOCH
-    p = ChainParams(validators=validators, committee_size=target)
-    per_slot, lengths = spec_committees(p.total, target)
+def test_committees_follow_the_specs_for_the_active_set(preset: Preset, validators: int, target: int) -> None:
+    SPEC = spec("altair", preset.name)
+    SLOTS_PER_EPOCH = preset.slots_per_epoch
+    p = ChainParams(validators=validators, committee_size=target, preset=preset)
+    per_slot, lengths = spec_committees(SPEC, p.total, target)
     assert p.committees_per_slot == per_slot, (p.total, target)
     mine = [p.committee_length(slot, i) for slot in range(SLOTS_PER_EPOCH) for i in range(per_slot)]
     assert mine == lengths

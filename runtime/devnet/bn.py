@@ -40,19 +40,7 @@ from covalidator.model.eth.networks import network
 from covalidator.model.eth.signing import Kind, SigningError, signing_root
 from covalidator.model.eth.specs import FAR_FUTURE_EPOCH
 from covalidator.model.node.events import SubmissionKind
-from covalidator.sim.chain import (
-    EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
-    FORK,
-    PRESET,
-    SLOTS_PER_EPOCH,
-    SYNC_COMMITTEE_SIZE,
-    SYNC_COMMITTEE_SUBNET_COUNT,
-    TARGET_AGGREGATORS_PER_COMMITTEE,
-    TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
-    ChainParams,
-    SimChain,
-    _hash_hex,
-)
+from covalidator.sim.chain import FORK, PRESETS, ChainParams, SimChain, _hash_hex
 
 from . import use_fixture_bls_backend
 from .report import Report
@@ -101,6 +89,7 @@ class DevnetConfig:
     reorg_rate: float = 0.0
     fork: str = FORK  # "bellatrix": execution payloads, and the builder flow (blinded blocks)
     secret_keys: tuple[int, ...] = ()  # the validators' keys (default: interop 0..V-1)
+    preset: str = "minimal"  # or "mainnet": 32-slot epochs, 512-member sync committees
 
     def chain(self, now_s: float) -> SimChain:
         genesis = (
@@ -120,6 +109,7 @@ class DevnetConfig:
             seed=self.seed,
             fork=self.fork,
             secret_keys=self.secret_keys,
+            preset=PRESETS[self.preset],
         )
         return SimChain(params, self.epochs)
 
@@ -296,17 +286,18 @@ class DevnetBN:
     # ---- chain and node -------------------------------------------------------------------------------
 
     def _spec(self) -> dict[str, str]:
+        preset = self.chain.preset
         out = {
             "CONFIG_NAME": "devnet",
-            "PRESET_BASE": PRESET,
+            "PRESET_BASE": preset.name,
             "SECONDS_PER_SLOT": str(self.config.seconds_per_slot),
-            "SLOTS_PER_EPOCH": str(SLOTS_PER_EPOCH),
-            "TARGET_AGGREGATORS_PER_COMMITTEE": str(TARGET_AGGREGATORS_PER_COMMITTEE),
-            "SYNC_COMMITTEE_SIZE": str(SYNC_COMMITTEE_SIZE),
-            "SYNC_COMMITTEE_SUBNET_COUNT": str(SYNC_COMMITTEE_SUBNET_COUNT),
-            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE": str(TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE),
-            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD": str(EPOCHS_PER_SYNC_COMMITTEE_PERIOD),
-            "MAX_COMMITTEES_PER_SLOT": "4",
+            "SLOTS_PER_EPOCH": str(preset.slots_per_epoch),
+            "TARGET_AGGREGATORS_PER_COMMITTEE": str(preset.target_aggregators_per_committee),
+            "SYNC_COMMITTEE_SIZE": str(preset.sync_committee_size),
+            "SYNC_COMMITTEE_SUBNET_COUNT": str(preset.sync_committee_subnet_count),
+            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE": str(preset.target_aggregators_per_sync_subcommittee),
+            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD": str(preset.epochs_per_sync_committee_period),
+            "MAX_COMMITTEES_PER_SLOT": str(preset.max_committees_per_slot),
             "MAX_ATTESTATIONS": str(self.chain.spec.MAX_ATTESTATIONS),
             "DEPOSIT_CHAIN_ID": "1337",
             "DEPOSIT_NETWORK_ID": "1337",
@@ -514,7 +505,7 @@ class DevnetBN:
         return json_response({"dependent_root": root, "execution_optimistic": False, "data": duties})
 
     async def sync_duties(self, request: web.Request) -> web.Response:
-        epoch = self._epoch(request, lookahead=EPOCHS_PER_SYNC_COMMITTEE_PERIOD)
+        epoch = self._epoch(request, lookahead=self.chain.preset.epochs_per_sync_committee_period)
         indices = await self._indices(request)
         duties = self.chain.sync_duties_json(epoch, indices)
         return json_response({"execution_optimistic": False, "data": duties})
@@ -596,7 +587,7 @@ class DevnetBN:
     async def sync_contribution(self, request: web.Request) -> web.Response:
         slot = uint(query(request, "slot"), "slot")
         sub = uint(query(request, "subcommittee_index"), "subcommittee_index")
-        if sub >= SYNC_COMMITTEE_SUBNET_COUNT:
+        if sub >= self.chain.preset.sync_committee_subnet_count:
             raise BadRequest(f"Invalid subcommittee_index: {sub}")
         root = hex_bytes(query(request, "beacon_block_root"), 32, "beacon_block_root")
         return json_response({"data": self.chain.sync_contribution(slot, sub, root)})
@@ -741,7 +732,7 @@ class DevnetBN:
                 "slot": str(slot),
                 "block": root,
                 "state": _hash_hex("state", chain.params.seed, slot, 0),
-                "epoch_transition": slot % SLOTS_PER_EPOCH == 0,
+                "epoch_transition": slot % chain.preset.slots_per_epoch == 0,
                 "previous_duty_dependent_root": chain.attester_dependent_root(epoch, 0, now),
                 "current_duty_dependent_root": chain.proposer_dependent_root(epoch, 0, now),
                 "execution_optimistic": False,
@@ -859,6 +850,7 @@ def main(argv: list[str] | None = None) -> None:
         "--fork", choices=(FORK, "bellatrix"), default=FORK, help="bellatrix: payloads, builder flow"
     )
     parser.add_argument("--info-file", default=None, help="also write the url/port/genesis JSON line here")
+    parser.add_argument("--preset", choices=("minimal", "mainnet"), default="minimal")
     parser.add_argument(
         "--keys",
         default=None,
@@ -877,6 +869,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         fork=args.fork,
         secret_keys=_read_keys(args.keys, args.validators) if args.keys else (),
+        preset=args.preset,
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     use_fixture_bls_backend()

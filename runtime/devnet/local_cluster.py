@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, free_ports, get_json
-from covalidator.sim.chain import SLOTS_PER_EPOCH
+from covalidator.sim.chain import PRESETS
 
 HOST = "127.0.0.1"
 STATUS_PATH = "/covalidator/v1/status"
@@ -41,6 +41,11 @@ class ClusterSpec:
     signer: bool = False  # signer mode: nodes serve --signer-api, the VCs hold no key and use it
     fork: str = "altair"  # the devnet's fork: "bellatrix" has payloads and the builder flow
     dkg: bool = False  # make the keys with `covalidator dkg` (N processes, no dealer), not create-cluster
+    preset: str = "minimal"  # the devnet BN's preset: "mainnet" has 32-slot epochs
+
+    @property
+    def slots_per_epoch(self) -> int:
+        return PRESETS[self.preset].slots_per_epoch
 
 
 def covalidator(*args: str) -> list[str]:
@@ -143,7 +148,7 @@ class LocalCluster:
             sys.executable, "-m", "covalidator.runtime.devnet.bn", "--validators", str(self.spec.validators),
             "--epochs", str(self.spec.epochs), "--seconds-per-slot", str(self.spec.seconds_per_slot),
             "--genesis-delay", str(self.spec.genesis_delay_s), "--info-file", str(info),
-            "--fork", self.spec.fork,
+            "--fork", self.spec.fork, "--preset", self.spec.preset,
             *(("--keys", str(self.folder / "judge-keys")) if self.spec.dkg else ()),
         ]  # fmt: skip
         self.bn = self.children.spawn("bn", argv)
@@ -254,7 +259,7 @@ class LocalCluster:
 
     def end_time(self) -> float:
         """When the last duty's deadline has passed (Unix seconds): E epochs plus two slots."""
-        slots = self.spec.epochs * int(SLOTS_PER_EPOCH) + 2
+        slots = self.spec.epochs * self.spec.slots_per_epoch + 2
         return float(self.genesis_time + slots * self.spec.seconds_per_slot)
 
     def trace_dirs(self) -> list[Path]:
