@@ -19,18 +19,21 @@ table adds those latencies per request type, p50 / p99 over the 4 VCs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from covalidator.runtime.devnet.local_cluster import ClusterSpec, LocalCluster
-from covalidator.runtime.devnet.processes import Children
+from covalidator.runtime.devnet.processes import Children, get_json
 from covalidator.runtime.devnet.summary import read_node_trace, summarize
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -43,11 +46,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def sample_cpu(pids: list[int], last: dict[int, float]) -> None:
+    """Note each process's CPU seconds while it lives (a VC ends by itself: its last sample counts)."""
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            last[pid] = cpu_seconds(pid)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def store_commit_p99_ms(metrics_url: str | None) -> float | None:
+    """The p99 of a node's durable store commits, as Prometheus' histogram_quantile bounds it: the
+    upper edge of the bucket holding the 99th percentile (covalidator_store_commit_seconds)."""
+    if metrics_url is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=3) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    buckets = []
+    for line in text.splitlines():
+        match = re.match(r'covalidator_store_commit_seconds_bucket\{.*le="([^"]+)".*\} ([0-9.e+]+)', line)
+        if match:
+            buckets.append((float(match.group(1)), float(match.group(2))))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = max(count for _, count in buckets)
+    edge = next(le for le, count in sorted(buckets) if count >= 0.99 * total)
+    return 1000 * edge
+
+
+def peer_bytes_sent(api_port: int) -> int:
+    """Bytes a node sent to its peers (its transport's counters, from its status)."""
+    status = get_json(f"http://127.0.0.1:{api_port}/covalidator/v1/status")
+    peers = (((status or {}).get("data") or {}).get("peers") or {}).get("peers") or {}
+    return sum(int(p.get("bytes_sent", 0)) for p in peers.values())
 
 
 def sleep_until(at: float) -> None:
@@ -70,21 +109,31 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
                 spec = replace(spec, genesis_delay_s=round(spec.genesis_delay_s - lead + 10))
                 continue
             pids = [node.pid for node in cluster.nodes]
+            others = {"bn": [cluster.bn.pid] if cluster.bn else [], "vc": [vc.pid for vc in cluster.vcs]}
             sleep_until(cluster.genesis_time)
             cpu0 = [cpu_seconds(p) for p in pids]
+            other0 = {k: [cpu_seconds(p) for p in v] for k, v in others.items()}
+            last: dict[int, float] = {}
+            sent0 = [peer_bytes_sent(port) for port in cluster.api_ports]
             t0 = time.time()
             report: dict[str, Any] | None = None
             give_up = cluster.end_time() + 60
             while True:
                 cluster.check()
+                sample_cpu([*others["bn"], *others["vc"]], last)
                 report = cluster.report() or report
                 done = report is not None and report.get("finished") and time.time() >= cluster.end_time()
                 if (done and cluster.vcs_done()) or time.time() > give_up:
                     break
                 time.sleep(1.0)
             cpu1 = [cpu_seconds(p) for p in pids]
+            sample_cpu([*others["bn"], *others["vc"]], last)
+            other1 = {k: [last[p] for p in v] for k, v in others.items()}
+            sent1 = [peer_bytes_sent(port) for port in cluster.api_ports]
+            commits = [store_commit_p99_ms(url) for url in cluster.monitoring]
             rss = [peak_rss_mb(p) for p in pids]
-            epochs_run = (time.time() - t0) / (spec.seconds_per_slot * spec.slots_per_epoch)
+            slots_run = (time.time() - t0) / spec.seconds_per_slot
+            epochs_run = slots_run / spec.slots_per_epoch
             children.stop_all()
         assert report is not None, "the devnet BN never answered its report"
         summary = summarize(report, [read_node_trace(d) for d in cluster.trace_dirs()])
@@ -112,6 +161,30 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             },
             "cpu_s_per_node_epoch": round(max(cpu), 2),
             "cpu_s_per_node_epoch_mean": round(sum(cpu) / len(cpu), 2),
+            # per 1,000 validator-epochs: a node's CPU per epoch over thousands of validators
+            "cpu_s_per_node_kvalidator_epoch": round(sum(cpu) / len(cpu) / (spec.validators / 1000), 2),
+            "bn_cpu_s_per_epoch": round(
+                sum(b - a for a, b in zip(other0["bn"], other1["bn"], strict=True)) / epochs_run, 2
+            ),
+            "vc_cpu_s_per_epoch_mean": round(
+                sum(b - a for a, b in zip(other0["vc"], other1["vc"], strict=True))
+                / max(1, len(others["vc"]))
+                / epochs_run,
+                2,
+            ),
+            "peer_kb_sent_per_node_slot": round(
+                sum(b - a for a, b in zip(sent0, sent1, strict=True)) / len(sent0) / slots_run / 1024, 1
+            ),
+            "store_commit_p99_ms": max((c for c in commits if c is not None), default=None),
+            "success_by_kind": {
+                kind: f"{figures['succeeded']}/{figures['duties']}"
+                for kind, figures in sorted(summary["by_kind"].items())
+            },
+            "e2e_ms_p50_by_kind": {
+                kind: figures.get("p50")
+                for kind, figures in sorted(report["latency_ms"].items())
+                if kind != "all"
+            },
             "peak_rss_mb": round(max(rss)),
             "slashable_pairs": summary["slashable_pairs"],
             "invalid_signatures": summary["invalid_signatures"],
@@ -144,6 +217,27 @@ def sign_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         for kind, f in r["sign_ms"].items():
             lines.append(f"| {r['validators']:,} | {kind} | {f['n']:,} | {f['p50']} | {f['p99']} |")
+    return "\n".join(lines)
+
+
+def scale_table(rows: list[dict[str, Any]]) -> str:
+    """The issue-17 figures per row: success and end-to-end latency per kind, CPU per 1,000
+    validator-epochs, the BN's and VCs' CPU apart, peer traffic and store commits."""
+    lines = [
+        "| validators | preset, slot s | success by kind | e2e p50 / p99 ms by kind | CPU s / node / 1,000 validator-epochs "
+        "| BN CPU s / epoch | VC CPU s / epoch | peer KB / node / slot | store commit p99 ms |",
+        "|" + "---|" * 9,
+    ]
+    for r in rows:
+        kinds = ", ".join(f"{k} {v}" for k, v in r["success_by_kind"].items())
+        latency = ", ".join(
+            f"{k} {r['e2e_ms_p50_by_kind'].get(k)} / {v}" for k, v in r["e2e_ms_p99_by_kind"].items()
+        )
+        lines.append(
+            f"| {r['validators']:,} | {r['preset']}, {r['seconds_per_slot']} | {kinds} | {latency} "
+            f"| {r['cpu_s_per_node_kvalidator_epoch']} | {r['bn_cpu_s_per_epoch']} | {r['vc_cpu_s_per_epoch_mean']} "
+            f"| {r['peer_kb_sent_per_node_slot']} | {r['store_commit_p99_ms']} |"
+        )
     return "\n".join(lines)
 
 
@@ -205,6 +299,7 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
     print(table(rows))
+    print(scale_table(rows))
     if args.signer:
         print(sign_table(rows))
 
