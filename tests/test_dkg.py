@@ -259,3 +259,37 @@ def test_an_interrupted_or_killed_operator_ends_the_ceremony(tmp_path: Path, how
         assert code == 1 and expected in log and "operator 1 (0x" in log, f"node{i}: {log}"
     assert results[1][0] != 0
     assert_nothing_written(tmp_path, 4)
+
+
+def test_an_abort_told_to_one_operator_reaches_every_operator(tmp_path: Path) -> None:
+    """Operator 2 tells operator 0 alone that it aborts, then goes silent: operator 0 passes it on, so
+    operators 1 and 3 stop at once with the cause rather than time out blaming operator 0."""
+    results = ceremony(tmp_path, 4, 1, faults={2: "abort-to:0"}, round_s=30)
+    for i in (0, 1, 3):
+        code, log = results[i]
+        assert code == 1 and "aborted the ceremony: test: aborting towards one operator" in log, (
+            f"node{i}: {log}"
+        )
+        assert "no commit message" not in log, f"node{i}: {log}"
+    assert_nothing_written(tmp_path, 4)
+
+
+def test_a_lost_message_is_sent_again(tmp_path: Path) -> None:
+    """Operator 1's first shares message to operator 3 is lost (as a frame in flight on a breaking
+    connection is): sent again while operator 3 waits, the ceremony completes."""
+    results = ceremony(tmp_path, 4, 1, faults={1: "drop:shares:3"})
+    assert all(code == 0 for code, _ in results.values()), results
+    check_cluster(tmp_path, 4, 1)
+
+
+def test_an_operator_gone_after_the_lock_round_leaves_the_others_unconfirmed(tmp_path: Path) -> None:
+    """Operator 3 ends right after sending its lock signature: the others hold the whole cluster and
+    write it (they may be all that is left of operator 3's part), but exit 1 saying not to deposit."""
+    results = ceremony(tmp_path, 4, 1, faults={3: "exit-after:lock"}, round_s=6)
+    for i in (0, 1, 2):
+        code, log = results[i]
+        assert code == 1 and "not every operator confirmed" in log and "do not deposit" in log, (
+            f"node{i}: {log}"
+        )
+        keys_io.load_lock(tmp_path / f"node{i}" / keys_io.LOCK_FILE)
+    assert results[3][0] == 9

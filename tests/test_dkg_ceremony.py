@@ -49,30 +49,37 @@ def test_a_whole_ceremony_and_each_check(
     rng = random.Random(7)
     polys = {i: _polys(rng) for i in range(1, N + 1)}
     nonces = {i: [rng.randrange(1, CURVE_ORDER) for _ in range(V)] for i in range(1, N + 1)}
-    commits = {i: ceremony.make_commit(d, i, polys[i], nonces[i], keys[i - 1]) for i in range(1, N + 1)}
+    session = ceremony.session_id(d.definition_hash, {i: bytes([i]) * 32 for i in range(1, N + 1)})
+    commits = {
+        i: ceremony.make_commit(d, session, i, polys[i], nonces[i], keys[i - 1]) for i in range(1, N + 1)
+    }
     for i, c in commits.items():
-        assert ceremony.commit_fault(d, i, c) is None
+        assert ceremony.commit_fault(d, session, i, c) is None
+    # another session (a rerun of the same definition): nothing of this one is accepted there
+    rerun = ceremony.session_id(d.definition_hash, {i: bytes([i + 9]) * 32 for i in range(1, N + 1)})
+    assert "not signed by its identity key" in str(ceremony.commit_fault(d, rerun, 1, commits[1]))
 
     # commit: another operator's signature, a bad proof of knowledge, a commitment of another context
-    assert "not signed by its identity key" in str(ceremony.commit_fault(d, 2, commits[1]))
+    assert "not signed by its identity key" in str(ceremony.commit_fault(d, session, 2, commits[1]))
     c1 = commits[1].commitments[1]
     bad_pok = replace(
         commits[1],
         commitments=(commits[1].commitments[0], replace(c1, proof_mu=(c1.proof_mu + 1) % CURVE_ORDER)),
     )
-    resigned = ceremony.make_commit(d, 1, polys[1], nonces[1], keys[0])
-    assert ceremony.commit_fault(d, 1, resigned) is None
-    forged = messages.Commit(bad_pok.commitments, _sign(d, keys[0], bad_pok.commitments))
-    assert "operator 0 (0x" in str(ceremony.commit_fault(d, 1, forged))
-    assert "validator 1: the proof of knowledge" in str(ceremony.commit_fault(d, 1, forged))
-    swapped = messages.Commit(commits[1].commitments[::-1], _sign(d, keys[0], commits[1].commitments[::-1]))
-    assert "validator 0: the proof of knowledge" in str(ceremony.commit_fault(d, 1, swapped))
+    resigned = ceremony.make_commit(d, session, 1, polys[1], nonces[1], keys[0])
+    assert ceremony.commit_fault(d, session, 1, resigned) is None
+    forged = messages.Commit(bad_pok.commitments, _sign(session, keys[0], bad_pok.commitments))
+    assert "operator 0 (0x" in str(ceremony.commit_fault(d, session, 1, forged))
+    assert "validator 1: the proof of knowledge" in str(ceremony.commit_fault(d, session, 1, forged))
+    swapped_c = commits[1].commitments[::-1]
+    swapped = messages.Commit(swapped_c, _sign(session, keys[0], swapped_c))
+    assert "validator 0: the proof of knowledge" in str(ceremony.commit_fault(d, session, 1, swapped))
 
     # echo: identical views pass; a validly signed other set names its signer; a forged one the echoer
-    view = ceremony.echo_of(d, commits)
+    view = ceremony.echo_of(d, session, commits)
     assert all(ceremony.echo_fault(d, k, view, view) is None for k in range(1, N + 1))
-    other = ceremony.make_commit(d, 2, _polys(rng), nonces[2], keys[1])
-    seen_other = ceremony.echo_of(d, {**commits, 2: other})
+    other = ceremony.make_commit(d, session, 2, _polys(rng), nonces[2], keys[1])
+    seen_other = ceremony.echo_of(d, session, {**commits, 2: other})
     fault = str(ceremony.echo_fault(d, 4, seen_other, view))
     assert "operator 1 (0x" in fault and "broadcast equivocation" in fault and "operator 3 (0x" in fault
     forged_echo = messages.Echo((view.seen[0], (bytes(32), view.seen[1][1]), *view.seen[2:]))
@@ -119,19 +126,17 @@ def test_a_whole_ceremony_and_each_check(
     assert len(ceremony.deposit_entries(d, key_sets[1], deposits)) == V
 
 
-def _sign(
-    d: cluster_definition.ClusterDefinition, key: Ed25519PrivateKey, commitments: tuple[frost.Commitment, ...]
-) -> bytes:
+def _sign(session: bytes, key: Ed25519PrivateKey, commitments: tuple[frost.Commitment, ...]) -> bytes:
     from covalidator.model.cluster.document import sign_digest
 
-    return sign_digest(key, ceremony.COMMIT_DOMAIN, ceremony.commit_digest(d.definition_hash, commitments))
+    return sign_digest(key, ceremony.COMMIT_DOMAIN, ceremony.commit_digest(session, commitments))
 
 
 def test_messages_round_trip_and_refuse_other_shapes() -> None:
     decode = messages.decoder(4, 2, 3)
     c = frost.commit(1, [5, 6, 7], 9, b"ctx")
     samples: list[messages.DkgMessage] = [
-        messages.Hello(bytes(32)),
+        messages.Hello(bytes(32), bytes(range(32))),
         messages.Commit((c, c), bytes(64)),
         messages.Echo(((bytes(32), bytes(64)),) * 4),
         messages.Shares((1, CURVE_ORDER - 1)),
@@ -147,7 +152,8 @@ def test_messages_round_trip_and_refuse_other_shapes() -> None:
         None, [], {"round": "nope"}, {"round": "hello"}, {"round": "hello", "definition_hash": "0x00"},
         {"round": "done", "extra": 1}, too_many, messages.to_json(messages.Echo(((bytes(32), bytes(64)),) * 5)),
         {"round": "shares", "shares": ["0x" + "00" * 31] * 2}, {"round": "abort", "reason": 7},
-        {**messages.to_json(messages.Hello(bytes(32))), "definition_hash": "0x" + "AB" * 32},
+        {**messages.to_json(messages.Hello(bytes(32), bytes(32))), "definition_hash": "0x" + "AB" * 32},
+        {"round": "hello", "definition_hash": "0x" + "00" * 32},
     ]  # fmt: skip
     for data in bad:
         with pytest.raises(ValueError):

@@ -49,7 +49,9 @@ def test_a_ceremony_gives_shares_of_one_key(n: int, m: int) -> None:
         assert shamir.interpolate({i: shares[i] for i in chosen}) == group_secret
         fewer = chosen[: m - 1]
         assert shamir.interpolate({i: shares[i] for i in fewer}) != group_secret
-    public = [frost.public_share(i, commitments) for i in range(1, n + 1)]
+    summed = frost.summed_commitments(commitments)
+    assert summed[0] == group
+    public = [frost.public_share(i, summed) for i in range(1, n + 1)]
     assert public == [pyecc_bls.SkToPk(shares[i]) for i in range(1, n + 1)]
     assert bls.public_shares_consistent(group, public, m)
 
@@ -98,3 +100,21 @@ def test_proof_of_knowledge_is_bound_to_index_context_and_constant() -> None:
 
 def test_generator_constant_is_the_specs_generator() -> None:
     assert pyecc_bls.SkToPk(1) == frost.G1_GENERATOR
+
+
+def test_a_cancelled_column_of_commitments_is_no_crash() -> None:
+    """A participant who saw the others' commitments first can pick its a_1 so that the k = 1 column
+    sums to the point at infinity (its proof of knowledge covers only a_0). The sums and public shares
+    are still computed (what the lock check then judges), never an exception."""
+    rng = random.Random(3)
+    first = [rng.randrange(1, CURVE_ORDER) for _ in range(3)]
+    second = [rng.randrange(1, CURVE_ORDER), CURVE_ORDER - first[1], rng.randrange(1, CURVE_ORDER)]
+    commitments = {
+        1: frost.commit(1, first, 5, CONTEXT),
+        2: frost.commit(2, second, 6, CONTEXT),
+    }
+    summed = frost.summed_commitments(commitments)
+    assert summed[1] == bytes([0xC0]) + bytes(47)
+    for index in (1, 2, 3):
+        secret = (frost.share_for(first, index) + frost.share_for(second, index)) % CURVE_ORDER
+        assert frost.public_share(index, summed) == pyecc_bls.SkToPk(secret)

@@ -49,6 +49,9 @@ DKG_ALGORITHMS: Final = ("frost",)
 _HASH_PREFIX: Final = b"covalidator/definition/v1\n"
 _SIGNATURE_PREFIX: Final = b"covalidator/definition-hash\n"
 MAX_VALIDATORS: Final = 10_000
+# a DKG's commit message carries M G1 points and a proof per validator, ~ V (101 M + 220) bytes of JSON;
+# the ceremony's transport takes frames of up to 64 MiB
+MAX_COMMIT_BYTES: Final = 48 * 2**20
 
 
 class DefinitionError(ValueError):

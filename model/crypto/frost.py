@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from covalidator.model.crypto import bls, shamir
-from covalidator.model.crypto.backends.base import CURVE_ORDER
+from covalidator.model.crypto.backends.base import CURVE_ORDER, G1_INFINITY
 
 CHALLENGE_DOMAIN: Final = b"covalidator/frost-pok/v1\n"
 G1_GENERATOR: Final = bytes.fromhex(
@@ -110,9 +110,31 @@ def secret_share(shares: Mapping[int, int]) -> int:
     return total
 
 
-def public_share(index: int, commitments: Mapping[int, Commitment]) -> bytes:
-    """Participant `index`'s public share s_index G, from everyone's commitments."""
-    return _evaluate_commitments([commitments[i] for i in sorted(commitments)], index)
+def summed_commitments(commitments: Mapping[int, Commitment]) -> tuple[bytes, ...]:
+    """sum_i C_ik for each k: the commitments to the sum of every participant's polynomial (position
+    0 is the group key). One sum per coefficient, so each public share after it is an M-point MSM.
+    A sum may be the point at infinity (a participant that saw the others' commitments first can
+    cancel a k >= 1 column; the proofs of knowledge rule it out for k = 0): encoded as such."""
+    backend = bls.backend()
+    ordered = [commitments[i] for i in sorted(commitments)]
+    width = len(ordered[0].coefficients)
+    assert all(len(c.coefficients) == width for c in ordered), "commitments of different degrees"
+    sums = []
+    for k in range(width):
+        total = backend.pubkey_point(ordered[0].coefficients[k])
+        for c in ordered[1:]:
+            total = backend.g1_add(total, backend.pubkey_point(c.coefficients[k]))
+        sums.append(backend.g1_encode(total))
+    return tuple(sums)
+
+
+def public_share(index: int, summed: Sequence[bytes]) -> bytes:
+    """Participant `index`'s public share s_index G = sum_k index^k (sum_i C_ik), from
+    `summed_commitments` (G1_INFINITY if it is the point at infinity: no valid key)."""
+    terms = [(p, pow(index, k, CURVE_ORDER)) for k, p in enumerate(summed) if p != G1_INFINITY]
+    if not terms:
+        return G1_INFINITY
+    return bls.backend().g1_linear_combination([p for p, _ in terms], [s for _, s in terms])
 
 
 def group_public_key(commitments: Mapping[int, Commitment]) -> bytes:

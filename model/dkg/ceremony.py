@@ -3,9 +3,12 @@ the messages that passed. The runtime (runtime/dkg.py) only moves messages and w
 
 Rounds (messages.py has their JSON), for participant l of N (share index l = node index + 1):
 
-1. hello: every operator runs the same definition (its hash); a different one is named.
-2. commit: per validator j, FROST commitments and a proof of knowledge (frost.py, context = definition
-   hash + j), signed as a whole by the sender's identity key over `commit_digest`. Each is checked:
+1. hello: every operator runs the same definition (its hash); a different one is named. Each hello
+   also carries a fresh random nonce: the session id hashes the definition hash and every nonce, so
+   each run of one definition is a new session whose signed messages cannot be replayed into another
+   (an earlier run's commitments echoed into this one would frame their honest signer).
+2. commit: per validator j, FROST commitments and a proof of knowledge (frost.py, context = session
+   id + j), signed as a whole by the sender's identity key over `commit_digest`. Each is checked:
    the signature, then every validator's commitment (`commit_fault`).
 3. echo (reliable broadcast): each operator sends everyone the (digest, signature) of every Commit it
    received. A validly signed digest that differs from the one this node holds proves its signer sent
@@ -47,6 +50,7 @@ from covalidator.model.eth.signing import registration_signing_root
 
 COMMIT_DOMAIN: Final = b"covalidator/dkg-commit/v1\n"
 MESH_DOMAIN: Final = b"covalidator/dkg-mesh/v1\n"
+SESSION_DOMAIN: Final = b"covalidator/dkg-session/v1\n"
 
 
 class CeremonyFailure(Exception):
@@ -79,16 +83,27 @@ def mesh_of(definition: ClusterDefinition) -> MeshMembers:
     return MeshMembers(hashlib.sha256(MESH_DOMAIN + members.encode()).digest(), definition.operators)
 
 
+# ---- round 1: the session ------------------------------------------------------------------------------
+
+
+def session_id(definition_hash: bytes, nonces: Mapping[int, bytes]) -> bytes:
+    """What binds this run: the definition hash and every operator's hello nonce, in operator order."""
+    return hashlib.sha256(
+        SESSION_DOMAIN + definition_hash + b"".join(nonces[i] for i in sorted(nonces))
+    ).digest()
+
+
 # ---- round 2 and 3: commitments, reliable broadcast ----------------------------------------------
 
 
-def commit_digest(definition_hash: bytes, commitments: Sequence[frost.Commitment]) -> bytes:
+def commit_digest(session: bytes, commitments: Sequence[frost.Commitment]) -> bytes:
     body = json.dumps(to_json(Commit(tuple(commitments), bytes(64)))["commitments"], separators=(",", ":"))
-    return hashlib.sha256(COMMIT_DOMAIN + definition_hash + body.encode()).digest()
+    return hashlib.sha256(COMMIT_DOMAIN + session + body.encode()).digest()
 
 
 def make_commit(
     definition: ClusterDefinition,
+    session: bytes,
     share_index: int,
     polynomials: Sequence[Sequence[int]],
     nonces: Sequence[int],
@@ -97,32 +112,32 @@ def make_commit(
     """This node's round-2 message: one FROST commitment per validator, signed as a whole."""
     assert len(polynomials) == len(nonces) == definition.validators
     commitments = tuple(
-        frost.commit(share_index, poly, nonce, frost.key_context(definition.definition_hash, j))
+        frost.commit(share_index, poly, nonce, frost.key_context(session, j))
         for j, (poly, nonce) in enumerate(zip(polynomials, nonces, strict=True))
     )
-    digest = commit_digest(definition.definition_hash, commitments)
+    digest = commit_digest(session, commitments)
     return Commit(commitments, sign_digest(identity_key, COMMIT_DOMAIN, digest))
 
 
-def commit_fault(definition: ClusterDefinition, sender: int, commit: Commit) -> str | None:
+def commit_fault(definition: ClusterDefinition, session: bytes, sender: int, commit: Commit) -> str | None:
     """Why operator `sender`'s Commit is not acceptable, or None."""
-    digest = commit_digest(definition.definition_hash, commit.commitments)
+    digest = commit_digest(session, commit.commitments)
     key = definition.operators[sender - 1].identity_public_key
     if not verify_digest(key, COMMIT_DOMAIN, digest, commit.signature):
         return f"{operator_name(definition, sender)}: its commitments are not signed by its identity key"
     for j, commitment in enumerate(commit.commitments):
-        context = frost.key_context(definition.definition_hash, j)
+        context = frost.key_context(session, j)
         fault = frost.commitment_fault(sender, commitment, definition.threshold, context)
         if fault is not None:
             return f"{operator_name(definition, sender)}: validator {j}: {fault}"
     return None
 
 
-def echo_of(definition: ClusterDefinition, commits: Mapping[int, Commit]) -> Echo:
+def echo_of(definition: ClusterDefinition, session: bytes, commits: Mapping[int, Commit]) -> Echo:
     """What this node saw from every operator (itself included), to send to everyone."""
     return Echo(
         tuple(
-            (commit_digest(definition.definition_hash, commits[i].commitments), commits[i].signature)
+            (commit_digest(session, commits[i].commitments), commits[i].signature)
             for i in range(1, definition.nodes + 1)
         )
     )
@@ -184,7 +199,8 @@ def key_set(
         per_sender = {i: commits[i].commitments[j] for i in sorted(commits)}
         secret_shares.append(frost.secret_share({i: shares[i].shares[j] for i in shares}))
         group_keys.append(frost.group_public_key(per_sender))
-        public_shares.append(tuple(frost.public_share(k, per_sender) for k in range(1, definition.nodes + 1)))
+        summed = frost.summed_commitments(per_sender)
+        public_shares.append(tuple(frost.public_share(k, summed) for k in range(1, definition.nodes + 1)))
     result = KeySet(tuple(secret_shares), tuple(group_keys), tuple(public_shares))
     mine = tuple(bls.sk_to_pk(s) for s in result.secret_shares)
     assert mine == tuple(p[me - 1] for p in result.public_shares), "own share off its public share"

@@ -3,7 +3,7 @@
 Each message is the `data` of one peer-transport frame (runtime/peers.py: signed by its sender's
 identity key, over TLS pinned to the definition's keys), one per sender and round:
 
-    hello     {"round": "hello", "definition_hash": "0x<32>"}                 broadcast
+    hello     {"round": "hello", "definition_hash": "0x<32>", "session": "0x<32: fresh random>"}  broadcast
     commit    {"round": "commit", "commitments": [{"coefficients": ["0x<48>", ... M],
                "r": "0x<48>", "mu": "0x<32>"}, ... V], "signature": "0x<64>"}  broadcast
     echo      {"round": "echo", "seen": [{"digest": "0x<32>", "signature": "0x<64>"}, ... N]}   broadcast
@@ -35,6 +35,7 @@ MAX_REASON: Final = 500
 @dataclass(frozen=True)
 class Hello:
     definition_hash: bytes
+    session: bytes  # this run's random nonce (ceremony.session_id hashes every operator's)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def _hex(data: bytes) -> str:
 def to_json(message: DkgMessage) -> dict[str, Any]:
     out: dict[str, Any] = {"round": ROUND_OF[type(message)]}
     match message:
-        case Hello(definition_hash):
+        case Hello(definition_hash, session):
             out["definition_hash"] = _hex(definition_hash)
+            out["session"] = _hex(session)
         case Commit(commitments, signature):
             out["commitments"] = [
                 {
@@ -147,8 +149,11 @@ def decoder(nodes: int, validators: int, threshold: int) -> Callable[[Any, int],
             raise ValueError("not a DKG message")
         match data["round"]:
             case "hello":
-                _fields(data, "definition_hash")
-                return Hello(_bytes(data["definition_hash"], 32, "definition_hash"))
+                _fields(data, "definition_hash", "session")
+                return Hello(
+                    _bytes(data["definition_hash"], 32, "definition_hash"),
+                    _bytes(data["session"], 32, "session"),
+                )
             case "commit":
                 _fields(data, "commitments", "signature")
                 commitments = []

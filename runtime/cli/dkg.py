@@ -5,7 +5,8 @@ Ends with this node's folder as `create-cluster` writes it (cluster-lock.json si
 operator, validator_keys/ with this node's shares, deposit-data.json) next to its identity key, or
 with one line naming why the ceremony failed and nothing written.
 
-Exit codes: 0 done; 2 bad input (nothing started); 1 the ceremony failed (the line says why and who).
+Exit codes: 0 done; 2 bad input (nothing started); 1 the ceremony failed (the line says why and who,
+nothing written), or it finished here but not every operator confirmed (written; the line says so).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def dkg(
         fail(str(error))
     key_derivation = _kdf(kdf, kdf_cost)
     tamper = runtime_dkg.Tamper.parse(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else None
+    if tamper is not None:
+        click.echo(f"WARNING: {FAULT_ENV} is set: this node MISBEHAVES on purpose (tests only)", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> runtime_dkg.Result:
@@ -123,6 +126,13 @@ def dkg(
         fail("dkg failed: interrupted (the other operators were told)", code=1)
     click.echo(f"encrypting {len(result.secret_shares)} share keystores ({kdf}) ...", err=True)
     runtime_dkg.write_outputs(node_dir, result, key_derivation)
+    if result.unconfirmed is not None:
+        fail(
+            f"dkg finished here and {node_dir} holds the cluster, but not every operator confirmed "
+            f"it holds its folder ({result.unconfirmed}): do not deposit until every operator has its "
+            "cluster-lock.json",
+            code=1,
+        )
     click.echo(
         f"dkg done: {node_dir} holds the {definition.threshold}-of-{definition.nodes} cluster\nlock_hash {result.lock['lock_hash']}"
     )
