@@ -55,9 +55,9 @@ FAULT_ENV = "COVALIDATOR_TEST_DKG_FAULT"  # tests only: runtime/dkg.py's Tamper
 @click.option(
     "--round-timeout",
     type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for every operator's message of a round.",
+    default=None,
+    help="Seconds to wait for every operator's message of a round. Default 60 + V x N / 100: the "
+    "checks grow with validators and operators (bench/dkg.py).",
 )
 @with_kdf_options
 def dkg(
@@ -65,7 +65,7 @@ def dkg(
     node_dir: Path,
     p2p: str | None,
     connect_timeout: float,
-    round_timeout: float,
+    round_timeout: float | None,
     kdf: str,
     kdf_cost: int | None,
 ) -> None:
@@ -105,7 +105,12 @@ def dkg(
 
     async def main() -> runtime_dkg.Result:
         ceremony = runtime_dkg.Ceremony(
-            definition, key, listen, connect_s=connect_timeout, round_s=round_timeout, tamper=tamper
+            definition,
+            key,
+            listen,
+            connect_s=connect_timeout,
+            round_s=round_timeout or 60.0 + definition.validators * definition.nodes / 100,
+            tamper=tamper,
         )
         task = asyncio.current_task()
         assert task is not None
