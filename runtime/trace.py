@@ -248,7 +248,11 @@ class Trace:
                     if pending is not None:
                         yield self._step(pending, None)
                     event = obj["event"]
-                    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+                    if (
+                        not isinstance(event, dict)
+                        or not isinstance(event.get("type"), str)
+                        or event["type"] not in EVENT_TYPES
+                    ):
                         raise ValueError(f"not an event: {str(event)[:80]}")
                     pending = {"i": obj["i"], "ms": obj.get("ms", 0), "event": decode(event)}
                 elif "actions" in obj:
@@ -256,7 +260,8 @@ class Trace:
                         raise ValueError(f"actions of step {obj['i']} without its event")
                     actions = obj["actions"]
                     if not isinstance(actions, list) or not all(
-                        isinstance(a, dict) and a.get("type") in ACTION_TYPES for a in actions
+                        isinstance(a, dict) and isinstance(a.get("type"), str) and a["type"] in ACTION_TYPES
+                        for a in actions
                     ):
                         raise ValueError("actions must be a list of encoded actions")
                     yield self._step(pending, tuple(decode(a) for a in actions))

@@ -121,6 +121,7 @@ def test_a_step_without_actions_and_a_torn_last_line(tmp_path: Path) -> None:
     [
         (b"not json", "Expecting value"),
         (b'{"i": 1, "event": {"type": "Nope"}}', "not an event"),
+        (b'{"i": 1, "event": {"type": {"Tick": 1}}}', "not an event"),  # unhashable: no TypeError
         (b'{"i": 1, "event": {"type": "Tick"}}', "now_ms"),
         (b'{"i": 7, "actions": []}', "actions of step 7 without its event"),
         (b'{"i": 1, "other": 1}', "holds an event or actions"),

@@ -158,8 +158,20 @@ def test_an_unanswered_request_gets_a_named_refusal_within_the_vcs_timeout() -> 
         (lambda n, b: b["fork_info"].update(genesis_validators_root="0x" + "22" * 32), 400, "not this chain"),
         (lambda n, b: b["fork_info"]["fork"].update(current_version="0x09999999"), 400, "this chain's is"),
         (lambda n, b: b.update(type="DEPOSIT"), 412, "does not sign deposits"),
+        # found by `make fuzz`: an unhashable type made the model raise (and the node restore)
+        (lambda n, b: b.update(type={"": {}}), 400, "type"),
+        (lambda n, b: b.update(type=["ATTESTATION"]), 400, "type"),
     ],
-    ids=["type", "no-object", "signing-root", "other-chain", "other-fork", "deposit"],
+    ids=[
+        "type",
+        "no-object",
+        "signing-root",
+        "other-chain",
+        "other-fork",
+        "deposit",
+        "dict-type",
+        "list-type",
+    ],
 )
 def test_malformed_or_foreign_requests_are_refused_with_the_apis_status(
     change: Any, status: int, words: str

@@ -577,7 +577,8 @@ def _prepare_proposer(state: NodeState, event: VCSubmission, out: Out) -> None:
 
 
 def is_sign_request(event: SignRequest) -> bool:
-    return isinstance(event.body, dict) and event.body.get("type") in SIGN_TYPES
+    kind = event.body.get("type") if isinstance(event.body, dict) else None
+    return isinstance(kind, str) and kind in SIGN_TYPES  # a str first: a dict or list is unhashable
 
 
 def on_sign_request(state: NodeState, event: SignRequest, out: Out) -> None:
