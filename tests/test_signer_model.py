@@ -430,3 +430,14 @@ def test_a_block_signing_request_held_before_the_proposer_duties_survives_their_
     node.proposer_duties(1, duty)  # raised AttributeError before the fix
     assert rid in node.state.requests  # still held: nothing was decided for it, nothing signed
     assert signed_roots(node.actions, DutyKind.PROPOSER) == []
+
+
+def test_duties_with_a_non_string_pubkey_are_no_ones_and_no_crash() -> None:
+    """A BN's duties whose pubkey is a JSON object or list (unhashable) made the model raise; now such
+    an entry is simply no validator of the cluster, and the well-formed one next to it still counts."""
+    node = OneNode(signer=True)
+    node.start()
+    member = {"pubkey": node.pubkey(V), "validator_index": str(V), "validator_sync_committee_indices": ["0"]}
+    odd = [{"pubkey": {"x": 1}, "validator_index": "1"}, {"pubkey": [node.pubkey(V)], "validator_index": "2"}]
+    node.feed(DutiesFetched(DutiesKind.SYNC, 1, (*odd, member), ROOT_A))
+    assert list(node.state.sync_members[node.config.chain.sync_period(1)]) == [node.pubkey(V)]

@@ -129,7 +129,11 @@ def on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
         return
     previous = state.fetched.get((event.kind, event.epoch))
     state.fetched[(event.kind, event.epoch)] = event.dependent_root
-    mine = [d for d in event.duties if isinstance(d, dict) and d.get("pubkey") in config.by_group]
+    mine = [  # a pubkey that is not a string (a BN's malformed JSON) is no one's: unhashable, never a key
+        d
+        for d in event.duties
+        if isinstance(d, dict) and isinstance(d.get("pubkey"), str) and d["pubkey"] in config.by_group
+    ]
     if event.kind is DutiesKind.SYNC:
         state.sync_members[config.chain.sync_period(event.epoch)] = {d["pubkey"]: d for d in mine}
         create_sync_message_duties(state, event.epoch, out)
