@@ -306,7 +306,14 @@ class NodeRunner:
                     self._peer_bytes[event.sender] -= size
                 if self._stopping:
                     break
-                index = self.trace.record_event(event) if self.trace is not None else -1
+                try:
+                    index = self.trace.record_event(event) if self.trace is not None else -1
+                except Exception as error:
+                    # an event the trace cannot encode is never stepped (replay must see every event
+                    # the model saw); the inputs bound their JSON so this stays a bug report
+                    self.step_errors += 1
+                    log.error("event not recordable, dropped: %s: %s", type(error).__name__, _short(event))
+                    continue
                 begin = time.perf_counter()
                 try:
                     self.state, actions = await loop.run_in_executor(self._step_thread, self._step, event)

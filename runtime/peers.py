@@ -80,6 +80,7 @@ from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.codec import to_json
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload, PoolPartial
 from covalidator.model.qbft.messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
+from covalidator.runtime.json_depth import loads_bounded
 from covalidator.runtime.peer_tls import pinned_key_matches
 
 log = logging.getLogger("covalidator.peers")
@@ -746,7 +747,7 @@ class PeerTransport:
             return None
         signature, body = frame[5 : 5 + SIGNATURE_BYTES], frame[5 + SIGNATURE_BYTES :]
         try:
-            header = json.loads(body)
+            header = loads_bounded(body)  # ValueError (malformed) past MAX_JSON_DEPTH
             if not isinstance(header, dict):
                 raise _Malformed("body is not an object")
             cluster, sender, to = header.get("cluster"), header.get("from"), header.get("to")

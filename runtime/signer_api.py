@@ -10,7 +10,6 @@ an error body naming the reason. `GET /upcheck` says the process is up. A body t
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from aiohttp import web
 from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.node.events import PassToBN, ReplyToVC, SignRequest
 from covalidator.runtime.http_guard import HttpGuard
+from covalidator.runtime.json_depth import loads_bounded
 
 MAX_BODY = 16 * 2**20  # a full block with its attestations fits many times over
 
@@ -63,7 +63,7 @@ class SignerAPI:
     async def sign(self, request: web.Request) -> web.Response:
         identifier = request.match_info["identifier"]
         try:
-            body = await request.json(loads=json.loads)
+            body = await request.json(loads=loads_bounded)
         except (ValueError, UnicodeDecodeError) as error:
             return self._count(error_response(400, f"malformed JSON body: {error}"))
         self.held += 1

@@ -28,6 +28,7 @@ from covalidator.model.node.events import (
     VCSubmission,
 )
 from covalidator.runtime.http_guard import HttpGuard
+from covalidator.runtime.json_depth import loads_bounded
 
 
 class Forward(Protocol):
@@ -201,7 +202,7 @@ class ValidatorAPI:
         """The JSON body, or a 400 (`indexed`: with the empty `failures` list the beacon-APIs'
         IndexedErrorMessage of the submission endpoints requires)."""
         try:
-            return await request.json(loads=json.loads)
+            return await request.json(loads=loads_bounded)
         except (ValueError, UnicodeDecodeError) as error:
             body: dict[str, Any] = {"code": 400, "message": f"malformed JSON body: {error}"}
             raise web.HTTPBadRequest(

@@ -555,3 +555,21 @@ def test_frames_relayed_on_a_dialled_connection_are_dropped_and_cannot_reorder_a
     nodes[0].receive_frame(unicast, accepted_from_3)  # the earlier seq: not a replay
     nodes[0].receive_frame(broadcast, accepted_from_3)
     assert tags(cluster.inbox[0]) == [(3, 1), (3, 2)] and nodes[0].dropped["replayed"] == 0
+
+
+def test_a_frame_nested_past_the_json_bound_is_dropped_as_malformed() -> None:
+    """A signed frame whose data nests 1,200 levels (json parses it; the trace encoder did not, and
+    stopped the node) is dropped as malformed before anything reads it; 60 levels still parse."""
+    import json as json_module
+
+    from covalidator.runtime.json_depth import MAX_JSON_DEPTH, too_deep
+
+    cluster = make_cluster(3)
+    nodes = [cluster.transport(i) for i in range(3)]
+    deep = json_module.loads("[" * 1200 + "]" * 1200)
+    frame = nodes[1]._frame("msg", 1, deep)
+    assert nodes[0].receive_frame(frame) is None
+    assert nodes[0].dropped["malformed"] == 1 and cluster.inbox[0] == []
+    assert too_deep(json_module.loads("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)))
+    assert not too_deep(json_module.loads("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH))
+    assert not too_deep({"a": [{"b": 1}] * 5000})  # wide is fine

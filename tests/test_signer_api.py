@@ -344,6 +344,8 @@ async def scenario(folder: Path) -> Run:
         await client.sign("unknown_key", 0, "0x" + "ab" * 48, body)
         await client.sign("share_key", 0, result.share_of_node0, body)
         await client.sign("malformed", 0, group, raw=b'{"type": "ATTESTATION", "fork_info": ')
+        # nested past the bound (the trace encoder failed near 1,000 levels and stopped the node)
+        await client.sign("too_deep", 0, group, raw=b'{"type": ' + b"[" * 1200 + b"]" * 1200 + b"}")
         deposit = {
             "type": "DEPOSIT",
             "deposit": {
@@ -425,6 +427,7 @@ def error_of(exchange: Exchange, status: int) -> str:
         ("unknown_key", 404, "is not a validator of this cluster"),
         ("share_key", 404, "is this node's SHARE key"),
         ("malformed", 400, "malformed JSON body"),
+        ("too_deep", 400, "nested deeper than 64"),
         ("wrong_signing_root", 400, "is not the object's signing root"),
         ("deposit", 412, "does not sign deposits"),
         ("other_data", 412, "not the value the cluster decided"),
@@ -453,6 +456,9 @@ def test_every_exchange_matches_the_remote_signing_openapi_document(signer_run: 
                 exchange.check_response()
             continue
         try:
+            if exchange.name == "too_deep":
+                exchange.check_response()  # well-formed JSON the document cannot type: the answer only
+                continue
             if exchange.name == "malformed":  # the document must reject it too: it is malformed
                 with pytest.raises(RequestBodyValidationError, match="Failed to deserialize"):
                     exchange.check_request()

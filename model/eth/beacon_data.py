@@ -39,7 +39,8 @@ def uint(obj: Any, *path: str) -> int:
         if not isinstance(value, dict) or key not in value:
             raise DataProblem(f"missing {'.'.join(path)}")
         value = value[key]
-    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+    # at most 78 digits (uint256, a block's value in wei): int() refuses strings past 4,300 digits
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 78:
         raise DataProblem(f"{'.'.join(path)} is not a decimal string")
     return int(value)
 

@@ -216,8 +216,8 @@ def _uint(message: Mapping[str, Any], *path: str) -> int:
         if not isinstance(value, Mapping) or key not in value:
             raise SigningError(f"message lacks {'.'.join(path)}")
         value = value[key]
-    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
-        raise SigningError(f"{'.'.join(path)} is not a decimal string: {value!r}")
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 78:
+        raise SigningError(f"{'.'.join(path)} is not a decimal string: {str(value)[:40]!r}")
     return int(value)
 
 
