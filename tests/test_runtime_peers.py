@@ -566,10 +566,17 @@ def test_a_frame_nested_past_the_json_bound_is_dropped_as_malformed() -> None:
 
     cluster = make_cluster(3)
     nodes = [cluster.transport(i) for i in range(3)]
-    deep = json_module.loads("[" * 1200 + "]" * 1200)
-    frame = nodes[1]._frame("msg", 1, deep)
-    assert nodes[0].receive_frame(frame) is None
+    from covalidator.model.node.codec import to_json
+
+    def with_message(message: object) -> bytes:
+        data = to_json(partials(1))
+        data["partials"]["partials"][0]["message"] = message  # typed Any: any JSON passes the shape check
+        return nodes[1]._frame("msg", 1, data)
+
+    assert nodes[0].receive_frame(with_message(json_module.loads("[" * 1200 + "]" * 1200))) is None
     assert nodes[0].dropped["malformed"] == 1 and cluster.inbox[0] == []
+    nodes[0].receive_frame(with_message(json_module.loads("[" * 50 + "]" * 50)))  # + 5 levels of frame
+    assert len(cluster.inbox[0]) == 1  # within the bound: delivered
     assert too_deep(json_module.loads("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)))
     assert not too_deep(json_module.loads("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH))
     assert not too_deep({"a": [{"b": 1}] * 5000})  # wide is fine
