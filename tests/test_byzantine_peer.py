@@ -225,7 +225,7 @@ def test_a_byzantine_operator_sending_hostile_traffic_stops_no_honest_duty(tmp_p
                 report = await running.report()
         return report, rss, statuses, queue_peak, first, last
 
-    report, rss, statuses, queue_peak, first, last = run(scenario(), 300)
+    report, rss, statuses, queue_peak, first, last = run(scenario(), 300 + 2 * SECONDS)
     due, done = attesters_on_chain(report, first, last)
     drops = [s.get("peers", {}).get("dropped", {}) for s in statuses]
     print(
