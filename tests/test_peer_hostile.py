@@ -98,3 +98,24 @@ def test_justifications_are_bounded_at_decode_two_quorums_and_not_one_more() -> 
     assert decode_payload(payload(2 * nodes), nodes).qbft is not None  # at the bound
     with pytest.raises(_Malformed, match="justification"):
         decode_payload(payload(2 * nodes + 1), nodes)  # one over
+
+
+def test_a_partial_that_is_not_hex_is_dropped_and_the_node_steps_on() -> None:
+    """Found by a review of the fuzzed inputs: a peer partial whose signature (or root) was not 0x-hex
+    was stored, and combining then raised in the model (the node restarted from its store). Now it is
+    dropped as malformed, and the peer's well-formed partials still count."""
+    node, duty = randao_node()
+    epoch = {"epoch": "1"}
+    honest = node.partial(SENDER, 0, Kind.RANDAO_REVEAL, epoch, carry=True)
+    bad = [
+        replace(honest, signature="0x" + "zz" * 96),
+        replace(honest, signature="0x" + "aa" * 95),
+        replace(honest, signing_root="0x" + "zz" * 32),
+    ]
+    for partial in bad:
+        node.peer_partials(duty, SENDER, [partial])
+    assert drops(node, "malformed") == len(bad)
+    rec = node.state.duties.get(duty)
+    assert rec is None or all(SENDER not in vd.partials for vd in rec.validators.values())
+    node.peer_partials(duty, SENDER, [honest])
+    assert SENDER in node.state.duties[duty].validators[honest.pubkey].partials

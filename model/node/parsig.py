@@ -28,6 +28,8 @@ from covalidator.model.eth.beacon_data import (
     bitlist_single,
     fork_at_least,
     is_aggregator,
+    is_root,
+    is_signature,
     is_sync_committee_aggregator,
     root_of,
 )
@@ -255,6 +257,10 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
             continue
         if not is_key_of(state, batch.duty.kind, item.pubkey):
             metric(out, "peer_message_dropped", cause="bad_subcommittee", peer=sender)
+            continue
+        if not (is_root(item.signing_root) and is_signature(item.signature)):
+            # not 0x-hex of 32 / 96 bytes: combining would raise on it (the model must not)
+            metric(out, "peer_message_dropped", cause="malformed", peer=sender)
             continue
         vd = validator(rec, item.pubkey)
         if sender in vd.invalid_senders:
