@@ -122,7 +122,18 @@ def test_the_model_counts_a_duty_expected_once_when_it_learns_of_it() -> None:
 
     def attesters(*slots: int) -> tuple[dict[str, str], ...]:
         pairs = enumerate(zip(GROUP, slots, strict=True))
-        return tuple({"pubkey": g, "slot": str(s), "validator_index": str(i)} for i, (g, s) in pairs)
+        return tuple(
+            {
+                "pubkey": g,
+                "slot": str(s),
+                "validator_index": str(i),
+                "committee_index": "0",
+                "committee_length": "4",
+                "committees_at_slot": "1",
+                "validator_committee_index": str(i),
+            }
+            for i, (g, s) in pairs
+        )
 
     state, actions = step(state, DutiesFetched(DutiesKind.ATTESTER, 0, attesters(3, 5), root))
     assert scheduled(actions) == ["attester", "attester"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from covalidator.model.clock import SlotClock
+from covalidator.model.cluster.config import ChainConfig
 from covalidator.model.duty import (
     CONSENSUS_KINDS,
     KIND_OF_DUTIES,
@@ -134,6 +135,12 @@ def on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
         for d in event.duties
         if isinstance(d, dict) and isinstance(d.get("pubkey"), str) and d["pubkey"] in config.by_group
     ]
+    problems = [(d, duty_problem(event.kind, d, config.chain)) for d in mine]
+    mine = [d for d, problem in problems if problem is None]  # fields later steps read as numbers
+    for _, problem in problems:
+        if problem is not None:
+            log(out, "warn", "malformed duty from the BN ignored", kind=event.kind.value, problem=problem)
+            metric(out, "bn_duty_malformed", kind=event.kind.value)
     if event.kind is DutiesKind.SYNC:
         state.sync_members[config.chain.sync_period(event.epoch)] = {d["pubkey"]: d for d in mine}
         create_sync_message_duties(state, event.epoch, out)
@@ -183,6 +190,36 @@ def on_duties(state: NodeState, event: DutiesFetched, out: Out) -> None:
     for req in list(state.requests.values()):  # the VC's block requests that came before their duties
         if req.kind is VCRequestKind.BLOCK:  # (a held signing request of a block is not one)
             start_block_request(state, req, out)
+
+
+MAX_VALIDATORS_PER_COMMITTEE = 2048  # the specs' (phase0 .. fulu)
+
+
+def duty_problem(kind: DutiesKind, duty: dict[str, Any], chain: ChainConfig) -> str | None:
+    """Why a BN's duty of the cluster cannot be scheduled (a field missing or out of its range), or None.
+    The node reads these fields later as numbers (committee seats, subcommittees); a bad one must not
+    make a step raise."""
+    try:
+        uint(duty, "validator_index")
+        if kind is DutiesKind.SYNC:
+            positions = duty.get("validator_sync_committee_indices")
+            if not isinstance(positions, list) or not positions:
+                return "validator_sync_committee_indices is not a non-empty list"
+            if any(uint({"i": p}, "i") >= chain.sync_committee_size for p in positions):
+                return "a sync committee index past the committee"
+            return None
+        uint(duty, "slot")
+        if kind is DutiesKind.ATTESTER:
+            length = uint(duty, "committee_length")
+            if not 0 < length <= MAX_VALIDATORS_PER_COMMITTEE:
+                return f"committee_length {length}"
+            if uint(duty, "validator_committee_index") >= length:
+                return "validator_committee_index past the committee"
+            if uint(duty, "committee_index") >= max(1, uint(duty, "committees_at_slot")):
+                return "committee_index past committees_at_slot"
+    except DataProblem as problem:
+        return str(problem)
+    return None
 
 
 def duties_in_epoch(event: DutiesFetched, clock: SlotClock) -> bool:
