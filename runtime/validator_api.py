@@ -261,16 +261,19 @@ class ValidatorAPI:
         if not isinstance(reply, ReplyToVC) or reply.status != 200:
             return self._reply(reply)
         body = reply.body
+        # the values come with the decided proposal (a Byzantine leader's words): decimal or "0"
+        value = _decimal_or_zero(body.get("execution_payload_value"))
         if version_path == "v3":
             headers = {
-                "Eth-Execution-Payload-Blinded": str(body["execution_payload_blinded"]).lower(),
-                "Eth-Execution-Payload-Value": body["execution_payload_value"],
-                "Eth-Consensus-Block-Value": body["consensus_block_value"],
+                "Eth-Execution-Payload-Blinded": "true"
+                if body.get("execution_payload_blinded") is True
+                else "false",
+                "Eth-Execution-Payload-Value": value,
+                "Eth-Consensus-Block-Value": _decimal_or_zero(body.get("consensus_block_value")),
             }
             return self._reply(reply, version=True, extra_headers=headers)
         # `block_value`: not in the beacon-APIs spec, but Lodestar 1.5.1's VC reads it from v1/v2 answers
         # (its BN sends it) and fails the proposal without it; other clients ignore the extra field
-        value = body.get("execution_payload_value", "0")
         if version_path == "v2":
             shape = lambda b: {"version": b["version"], "data": b["data"], "block_value": value}  # noqa: E731
             return self._reply(reply, shape, version=True)
@@ -372,3 +375,11 @@ class ValidatorAPI:
 
     async def passthrough(self, request: web.Request) -> web.StreamResponse:
         return await self.forward(request, None, None)
+
+
+def _decimal_or_zero(value: object) -> str:
+    """A block value for a header or a JSON field: a decimal uint256 string as given, else "0" (a
+    proposal's extra fields are a leader's words: an object there broke the VC's answer)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        return value
+    return "0"

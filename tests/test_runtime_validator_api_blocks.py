@@ -27,8 +27,9 @@ DECIDED = {
 class DecidedRunner:
     """Answers every request with the decided proposal; keeps what it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, decided: dict[str, Any] = DECIDED) -> None:
         self.asked: list[VCRequest] = []
+        self.decided = decided
 
     def clock(self) -> int:
         return 0
@@ -36,7 +37,7 @@ class DecidedRunner:
     async def ask(self, make: Callable[[int], VCRequest], wait_s: float) -> ReplyToVC:
         request = make(1)
         self.asked.append(request)
-        return ReplyToVC(1, 200, DECIDED, "altair")
+        return ReplyToVC(1, 200, self.decided, "altair")
 
 
 async def not_forwarded(*args: Any, **kwargs: Any) -> web.StreamResponse:
@@ -70,5 +71,32 @@ def test_block_answers_carry_version_and_lodestar_block_value() -> None:
         assert [r.kind for r in runner.asked] == [VCRequestKind.BLOCK] * 3
         assert runner.asked[0].params["graffiti"] == "Lodestar-v1.5.1"
         assert runner.asked[0].params["randao_reveal"] == "0xaa"
+
+    run(main())
+
+
+def test_block_values_that_are_not_decimals_become_zero_and_the_answer_stands() -> None:
+    """Found by a review of the fuzzed inputs: the values ride with the decided proposal, a leader's
+    words; an object there made aiohttp fail to write the v3 headers and the VC's request broke."""
+
+    async def main() -> None:
+        decided = {**DECIDED, "execution_payload_value": {"x": 1}, "consensus_block_value": "1" * 100}
+        api = ValidatorAPI(DecidedRunner(decided), config(), not_forwarded)
+        app_runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        await app_runner.setup()
+        sock = listening_socket()
+        await web.SockSite(app_runner, sock).start()
+        base = f"http://127.0.0.1:{port_of(sock)}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{base}/eth/v3/validator/blocks/5?randao_reveal=0xaa") as response:
+                    assert response.status == 200
+                    assert response.headers["Eth-Execution-Payload-Value"] == "0"
+                    assert response.headers["Eth-Consensus-Block-Value"] == "0"
+                    assert (await response.json())["data"] == BLOCK
+                async with session.get(f"{base}/eth/v2/validator/blocks/5?randao_reveal=0xaa") as response:
+                    assert (await response.json())["block_value"] == "0"
+        finally:
+            await app_runner.cleanup()
 
     run(main())
