@@ -494,5 +494,5 @@ def test_generated_signing_requests_to_a_live_signer_node_never_break_it(tmp_pat
     assert tried >= EXAMPLES * 15  # two modes of the sign endpoint and this chain's, 5 x EXAMPLES each
     structured = {k: n for k, n in statuses.items() if k.startswith("structured")}
     # well-formed requests of this chain get past the parsing and chain checks to the signing rules
-    assert sum(n for k, n in structured.items() if k.endswith(" 412")) >= EXAMPLES, structured
+    assert sum(n for k, n in structured.items() if k.endswith(" 412")) >= min(EXAMPLES, 40), structured
     assert rss[-1] < 2 * rss[0] + 100_000, rss
