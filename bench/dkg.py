@@ -22,11 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from covalidator.model.cluster import definition
-from covalidator.model.cluster.lock import Operator, identity_public_key
-from covalidator.model.eth import deposit, networks
-from covalidator.model.qbft.rules import smallest_safe_threshold
 from covalidator.runtime import keys_io
+from covalidator.runtime.devnet.local_cluster import signed_local_definition
 from covalidator.runtime.devnet.processes import free_ports
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -42,22 +39,16 @@ def stamp(log: str, text: str) -> float | None:
 
 
 def one(n: int, v: int, folder: Path) -> dict[str, float]:
-    keys = [keys_io.new_identity_key() for _ in range(n)]
-    for i, key in enumerate(keys):
-        keys_io.save_identity_key(folder / f"node{i}" / keys_io.IDENTITY_FILE, key)
-    net = networks.network("hoodi")
-    document = definition.build_definition(
-        name="bench", network="hoodi", fork_version=net.genesis_fork_version,
-        genesis_validators_root=net.genesis_validators_root, threshold=smallest_safe_threshold(n),
-        validators=v, operators=[Operator(identity_public_key(k), f"127.0.0.1:{p}") for k, p in zip(keys, free_ports(n), strict=True)],
-        withdrawal_address="0x" + "aa" * 20, compounding=False, deposit_amount_gwei=deposit.DEPOSIT_AMOUNT_GWEI,
-        fee_recipient="0x" + "bb" * 20, gas_limit=36_000_000, registration_timestamp=int(time.time()),
-        nonce=os.urandom(32),
-    )  # fmt: skip
-    for key in keys:
-        document = definition.sign_definition(document, key)
     path = folder / "definition.json"
-    keys_io.write_json(path, document)
+    signed_local_definition(
+        path,
+        [folder / f"node{i}" for i in range(n)],
+        free_ports(n),
+        validators=v,
+        network="hoodi",
+        name="bench",
+        fee_recipient="0x" + "bb" * 20,
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.time()
     logs = [folder / f"dkg{i}.log" for i in range(n)]

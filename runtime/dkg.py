@@ -150,7 +150,6 @@ class Ceremony:
         round_s: float = 60.0,
         resend_s: float = 5.0,
         tamper: Tamper | None = None,
-        addresses: dict[int, str] | None = None,
     ) -> None:
         self.definition = definition
         self.node_index = definition.node_index_of(cluster_lock.identity_public_key(identity_key))
@@ -172,7 +171,6 @@ class Ceremony:
             decode=decoder(definition.nodes, definition.validators, definition.threshold),
             server_ssl=server_context(identity_key),
             client_ssl=client_context(),
-            addresses=addresses,
             max_message_bytes=MAX_MESSAGE_BYTES,
             max_age_ms=max(60_000, int(round_s * 1000)),
         )
@@ -210,8 +208,11 @@ class Ceremony:
         self.sent.append((to, message))
         self._transmit(to, message)
 
+    def _recipients(self, to: int | None) -> list[int]:
+        return sorted(self.others) if to is None else [to]
+
     def _transmit(self, to: int | None, message: dict[str, Any]) -> None:
-        for k in sorted(self.others) if to is None else [to]:
+        for k in self._recipients(to):
             if self.tamper.drop == (message["round"], k - 1):
                 continue  # test only: this first transmission is lost
             if not self.transport.send(k, message):
@@ -241,7 +242,7 @@ class Ceremony:
                 raise CeremonyFailure(f"no {name} message within {timeout_s:.0f} s from {missing}")
             if now >= next_resend:
                 for to, message in self.sent:
-                    for k in sorted(self.others - set(have)) if to is None else [to]:
+                    for k in self._recipients(to):
                         if k not in have:
                             self.transport.send(k, message)
                 interval *= 2

@@ -10,7 +10,8 @@ Each of N participants (share index i = 1..N) draws a polynomial f_i of degree M
   against its sender's commitments: f_i(l) G == sum_k l^k C_ik.
 
 Then participant l's secret share is s_l = sum_i f_i(l); its public share is s_l G =
-sum_i sum_k l^k C_ik (computable by everyone from the broadcasts), and the group key is sum_i C_i0. The
+sum_i sum_k l^k C_ik (computable by everyone from the broadcasts), and the group key is sum_i C_i0
+(position 0 of `summed_commitments`). The
 group secret sum_i a_i0 is never formed: no function here adds up the constant terms of secrets.
 
 Decides: the commitment and proof format (compressed G1 points, the challenge hash), each check, and how
@@ -89,18 +90,11 @@ def share_for(coefficients: Sequence[int], recipient: int) -> int:
     return shamir.evaluate(coefficients, recipient)
 
 
-def _evaluate_commitments(commitments: Sequence[Commitment], at: int) -> bytes:
-    """sum over the commitments of sum_k at^k C_k: f(at) G for f the sum of their polynomials."""
-    points = [p for c in commitments for p in c.coefficients]
-    scalars = [pow(at, k, CURVE_ORDER) for c in commitments for k in range(len(c.coefficients))]
-    return bls.backend().g1_linear_combination(points, scalars)
-
-
 def share_is_valid(recipient: int, share: int, commitment: Commitment) -> bool:
     """Whether `share` is f(recipient) of the polynomial `commitment` commits to."""
     if not 0 < share < CURVE_ORDER:
         return False
-    return bls.sk_to_pk(share) == _evaluate_commitments([commitment], recipient)
+    return bls.sk_to_pk(share) == public_share(recipient, commitment.coefficients)
 
 
 def secret_share(shares: Mapping[int, int]) -> int:
@@ -130,13 +124,9 @@ def summed_commitments(commitments: Mapping[int, Commitment]) -> tuple[bytes, ..
 
 def public_share(index: int, summed: Sequence[bytes]) -> bytes:
     """Participant `index`'s public share s_index G = sum_k index^k (sum_i C_ik), from
-    `summed_commitments` (G1_INFINITY if it is the point at infinity: no valid key)."""
+    `summed_commitments` (G1_INFINITY if it is the point at infinity: no valid key); of one
+    participant's coefficients, f(index) G for its polynomial f (what a share is checked against)."""
     terms = [(p, pow(index, k, CURVE_ORDER)) for k, p in enumerate(summed) if p != G1_INFINITY]
     if not terms:
         return G1_INFINITY
     return bls.backend().g1_linear_combination([p for p, _ in terms], [s for _, s in terms])
-
-
-def group_public_key(commitments: Mapping[int, Commitment]) -> bytes:
-    """The key the shares are of: sum_i a_i0 G."""
-    return bls.aggregate_pubkeys([commitments[i].coefficients[0] for i in sorted(commitments)])

@@ -198,8 +198,8 @@ def key_set(
     for j in range(definition.validators):
         per_sender = {i: commits[i].commitments[j] for i in sorted(commits)}
         secret_shares.append(frost.secret_share({i: shares[i].shares[j] for i in shares}))
-        group_keys.append(frost.group_public_key(per_sender))
         summed = frost.summed_commitments(per_sender)
+        group_keys.append(summed[0])
         public_shares.append(tuple(frost.public_share(k, summed) for k in range(1, definition.nodes + 1)))
     result = KeySet(tuple(secret_shares), tuple(group_keys), tuple(public_shares))
     mine = tuple(bls.sk_to_pk(s) for s in result.secret_shares)

@@ -15,13 +15,21 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from covalidator.runtime.cli.cluster import DEFAULT_GAS_LIMIT, NETWORK_NAMES, _hex_option, fail
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from covalidator.model.cluster.definition import ClusterDefinition
+
 DEFINITION_FILE = "cluster-definition.json"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group("identity")
@@ -148,6 +156,18 @@ def definition_group() -> None:
     """A cluster definition: sign it, show it."""
 
 
+def definition_option(help: str | None = None) -> Callable[[F], F]:
+    """--definition FILE (default cluster-definition.json), for every command that reads one."""
+    return click.option(
+        "--definition",
+        "path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFINITION_FILE,
+        show_default=True,
+        help=help,
+    )
+
+
 def _load(path: Path) -> object:
     from covalidator.runtime import keys_io
 
@@ -157,14 +177,28 @@ def _load(path: Path) -> object:
         fail(f"{path}: {error}")
 
 
+def load_definition(path: Path, *, fully_signed: bool = False) -> ClusterDefinition:
+    """The checked definition in `path`, or exit 2 with one line naming the fault."""
+    from covalidator.model.cluster.definition import DefinitionError, parse_definition
+
+    try:
+        return parse_definition(_load(path), fully_signed=fully_signed)
+    except DefinitionError as error:
+        fail(f"{path}: {error}")
+
+
+def operator_key(node_dir: Path) -> Ed25519PrivateKey:
+    """The identity key in `node_dir`, or exit 2 with one line naming the file."""
+    from covalidator.runtime import keys_io
+
+    try:
+        return keys_io.load_identity_key(node_dir / keys_io.IDENTITY_FILE)
+    except (OSError, ValueError) as error:
+        fail(f"{node_dir / keys_io.IDENTITY_FILE}: {error}")
+
+
 @definition_group.command("sign")
-@click.option(
-    "--definition",
-    "path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFINITION_FILE,
-    show_default=True,
-)
+@definition_option()
 @click.option(
     "--node-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -178,10 +212,7 @@ def definition_sign(path: Path, node_dir: Path) -> None:
     from covalidator.runtime import keys_io
 
     document = _load(path)
-    try:
-        key = keys_io.load_identity_key(node_dir / keys_io.IDENTITY_FILE)
-    except (OSError, ValueError) as error:
-        fail(f"{node_dir / keys_io.IDENTITY_FILE}: {error}")
+    key = operator_key(node_dir)
     if not isinstance(document, dict):
         fail(f"{path}: not a cluster definition (a JSON object)")
     try:
@@ -202,21 +233,10 @@ def definition_sign(path: Path, node_dir: Path) -> None:
 
 
 @definition_group.command("show")
-@click.option(
-    "--definition",
-    "path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFINITION_FILE,
-    show_default=True,
-)
+@definition_option()
 def definition_show(path: Path) -> None:
     """Check the definition and print what it says."""
-    from covalidator.model.cluster import definition
-
-    try:
-        d = definition.parse_definition(_load(path))
-    except definition.DefinitionError as error:
-        fail(f"{path}: {error}")
+    d = load_definition(path)
     click.echo(f"{d.name}: {d.threshold}-of-{d.nodes}, {d.validators} validators on {d.network}")
     click.echo(f"definition_hash 0x{d.definition_hash.hex()}  dkg {d.dkg_algorithm}")
     click.echo(

@@ -20,20 +20,13 @@ from pathlib import Path
 import click
 
 from covalidator.runtime.cli.cluster import _kdf, fail, with_kdf_options
-from covalidator.runtime.cli.definition import DEFINITION_FILE
+from covalidator.runtime.cli.definition import definition_option, load_definition, operator_key
 
 FAULT_ENV = "COVALIDATOR_TEST_DKG_FAULT"  # tests only: runtime/dkg.py's Tamper
 
 
 @click.command("dkg")
-@click.option(
-    "--definition",
-    "path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFINITION_FILE,
-    show_default=True,
-    help="The cluster definition every operator signed.",
-)
+@definition_option("The cluster definition every operator signed.")
 @click.option(
     "--node-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -70,7 +63,6 @@ def dkg(
     kdf_cost: int | None,
 ) -> None:
     """Run the DKG ceremony of a cluster definition with the other operators (no trusted dealer)."""
-    from covalidator.model.cluster.definition import parse_definition
     from covalidator.model.cluster.lock import identity_public_key
     from covalidator.model.dkg.ceremony import CeremonyFailure
     from covalidator.runtime import dkg as runtime_dkg
@@ -78,14 +70,8 @@ def dkg(
     from covalidator.runtime.node_app import listen_address, parse_host_port
     from covalidator.runtime.node_setup import ConfigError
 
-    try:
-        definition = parse_definition(keys_io.read_json(path), fully_signed=True)
-    except (OSError, ValueError) as error:
-        fail(f"{path}: {error}")
-    try:
-        key = keys_io.load_identity_key(node_dir / keys_io.IDENTITY_FILE)
-    except (OSError, ValueError) as error:
-        fail(f"{node_dir / keys_io.IDENTITY_FILE}: {error}")
+    definition = load_definition(path, fully_signed=True)
+    key = operator_key(node_dir)
     try:
         index = definition.node_index_of(identity_public_key(key))
     except KeyError:

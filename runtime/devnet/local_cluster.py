@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,43 @@ class ClusterSpec:
     @property
     def slots_per_epoch(self) -> int:
         return PRESETS[self.preset].slots_per_epoch
+
+
+def signed_local_definition(
+    path: Path,
+    node_dirs: Sequence[Path],
+    ports: Sequence[int],
+    *,
+    validators: int,
+    network: str,
+    name: str,
+    fee_recipient: str,
+) -> None:
+    """A new identity key in each node folder, and at `path` a DKG definition of those operators on
+    127.0.0.1 (the fee recipient also the withdrawal address) that every one of them has signed: what
+    the operators of a local demo or benchmark would have made with the CLI."""
+    from covalidator.model.cluster import definition
+    from covalidator.model.cluster.lock import Operator, identity_public_key
+    from covalidator.model.eth import deposit, networks
+    from covalidator.model.qbft.rules import smallest_safe_threshold
+    from covalidator.runtime import keys_io
+
+    keys = [keys_io.new_identity_key() for _ in node_dirs]
+    for folder, key in zip(node_dirs, keys, strict=True):
+        keys_io.save_identity_key(folder / keys_io.IDENTITY_FILE, key)
+    net = networks.network(network)
+    document = definition.build_definition(
+        name=name, network=network, fork_version=net.genesis_fork_version,
+        genesis_validators_root=net.genesis_validators_root,
+        threshold=smallest_safe_threshold(len(keys)), validators=validators,
+        operators=[Operator(identity_public_key(k), f"{HOST}:{p}") for k, p in zip(keys, ports, strict=True)],
+        withdrawal_address=fee_recipient, compounding=False,
+        deposit_amount_gwei=deposit.DEPOSIT_AMOUNT_GWEI, fee_recipient=fee_recipient,
+        gas_limit=36_000_000, registration_timestamp=int(time.time()), nonce=os.urandom(32),
+    )  # fmt: skip
+    for key in keys:
+        document = definition.sign_definition(document, key)
+    keys_io.write_json(path, document)
 
 
 def covalidator(*args: str) -> list[str]:
@@ -94,29 +132,16 @@ class LocalCluster:
         """Each operator's identity key, a definition every operator signs, then N `covalidator dkg`
         processes at once; and, for the devnet BN's judge only (it must know in advance which
         validators aggregate), the validators' keys from `combine` in judge-keys/."""
-        from covalidator.model.cluster import definition
-        from covalidator.model.cluster.lock import Operator, identity_public_key
-        from covalidator.model.eth import deposit, networks
-        from covalidator.model.qbft.rules import smallest_safe_threshold
-        from covalidator.runtime import keys_io
-
-        keys = [keys_io.new_identity_key() for _ in range(self.spec.nodes)]
-        for i, key in enumerate(keys):
-            keys_io.save_identity_key(self.node_dir(i) / keys_io.IDENTITY_FILE, key)
-        net = networks.network("devnet")
-        document = definition.build_definition(
-            name="covalidator demo", network="devnet", fork_version=net.genesis_fork_version,
-            genesis_validators_root=net.genesis_validators_root,
-            threshold=smallest_safe_threshold(self.spec.nodes), validators=self.spec.validators,
-            operators=[Operator(identity_public_key(k), f"{HOST}:{p}") for k, p in zip(keys, p2p_ports, strict=True)],
-            withdrawal_address=DEMO_FEE_RECIPIENT, compounding=False,
-            deposit_amount_gwei=deposit.DEPOSIT_AMOUNT_GWEI, fee_recipient=DEMO_FEE_RECIPIENT,
-            gas_limit=36_000_000, registration_timestamp=int(time.time()), nonce=os.urandom(32),
-        )  # fmt: skip
-        for key in keys:
-            document = definition.sign_definition(document, key)
         path = self.folder / "cluster-definition.json"
-        keys_io.write_json(path, document)
+        signed_local_definition(
+            path,
+            [self.node_dir(i) for i in range(self.spec.nodes)],
+            p2p_ports,
+            validators=self.spec.validators,
+            network="devnet",
+            name="covalidator demo",
+            fee_recipient=DEMO_FEE_RECIPIENT,
+        )
         ceremony = []
         for i in range(self.spec.nodes):
             argv = covalidator(
