@@ -93,3 +93,8 @@ def test_batch_and_threshold_decisions_agree(backend: Backend[Any, Any]) -> None
     indices, coefficients = shamir.lagrange_coefficients([1, 3])
     combined = backend.g2_linear_combination([partials[i] for i in indices], list(coefficients))
     assert combined == ARKWORKS.sign(77, message)
+    indices, numerators, denominator = shamir.integer_lagrange_coefficients([1, 3])
+    assert denominator != 1  # (3 / 2, -1 / 2): the division by the denominator runs too
+    for checked in (True, False):
+        signatures = [partials[i] for i in indices]
+        assert backend.g2_interpolate(signatures, numerators, denominator, checked=checked) == combined

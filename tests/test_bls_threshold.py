@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 
 from covalidator.model.crypto import bls, shamir
 from covalidator.model.crypto.backends.base import CURVE_ORDER
+
+from .bls_points import non_subgroup_g2
 
 
 def cluster(
@@ -87,6 +90,48 @@ def test_corrupted_partials_are_found_before_combination() -> None:
     assert result.invalid == {4, 6, 8}
     assert result.signers == (1, 2, 3, 5, 7)
     assert result.signature == bls.sign(secret, message)
+
+
+def test_a_partial_outside_g2_is_named_and_never_combined() -> None:
+    """The fast path decodes the chosen partials without the subgroup check; a partial on the curve but
+    outside G2 must still be caught (by the full check of the combination) and left out."""
+    secret = 0xBEEF
+    shares, pubkeys = cluster(secret, 3, 4)
+    message = b"m"
+    partials = {i: bls.sign(s, message) for i, s in shares.items()}
+    partials[2] = non_subgroup_g2()
+    result = bls.verify_and_combine(bls.sk_to_pk(secret), pubkeys, message, partials, 3)
+    assert result.invalid == {2} and result.signers == (1, 3, 4)
+    assert result.signature == bls.sign(secret, message)
+    del partials[4]
+    result = bls.verify_and_combine(bls.sk_to_pk(secret), pubkeys, message, partials, 3)
+    assert result.invalid == {2} and result.signature is None
+
+
+def test_an_unchecked_combination_outside_g2_is_not_remembered_as_valid() -> None:
+    backend = bls.backend()
+    outside = non_subgroup_g2()
+    combined = backend.g2_interpolate([outside], [1], 1, checked=False)
+    assert combined == outside and not bls.signature_validate(combined)
+    with pytest.raises(bls.BlsError):
+        backend.g2_interpolate([outside], [1], 1, checked=True)
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_integer_lagrange_coefficients_are_the_lagrange_coefficients(n: int) -> None:
+    """Oracle: the defining property over the rationals (sum l_i i^k = 1 if k == 0 else 0, k < M),
+    and the modular coefficients; the M lowest indices need no division at all."""
+    for m in range(1, n + 1):
+        for subset in itertools.combinations(range(1, n + 1), m):
+            ordered, numerators, denominator = shamir.integer_lagrange_coefficients(subset)
+            assert ordered == subset and denominator >= 1
+            exact = [Fraction(x, denominator) for x in numerators]
+            for k in range(m):
+                assert sum(c * i**k for c, i in zip(exact, subset, strict=True)) == (k == 0), subset
+            _, modular = shamir.lagrange_coefficients(subset)
+            inverse = pow(denominator, -1, CURVE_ORDER)
+            assert tuple(x * inverse % CURVE_ORDER for x in numerators) == modular
+        assert shamir.integer_lagrange_coefficients(range(1, m + 1))[2] == 1
 
 
 def test_a_partial_claimed_verified_is_still_covered_by_the_result_check() -> None:

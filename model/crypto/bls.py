@@ -199,9 +199,12 @@ def combine(partials: Mapping[int, bytes], threshold: int) -> bytes:
     Uses the M lowest indices (so the result, and the cached coefficients, do not depend on arrival
     order); the caller passes only partials it has verified.
     """
-    chosen = _first(partials, threshold)
-    indices, coefficients = shamir.lagrange_coefficients(chosen)
-    return backend().g2_linear_combination([chosen[i] for i in indices], list(coefficients))
+    return _interpolate(_first(partials, threshold), checked=True)
+
+
+def _interpolate(chosen: Mapping[int, bytes], *, checked: bool) -> bytes:
+    indices, numerators, denominator = shamir.integer_lagrange_coefficients(chosen)
+    return backend().g2_interpolate([chosen[i] for i in indices], numerators, denominator, checked=checked)
 
 
 def combine_pubkeys(public_shares: Mapping[int, bytes], threshold: int, at: int = 0) -> bytes:
@@ -334,56 +337,59 @@ def verify_and_combine(
     seed: bytes = b"",
     verified: Collection[int] = (),
 ) -> Combination:
-    """Verify every partial of one message, combine M of them, verify the group signature.
+    """Combine M partials of one message into a group signature that is VERIFIED before it is returned.
 
-    `verified` names share indices whose partial the caller already checked (this node's own, checked
-    when its VC handed it over): they are combined but not checked again. Fast path: the other
-    partials and the combined signature are checked together in ONE random linear combination (two
-    pairings whatever N is). Only if that fails is each partial verified alone, the invalid ones named
-    and excluded, and the rest recombined.
+    Fast path: the M lowest-indexed partials are decoded onto the curve (no subgroup check: nothing
+    else uses them), combined, and only the combination is checked, in full (subgroup, then pairing)
+    under the group pubkey: a valid group signature is all a duty needs, however it was made. Only if
+    that check fails is each partial verified alone (`verified` names share indices the caller already
+    checked, such as this node's own: they are not checked again), the invalid ones named and
+    excluded, and the rest recombined. So `invalid` names the bad partials of a failed combination;
+    partials a successful one did not need are not examined.
     """
     job = CombineJob(group_pubkey, share_pubkeys, message, partials, threshold, verified)
     return verify_and_combine_many([job], seed)[0]
 
 
 def verify_and_combine_many(jobs: Sequence[CombineJob], seed: bytes = b"") -> list[Combination]:
-    """`verify_and_combine` for many validators at once: every job's unchecked partials and combined
-    signature go into ONE random linear combination. `batch_verify` shares a pairing among items of
-    one message, so validators signing the same root (a committee's attestation data, a slot's
-    selection proofs or sync committee messages) cost one pairing together. Only if the whole batch
-    fails is each job checked on its own (and a failing job repaired partial by partial), so one
-    invalid partial costs its own validator's duty nothing and the others' nothing either."""
+    """`verify_and_combine` for many validators at once: every job's combined signature goes into ONE
+    random linear combination. `batch_verify` shares a pairing among items of one message, so
+    validators signing the same root (a committee's attestation data, a slot's selection proofs or
+    sync committee messages) cost one pairing together. Only if the whole batch fails is each job
+    checked on its own (and a failing job repaired partial by partial), so one invalid partial costs
+    its own validator's duty nothing and the others' nothing either."""
     prepared = [_prepare(job) for job in jobs]
-    items = [item for _, job_items in prepared for item in job_items]
-    if not items or batch_verify(items, seed):
-        return [combination for combination, _ in prepared]
+    items = [item for _, item in prepared if item is not None]
+    if all(c is not None for c, _ in prepared) and (not items or batch_verify(items, seed)):
+        return [c for c, _ in prepared if c is not None]
     results = []
-    for job, (combination, job_items) in zip(jobs, prepared, strict=True):
-        if not job_items or (len(jobs) > 1 and batch_verify(job_items, seed)):
+    for job, (combination, item) in zip(jobs, prepared, strict=True):
+        if combination is not None and (item is None or (len(jobs) > 1 and batch_verify([item], seed))):
             results.append(combination)
         else:
-            results.append(_repair(job, combination.invalid, seed))
+            results.append(_repair(job, _unknown(job), seed))
     return results
 
 
-def _prepare(job: CombineJob) -> tuple[Combination, list[SignedItem]]:
-    """The combination of the first M well-formed partials and the items that prove it (the unchecked
-    partials and the combined signature); no items when fewer than M are well-formed."""
-    invalid = {
-        i for i, sig in job.partials.items() if i not in job.share_pubkeys or not signature_validate(sig)
-    }
-    candidates = sorted(i for i in job.partials if i not in invalid)
+def _unknown(job: CombineJob) -> frozenset[int]:
+    return frozenset(i for i in job.partials if i not in job.share_pubkeys)
+
+
+def _prepare(job: CombineJob) -> tuple[Combination | None, SignedItem | None]:
+    """The combination of the M lowest-indexed partials of known shares and the item that proves it
+    (the combined signature under the group pubkey); no item when fewer than M partials are there;
+    (None, None) when a chosen partial is not even a curve point (the repair names it)."""
+    unknown = _unknown(job)
+    candidates = sorted(i for i in job.partials if i not in unknown)
     if len(candidates) < job.threshold:
-        return Combination(None, (), frozenset(invalid)), []
+        return Combination(None, (), unknown), None
     chosen = candidates[: job.threshold]
-    combined = combine({i: job.partials[i] for i in chosen}, job.threshold)
-    items = [
-        SignedItem(job.share_pubkeys[i], job.message, job.partials[i])
-        for i in candidates
-        if i not in job.verified
-    ]
-    items.append(SignedItem(job.group_pubkey, job.message, combined))
-    return Combination(combined, tuple(chosen), frozenset(invalid)), items
+    try:
+        combined = _interpolate({i: job.partials[i] for i in chosen}, checked=False)
+    except BlsError:
+        return None, None
+    item = SignedItem(job.group_pubkey, job.message, combined)
+    return Combination(combined, tuple(chosen), unknown), item
 
 
 def _repair(job: CombineJob, malformed: frozenset[int], seed: bytes) -> Combination:

@@ -1,8 +1,9 @@
 """BLS12-381 group operations from py-arkworks-bls12381 (Rust, arkworks): the default backend.
 
 Decides nothing: it maps the shared algorithms of `bls_backend` onto the library. Its decoders are the
-checked ones (`from_compressed_bytes` does the on-curve and subgroup checks), never the `_unchecked`
-ones; the flag bits were already validated by `bls_backend.check_encoding`.
+checked ones (`from_compressed_bytes` does the on-curve and subgroup checks); the one `_unchecked`
+decoder serves only `g2_decode_unchecked`, whose results are used where the outcome is checked in full
+(`Backend.g2_interpolate`); the flag bits were already validated by `bls_backend.check_encoding`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ class ArkworksBackend(Backend[G1Point, G2Point]):
             return G2Point.from_compressed_bytes(data)
         except ValueError as error:
             raise BlsError(f"not a point of G2: {error}") from None
+
+    def g2_decode_unchecked(self, data: bytes) -> G2Point:
+        # Decompression puts the point on the curve; only the subgroup check is skipped (see base).
+        try:
+            return G2Point.from_compressed_bytes_unchecked(data)
+        except ValueError as error:
+            raise BlsError(f"not a point of the curve: {error}") from None
+
+    def g2_neg(self, point: G2Point) -> G2Point:
+        return -point
+
+    def g2_in_subgroup(self, point: G2Point) -> bool:
+        return bool(point.is_in_subgroup())
 
     def g1_encode(self, point: G1Point) -> bytes:
         return point.to_compressed_bytes()

@@ -89,6 +89,11 @@ class Memo[K, V]:
         self.put(key, value)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The memoised value, without computing it."""
+        with self._lock:
+            return self._entries.get(key)
+
     def put(self, key: K, value: V) -> None:
         with self._lock:
             if key not in self._entries and len(self._entries) >= self._size:
@@ -127,6 +132,21 @@ class Backend[P1, P2](ABC):
     @abstractmethod
     def g2_decode(self, data: bytes) -> P2:
         """As g1_decode, in G2."""
+
+    def g2_decode_unchecked(self, data: bytes) -> P2:
+        """Decompress checked bytes onto the curve WITHOUT the subgroup check; raise BlsError. Only for a
+        point whose every use is checked afterwards (`g2_interpolate`). Default: the checked decoder."""
+        return self.g2_decode(data)
+
+    def g2_neg(self, point: P2) -> P2:
+        return self.g2_mul(point, CURVE_ORDER - 1)
+
+    def g2_in_subgroup(self, point: P2) -> bool:
+        try:
+            self.g2_decode(self.g2_encode(point))
+        except BlsError:
+            return False
+        return True
 
     @abstractmethod
     def g1_encode(self, point: P1) -> bytes: ...
@@ -274,6 +294,46 @@ class Backend[P1, P2](ABC):
         # A combination of subgroup points is a subgroup point: verifying it next costs no decode.
         self._signature.put(encoded, point)
         return encoded
+
+    def g2_interpolate(
+        self, signatures: Sequence[bytes], numerators: Sequence[int], denominator: int, *, checked: bool
+    ) -> bytes:
+        """sum (numerators[i] / denominator) * signatures[i] (a Lagrange combination in integer form,
+        `shamir.integer_lagrange_coefficients`): small signed numerators cost a few additions, the
+        denominator one multiplication unless it is 1. Raise BlsError if a signature does not decode.
+
+        checked: the inputs are decoded with the subgroup check (the result is then known to be in G2
+        and memoised as decoded). Unchecked: the inputs only need to be on the curve (half the decoding
+        cost); the result is memoised as decoded only if it passes the subgroup check, so whatever uses
+        it next (`verify`, `batch_verify`) still checks it in full.
+        """
+        if not signatures or len(signatures) != len(numerators) or denominator < 1:
+            raise BlsError("need one numerator per signature, at least one, and a positive denominator")
+        total: P2 | None = None
+        for signature, numerator in zip(signatures, numerators, strict=True):
+            if numerator == 0:
+                continue
+            point = self.signature_point(signature) if checked else self._signature_on_curve(signature)
+            if abs(numerator) != 1:
+                point = self.g2_mul(point, reduce_scalar(abs(numerator)))
+            if numerator < 0:
+                point = self.g2_neg(point)
+            total = point if total is None else self.g2_add(total, point)
+        if total is None:
+            return G2_INFINITY
+        if denominator != 1:
+            total = self.g2_mul(total, pow(denominator, -1, CURVE_ORDER))
+        encoded = self.g2_encode(total)
+        if checked or self.g2_in_subgroup(total):
+            self._signature.put(encoded, total)
+        return encoded
+
+    def _signature_on_curve(self, data: bytes) -> P2:
+        known = self._signature.peek(bytes(data))
+        if known is not None:
+            return known
+        check_encoding(data, SIGNATURE_LENGTH)
+        return self.g2_decode_unchecked(bytes(data))
 
     def batch_verify(self, items: Sequence[tuple[bytes, bytes, bytes]], weights: Sequence[int]) -> bool:
         """Random linear combination check of (pubkey, message, signature) items, in one multi-pairing.

@@ -64,6 +64,9 @@ class BlstBackend(Backend[BlstP1Element, BlstP2Element]):
     def g2_mul(self, point: BlstP2Element, scalar: int) -> BlstP2Element:
         return point.scalar_mul(scalar)
 
+    def g2_neg(self, point: BlstP2Element) -> BlstP2Element:
+        return -point
+
     def g1_add(self, a: BlstP1Element, b: BlstP1Element) -> BlstP1Element:
         return a + b
 

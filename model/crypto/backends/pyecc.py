@@ -75,6 +75,9 @@ class PyEccBackend(Backend[Point, Point]):
     def g2_mul(self, point: Point, scalar: int) -> Point:
         return multiply(point, scalar)
 
+    def g2_neg(self, point: Point) -> Point:
+        return neg(point)
+
     def g1_add(self, a: Point, b: Point) -> Point:
         return add(a, b)
 
