@@ -128,3 +128,23 @@ def test_the_blinded_block_signs_the_same_root_as_the_full_block() -> None:
     assert signing_root(bn.chain.schedule, Kind.BLINDED_BLOCK, other["block"]) != signing_root(
         bn.chain.schedule, Kind.BLINDED_BLOCK, blinded["block"]
     )
+
+
+def test_registrations_are_checked_in_a_batch_and_a_resubmission_keeps_its_verdict() -> None:
+    """Every node submits every registration each epoch: the BN checks a body in one batch and
+    remembers each verdict; a bad signature among good ones is named, again when it comes back."""
+    bn, _ = builder_bn(at_slot=0.5)
+    body = [registration(bn, 0), registration(bn, 1, signer=2), registration(bn, 2), registration(bn, 3)]
+
+    async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
+        for _ in range(2):
+            status, answer, _ = await fetch(session, bn, "POST", "/eth/v1/validator/register_validator", body=body)
+            assert status == 400 and [f["index"] for f in answer["failures"]] == [1], answer
+            assert "bad registration signature" in answer["failures"][0]["message"]
+        assert sorted(bn.registrations) == [0, 2, 3] and bn.registrations_invalid == 2
+        status, _, _ = await fetch(
+            session, bn, "POST", "/eth/v1/validator/register_validator", body=[body[0], body[2]]
+        )
+        assert status == 200
+
+    with_bn(bn, scenario)

@@ -173,6 +173,9 @@ class DevnetBN:
         self.exits_invalid = 0
         self.registrations: dict[int, dict[str, Any]] = {}  # index -> the newest valid registration
         self.registrations_invalid = 0
+        # (pubkey, signing root, signature) -> valid: every node submits every registration each epoch
+        self._registrations_checked: dict[tuple[str, bytes, bytes], bool] = {}
+        self._registration_roots: dict[tuple[str, ...], bytes] = {}
         self.prepared: dict[int, str] = {}  # index -> fee recipient from prepare_beacon_proposer
         self.builder_blocks = 0  # blinded blocks handed out
         self._runner: web.AppRunner | None = None
@@ -669,6 +672,7 @@ class DevnetBN:
         if not isinstance(body, list):
             raise BadRequest("Invalid body: expected a list")
         failures = []
+        self._check_registrations(body)
         for position, item in enumerate(body):
             problem = self._registration_problem(item)
             if problem:
@@ -684,19 +688,58 @@ class DevnetBN:
             return error_response(400, "Some registrations failed validation", failures)
         return web.Response(status=200)
 
-    def _registration_problem(self, item: Any) -> str:
+    def _registration_key(self, item: Any) -> tuple[str, bytes, bytes]:
+        """(pubkey, signing root, signature) of a registration; raise BadRequest naming what is wrong."""
         message = item.get("message") if isinstance(item, dict) else None
         if not isinstance(message, dict) or not isinstance(item.get("signature"), str):
-            return "expected {message, signature}"
+            raise BadRequest("expected {message, signature}")
         pubkey = message.get("pubkey")
         if not isinstance(pubkey, str) or pubkey.lower() not in self.chain.index_of:
-            return f"unknown validator {pubkey}"
+            raise BadRequest(f"unknown validator {pubkey}")
+        fields = tuple(str(message.get(k)) for k in ("pubkey", "fee_recipient", "gas_limit", "timestamp"))
+        root = self._registration_roots.get(fields)
         try:
-            root = signing_root(self.chain.schedule, Kind.VALIDATOR_REGISTRATION, message)
-            valid = bls.verify(unhex(pubkey), root, unhex(hex_bytes(item["signature"], 96, "signature")))
+            signature = unhex(hex_bytes(item["signature"], 96, "signature"))
+            if root is None:
+                root = signing_root(self.chain.schedule, Kind.VALIDATOR_REGISTRATION, message)
         except (SigningError, BadRequest, ValueError) as error:
-            return f"malformed registration: {error}"
-        return "" if valid else f"bad registration signature for {pubkey}"
+            raise BadRequest(f"malformed registration: {error}") from None
+        if len(self._registration_roots) >= 1 << 16:
+            self._registration_roots.clear()
+        self._registration_roots[fields] = root
+        return pubkey, root, signature
+
+    def _check_registrations(self, body: list[Any]) -> None:
+        """Verify the registrations not checked before in one batch (bisection names invalid ones) and
+        remember each verdict: every signature is checked once, however often it is resubmitted."""
+        pending: dict[tuple[str, bytes, bytes], bls.SignedItem] = {}
+        for item in body:
+            try:
+                key = self._registration_key(item)
+            except BadRequest:
+                continue  # `_registration_problem` names it
+            if key not in self._registrations_checked:
+                pending[key] = bls.SignedItem(unhex(key[0]), key[1], key[2])
+        if not pending:
+            return
+        try:
+            invalid = set(bls.find_invalid(list(pending.values())))
+        except ValueError:  # a point that does not decode: checked one by one below
+            return
+        if len(self._registrations_checked) >= 1 << 16:
+            self._registrations_checked.clear()
+        for position, key in enumerate(pending):
+            self._registrations_checked[key] = position not in invalid
+
+    def _registration_problem(self, item: Any) -> str:
+        try:
+            key = self._registration_key(item)
+        except BadRequest as error:
+            return str(error)
+        valid = self._registrations_checked.get(key)
+        if valid is None:
+            valid = bls.verify(unhex(key[0]), key[1], key[2])
+        return "" if valid else f"bad registration signature for {key[0]}"
 
     async def prepare_proposer(self, request: web.Request) -> web.Response:
         body = await json_body(request)
