@@ -285,3 +285,27 @@ def test_the_cases_found_by_planting_bugs_stay_refused() -> None:
             import_history(store, history)
             assert not store.check_attestation(PUBKEY, candidate.record, record=True).safe
             store.close()
+
+
+def test_the_nearest_record_exactly_at_the_switch_to_the_range_query_is_found() -> None:
+    """The point queries cover NEIGHBOUR_STEPS targets, the range query the rest: a surrounding or
+    surrounded record at every distance around that switch, above and below the candidate, must be
+    found (a mutant that stopped early at a distance of NEIGHBOUR_STEPS + 1 survived the drawn gaps)."""
+    for distance in range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4):
+        # above: (0, 35 + distance) surrounds the candidate (10, 34), whose upward search starts at 35
+        above = ([signed(0, 5, 1), signed(0, 35 + distance, 2)], signed(10, 34, 3))
+        # below: the candidate (2, 11 + distance) surrounds (5, 10), found searching down from 10 + distance
+        below = ([signed(0, 1, 1), signed(5, 10, 2), signed(6, 10_000, 3)], signed(2, 11 + distance, 4))
+        for history, candidate in (above, below):
+            assert not oracle_accepts(candidate, history), distance
+            for imported in (True, False):
+                with tempfile.TemporaryDirectory() as folder:
+                    store = new_store(folder)
+                    if imported:
+                        import_history(store, history)
+                    else:
+                        for h in history:
+                            assert store.check_attestation(PUBKEY, h.record, record=True).safe
+                    verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
+                    assert not verdict.safe, (distance, candidate.record, imported)
+                    store.close()
