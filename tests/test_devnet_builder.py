@@ -138,7 +138,9 @@ def test_registrations_are_checked_in_a_batch_and_a_resubmission_keeps_its_verdi
 
     async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
         for _ in range(2):
-            status, answer, _ = await fetch(session, bn, "POST", "/eth/v1/validator/register_validator", body=body)
+            status, answer, _ = await fetch(
+                session, bn, "POST", "/eth/v1/validator/register_validator", body=body
+            )
             assert status == 400 and [f["index"] for f in answer["failures"]] == [1], answer
             assert "bad registration signature" in answer["failures"][0]["message"]
         assert sorted(bn.registrations) == [0, 2, 3] and bn.registrations_invalid == 2
