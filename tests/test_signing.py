@@ -280,3 +280,40 @@ def test_mainnet_preset_containers_differ_from_minimal() -> None:
     with pytest.raises(SszJsonError, match="sync_committee_bits"):  # 512 bits on mainnet, 32 on minimal
         signing.signing_root(minimal, Kind.BLOCK, block)
     assert len(signing.signing_root(mainnet, Kind.BLOCK, block)) == 32
+
+
+def test_remembered_roots_are_keyed_by_schedule_kind_epoch_and_the_whole_message() -> None:
+    """Small messages' roots are remembered by their canonical JSON: key order does not matter, but the
+    schedule (another network's domain), the kind, the current epoch and every field do; a message
+    that cannot be signed is refused every time. Oracle: the uncached computation."""
+    data = {
+        "slot": "9",
+        "index": "0",
+        "beacon_block_root": "0x" + "11" * 32,
+        "source": {"epoch": "0", "root": "0x" + "00" * 32},
+        "target": {"epoch": "1", "root": "0x" + "22" * 32},
+    }
+    reordered = dict(reversed(list(data.items())))
+    holesky = ForkSchedule.from_network(networks.network("holesky"))
+    root = signing.signing_root(SCHEDULE, Kind.ATTESTATION, data)
+    assert root == signing._signing_root(SCHEDULE, Kind.ATTESTATION, data, None)
+    assert signing.signing_root(SCHEDULE, Kind.ATTESTATION, reordered) == root
+    other_network = signing.signing_root(holesky, Kind.ATTESTATION, data)
+    assert other_network == signing._signing_root(holesky, Kind.ATTESTATION, data, None) != root
+    other_slot = {**data, "slot": "10"}
+    assert signing.signing_root(SCHEDULE, Kind.ATTESTATION, other_slot) == signing._signing_root(
+        SCHEDULE, Kind.ATTESTATION, other_slot, None
+    )
+    assert signing.signing_root(SCHEDULE, Kind.ATTESTATION, other_slot) != root
+    exit_ = {"epoch": "1", "validator_index": "3"}
+    for epoch in (None, 0, 10**6):
+        assert signing.signing_root(SCHEDULE, Kind.VOLUNTARY_EXIT, exit_, epoch) == signing._signing_root(
+            SCHEDULE, Kind.VOLUNTARY_EXIT, exit_, epoch
+        )
+    selection = {"slot": "9"}
+    assert signing.signing_root(SCHEDULE, Kind.AGGREGATION_SLOT, selection) != signing.signing_root(
+        SCHEDULE, Kind.SYNC_COMMITTEE_SELECTION_PROOF, {"slot": "9", "subcommittee_index": "0"}
+    )
+    for _ in range(2):
+        with pytest.raises(SszJsonError, match="missing root"):
+            signing.signing_root(SCHEDULE, Kind.ATTESTATION, {**data, "target": {"epoch": "1"}})

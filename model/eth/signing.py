@@ -26,10 +26,11 @@ ContributionAndProof; voluntary_exit -> VoluntaryExit; validator_registration ->
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 from ssz.container import Container
@@ -333,9 +334,37 @@ def container_of(schedule: ForkSchedule, kind: Kind, message: Mapping[str, Any])
 def signing_root(
     schedule: ForkSchedule, kind: Kind, message: Mapping[str, Any], current_epoch: int | None = None
 ) -> bytes:
-    """compute_signing_root(object, domain) for a Beacon-API JSON message of `kind`."""
+    """compute_signing_root(object, domain) for a Beacon-API JSON message of `kind`.
+
+    Small messages are remembered by their canonical JSON text (a pure function of it): a committee's
+    validators sign one attestation data, a slot's selection proofs one slot, so a node computes each
+    root once instead of once per validator and check."""
     if not isinstance(message, Mapping):
         raise SigningError(f"{kind} message must be a JSON object, got {type(message).__name__}")
+    try:
+        text = json.dumps(message, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = None
+    if text is not None and len(text) <= ROOT_MEMO_TEXT_LIMIT:
+        return _signing_root_of_text(schedule, kind, text, current_epoch)
+    return _signing_root(schedule, kind, message, current_epoch)
+
+
+# A message text is remembered up to this size (an attestation data is ~400 bytes): at most 4,096
+# entries of it, ~16 MB at worst.
+ROOT_MEMO_TEXT_LIMIT: Final = 4096
+
+
+@lru_cache(maxsize=4096)
+def _signing_root_of_text(
+    schedule: ForkSchedule, kind: Kind, text: str, current_epoch: int | None
+) -> bytes:
+    return _signing_root(schedule, kind, json.loads(text), current_epoch)
+
+
+def _signing_root(
+    schedule: ForkSchedule, kind: Kind, message: Mapping[str, Any], current_epoch: int | None
+) -> bytes:
     domain = signing_domain(schedule, kind, message, current_epoch)
     return compute_signing_root(container_of(schedule, kind, message), domain)
 
