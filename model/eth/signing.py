@@ -356,9 +356,7 @@ ROOT_MEMO_TEXT_LIMIT: Final = 4096
 
 
 @lru_cache(maxsize=4096)
-def _signing_root_of_text(
-    schedule: ForkSchedule, kind: Kind, text: str, current_epoch: int | None
-) -> bytes:
+def _signing_root_of_text(schedule: ForkSchedule, kind: Kind, text: str, current_epoch: int | None) -> bytes:
     return _signing_root(schedule, kind, json.loads(text), current_epoch)
 
 
