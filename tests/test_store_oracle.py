@@ -291,13 +291,43 @@ def test_the_nearest_record_exactly_at_the_switch_to_the_range_query_is_found() 
     """The point queries cover NEIGHBOUR_STEPS targets, the range query the rest: a surrounding or
     surrounded record at every distance around that switch, above and below the candidate, must be
     found (a mutant that stopped early at a distance of NEIGHBOUR_STEPS + 1 survived the drawn gaps)."""
-    for distance in range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4):
+    assert_nearest_found(0, range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4))
+
+
+# The store keeps epochs as signed 64-bit integers (epoch - 2^63): its arithmetic on them changes sign
+# at epoch 2^63. These offsets put the searches' starting targets at stored values -1, 0, 1 and 64.
+MIDDLE = 2**63
+
+
+def test_the_nearest_record_is_found_where_the_stored_epochs_change_sign() -> None:
+    """Mutants that divide by, take the remainder of, or multiply the stored start survived every
+    drawn history: a start stored as 0 raised, and small stored values made the early stop fire with
+    targets left unsearched. Candidates whose searches start at the sign change, at the same distances
+    around the switch (and twice it), must still be refused."""
+    distances = [*range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4), 2 * NEIGHBOUR_STEPS - 1]
+    for stored_start in (-1, 0, 1, NEIGHBOUR_STEPS):
+        for distance in distances:
+            # the upward search starts at base + 35, the downward one at base + 10 + distance
+            assert_nearest_found(MIDDLE + stored_start - 35, [distance], only="above")
+            assert_nearest_found(MIDDLE + stored_start - 10 - distance, [distance], only="below")
+
+
+def assert_nearest_found(base: int, distances: Any, only: str = "") -> None:
+    for distance in distances:
         # above: (0, 35 + distance) surrounds the candidate (10, 34), whose upward search starts at 35
-        above = ([signed(0, 5, 1), signed(0, 35 + distance, 2)], signed(10, 34, 3))
+        above = (
+            [signed(base, base + 5, 1), signed(base, base + 35 + distance, 2)],
+            signed(base + 10, base + 34, 3),
+        )
         # below: the candidate (2, 11 + distance) surrounds (5, 10), found searching down from 10 + distance
-        below = ([signed(0, 1, 1), signed(5, 10, 2), signed(6, 10_000, 3)], signed(2, 11 + distance, 4))
-        for history, candidate in (above, below):
-            assert not oracle_accepts(candidate, history), distance
+        below = (
+            [signed(base, base + 1, 1), signed(base + 5, base + 10, 2), signed(base + 6, base + 10_000, 3)],
+            signed(base + 2, base + 11 + distance, 4),
+        )
+        for name, (history, candidate) in (("above", above), ("below", below)):
+            if only and name != only:
+                continue
+            assert not oracle_accepts(candidate, history), (base, distance)
             for imported in (True, False):
                 with tempfile.TemporaryDirectory() as folder:
                     store = new_store(folder)
@@ -307,5 +337,5 @@ def test_the_nearest_record_exactly_at_the_switch_to_the_range_query_is_found() 
                         for h in history:
                             assert store.check_attestation(PUBKEY, h.record, record=True).safe
                     verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
-                    assert not verdict.safe, (distance, candidate.record, imported)
+                    assert not verdict.safe, (base, distance, candidate.record, imported)
                     store.close()
