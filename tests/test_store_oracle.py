@@ -339,3 +339,33 @@ def assert_nearest_found(base: int, distances: Any, only: str = "") -> None:
                     verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
                     assert not verdict.safe, (base, distance, candidate.record, imported)
                     store.close()
+
+
+def test_a_double_vote_at_the_highest_target_and_a_record_just_above_the_candidate() -> None:
+    """Two shapes the drawn histories missed, each refused by the oracle:
+    - a double vote at exactly the highest recorded target, in epochs stored as small integers (near
+      2^63, where CPython shares int objects: a mutant comparing the target to the maximum by
+      identity skipped the records at that target);
+    - a candidate that surrounds the record below it while another record sits at its target + 1 (a
+      mutant starting the downward search at t | 1 found that one and stopped)."""
+    cases = []
+    for base in (0, MIDDLE - 1, MIDDLE):
+        history = [signed(base, base + 1, 1), signed(base + 5, base + 10, 2)]
+        cases.append((history, signed(base + 5, base + 10, 3)))  # other data at target base + 10
+        history = [signed(base, base + 1, 1), signed(base + 5, base + 10, 2), signed(base + 6, base + 21, 3)]
+        cases.append((history, signed(base + 2, base + 20, 1)))  # surrounds (5, 10); (6, 21) at t + 1
+    for history, candidate in cases:
+        assert not oracle_accepts(candidate, history), candidate.record
+        for imported in (True, False):
+            with tempfile.TemporaryDirectory() as folder:
+                store = new_store(folder)
+                if imported:
+                    import_history(store, history)
+                else:
+                    for h in history:
+                        assert store.check_attestation(PUBKEY, h.record, record=True).safe
+                assert not store.check_attestation(PUBKEY, candidate.record, record=False).safe, (
+                    candidate.record,
+                    imported,
+                )
+                store.close()
