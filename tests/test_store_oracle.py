@@ -295,17 +295,26 @@ def test_the_nearest_record_exactly_at_the_switch_to_the_range_query_is_found() 
 
 
 # The store keeps epochs as signed 64-bit integers (epoch - 2^63): its arithmetic on them changes sign
-# at epoch 2^63. These offsets put the searches' starting targets at stored values -1, 0, 1 and 64.
+# at epoch 2^63. These offsets put the searches' starting targets at stored values from -64 to 64, where
+# bitwise and arithmetic slips on the stored values can equal the step count.
 MIDDLE = 2**63
 
 
 def test_the_nearest_record_is_found_where_the_stored_epochs_change_sign() -> None:
-    """Mutants that divide by, take the remainder of, or multiply the stored start survived every
-    drawn history: a start stored as 0 raised, and small stored values made the early stop fire with
-    targets left unsearched. Candidates whose searches start at the sign change, at the same distances
+    """Mutants that divide by, take the remainder of, multiply, AND or XOR the stored start survived
+    every drawn history: a start stored as 0 raised, and small stored values made the early stop fire
+    with targets left unsearched (63 & 127 = 63; -64 ^ 1 = -63). Candidates whose searches start at the sign change, at the same distances
     around the switch (and twice it), must still be refused."""
     distances = [*range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4), 2 * NEIGHBOUR_STEPS - 1]
-    for stored_start in (-1, 0, 1, NEIGHBOUR_STEPS):
+    for stored_start in (
+        -NEIGHBOUR_STEPS,
+        -NEIGHBOUR_STEPS + 1,
+        -1,
+        0,
+        1,
+        NEIGHBOUR_STEPS - 1,
+        NEIGHBOUR_STEPS,
+    ):
         for distance in distances:
             # the upward search starts at base + 35, the downward one at base + 10 + distance
             assert_nearest_found(MIDDLE + stored_start - 35, [distance], only="above")
