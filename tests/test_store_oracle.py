@@ -336,18 +336,7 @@ def assert_nearest_found(base: int, distances: Any, only: str = "") -> None:
         for name, (history, candidate) in (("above", above), ("below", below)):
             if only and name != only:
                 continue
-            assert not oracle_accepts(candidate, history), (base, distance)
-            for imported in (True, False):
-                with tempfile.TemporaryDirectory() as folder:
-                    store = new_store(folder)
-                    if imported:
-                        import_history(store, history)
-                    else:
-                        for h in history:
-                            assert store.check_attestation(PUBKEY, h.record, record=True).safe
-                    verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
-                    assert not verdict.safe, (base, distance, candidate.record, imported)
-                    store.close()
+            assert_store_refuses(history, candidate, (base, distance))
 
 
 def test_a_double_vote_at_the_highest_target_and_a_record_just_above_the_candidate() -> None:
@@ -364,17 +353,21 @@ def test_a_double_vote_at_the_highest_target_and_a_record_just_above_the_candida
         history = [signed(base, base + 1, 1), signed(base + 5, base + 10, 2), signed(base + 6, base + 21, 3)]
         cases.append((history, signed(base + 2, base + 20, 1)))  # surrounds (5, 10); (6, 21) at t + 1
     for history, candidate in cases:
-        assert not oracle_accepts(candidate, history), candidate.record
-        for imported in (True, False):
-            with tempfile.TemporaryDirectory() as folder:
-                store = new_store(folder)
-                if imported:
-                    import_history(store, history)
-                else:
-                    for h in history:
-                        assert store.check_attestation(PUBKEY, h.record, record=True).safe
-                assert not store.check_attestation(PUBKEY, candidate.record, record=False).safe, (
-                    candidate.record,
-                    imported,
-                )
-                store.close()
+        assert_store_refuses(history, candidate, ())
+
+
+def assert_store_refuses(history: list[Signed], candidate: Signed, context: tuple[int, ...]) -> None:
+    """The oracle refuses `candidate` after the staircase `history`, and so does the store, whether
+    the history was imported whole or recorded one by one on the signing path."""
+    assert not oracle_accepts(candidate, history), (context, candidate.record)
+    for imported in (True, False):
+        with tempfile.TemporaryDirectory() as folder:
+            store = new_store(folder)
+            if imported:
+                import_history(store, history)
+            else:
+                for h in history:
+                    assert store.check_attestation(PUBKEY, h.record, record=True).safe
+            verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
+            assert not verdict.safe, (context, candidate.record, imported)
+            store.close()
