@@ -6,9 +6,11 @@ The mix is what a VC in a loop would send: attestation data for the current slot
 decided value, or held until it is decided), for a slot far ahead (refused at once), attester duties
 and the node version (answered by the BN through the node's proxy, or by the node), and a path only
 the BN serves. Pass: the node stays up and keeps its duties (attester duties on chain during the
-flood); no 5xx but the documented ones (the proxy's 503 when its own capped pool to the BN is full,
-502/504 from the BN); nothing slashable, nothing invalid; the node's RSS stays bounded; the flood's
-requests that were refused are counted with their reasons in the node's status.
+flood); every request sent is answered, each kind with a success; no 5xx but the documented ones
+(the proxy's 503 when its own capped pool to the BN is full, 502/504 from the BN); nothing slashable,
+nothing invalid; the node's RSS stays bounded; the flood's requests that were refused are counted
+with their reasons in the node's status. How many requests the flooder gets through depends on the
+machine and on how long held requests wait: it is printed, not asserted.
 """
 
 from __future__ import annotations
@@ -157,8 +159,16 @@ def test_a_flood_of_requests_leaves_the_node_and_its_duties_standing(tmp_path: P
         if s.split()[-1].startswith("5") and s.split()[-1] not in DOCUMENTED_5XX
     }
     assert not undocumented, statuses
-    assert (
-        sum(n for s, n in statuses.items() if s.split()[-1].startswith(("2", "4"))) >= 0.4 * RATE * SECONDS
-    ), statuses
+    # Every request sent was answered (a stalled node shows as client timeouts), and every kind got a
+    # success during the flood. How many the flooder could send depends on this machine's speed and on
+    # how long a held request waits for its decided value: it is printed above, never asserted.
+    assert not [s for s in statuses if s.startswith("client error")], statuses
+    assert {s.split()[0] for s, n in statuses.items() if s.endswith(" 200") and n} == {
+        "data",
+        "duties",
+        "version",
+        "syncing",
+    }, statuses
+    assert statuses["data_far 400"] > 0, statuses
     assert due >= 4 and done >= 0.9 * due, (done, due, report["missed"])
     assert rss[-1] < 2 * rss[0] + 100_000, rss
