@@ -153,6 +153,31 @@ async def json_body(request: web.Request) -> Any:
         raise BadRequest("Invalid JSON body") from None
 
 
+REGISTRATION_FIELDS = ("pubkey", "fee_recipient", "gas_limit", "timestamp")
+
+
+def _registration_verdicts(schedule: Any, items: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], str]:
+    """Each registration's problem ("" if none): malformed ones named one by one, the signatures of
+    the rest checked in one batch (bisection names the invalid ones). Runs in a worker thread."""
+    verdicts: dict[tuple[str, ...], str] = {}
+    signed: dict[tuple[str, ...], bls.SignedItem] = {}
+    for key, item in items.items():
+        message = item["message"]
+        try:
+            signature = unhex(hex_bytes(item["signature"], 96, "signature"))
+            root = signing_root(schedule, Kind.VALIDATOR_REGISTRATION, message)
+            signed[key] = bls.SignedItem(unhex(message["pubkey"]), root, signature)
+        except (SigningError, BadRequest, ValueError) as error:
+            verdicts[key] = f"malformed registration: {error}"
+    try:
+        invalid = set(bls.find_invalid(list(signed.values())))
+    except ValueError:  # a point that does not decode: each checked alone
+        invalid = {p for p, item in enumerate(signed.values()) if not bls.verify(*item)}
+    for position, (key, item) in enumerate(signed.items()):
+        verdicts[key] = f"bad registration signature for 0x{item.pubkey.hex()}" if position in invalid else ""
+    return verdicts
+
+
 class DevnetBN:
     """The server. `clock()` is the wall clock in seconds (a test may shift it)."""
 
@@ -173,9 +198,9 @@ class DevnetBN:
         self.exits_invalid = 0
         self.registrations: dict[int, dict[str, Any]] = {}  # index -> the newest valid registration
         self.registrations_invalid = 0
-        # (pubkey, signing root, signature) -> valid: every node submits every registration each epoch
-        self._registrations_checked: dict[tuple[str, bytes, bytes], bool] = {}
-        self._registration_roots: dict[tuple[str, ...], bytes] = {}
+        # (message fields, signature) -> "" if valid, else why not: every node submits every
+        # registration each epoch, and each is checked once
+        self._verdicts: dict[tuple[str, ...], str] = {}
         self.prepared: dict[int, str] = {}  # index -> fee recipient from prepare_beacon_proposer
         self.builder_blocks = 0  # blinded blocks handed out
         self._runner: web.AppRunner | None = None
@@ -671,10 +696,19 @@ class DevnetBN:
         body = await json_body(request)
         if not isinstance(body, list):
             raise BadRequest("Invalid body: expected a list")
+        ids = [self._registration_id(item) for item in body]
+        unseen = {
+            key: item
+            for key, item in zip(ids, body, strict=True)
+            if not isinstance(key, str) and key not in self._verdicts
+        }
+        if unseen:
+            # the signatures no earlier body carried, in one batch, off the event loop: 10,000 of them
+            # (every validator at genesis) held the loop past the nodes' timeout
+            self._remember(await asyncio.to_thread(_registration_verdicts, self.chain.schedule, unseen))
         failures = []
-        self._check_registrations(body)
-        for position, item in enumerate(body):
-            problem = self._registration_problem(item)
+        for position, (item, key) in enumerate(zip(body, ids, strict=True)):
+            problem = key if isinstance(key, str) else self._verdicts[key]
             if problem:
                 self.registrations_invalid += 1
                 failures.append({"index": position, "message": problem})
@@ -688,58 +722,21 @@ class DevnetBN:
             return error_response(400, "Some registrations failed validation", failures)
         return web.Response(status=200)
 
-    def _registration_key(self, item: Any) -> tuple[str, bytes, bytes]:
-        """(pubkey, signing root, signature) of a registration; raise BadRequest naming what is wrong."""
+    def _registration_id(self, item: Any) -> tuple[str, ...] | str:
+        """What a registration's verdict depends on: its message fields and signature, as sent; or why
+        it is not {message, signature} of a known validator."""
         message = item.get("message") if isinstance(item, dict) else None
         if not isinstance(message, dict) or not isinstance(item.get("signature"), str):
-            raise BadRequest("expected {message, signature}")
+            return "expected {message, signature}"
         pubkey = message.get("pubkey")
         if not isinstance(pubkey, str) or pubkey.lower() not in self.chain.index_of:
-            raise BadRequest(f"unknown validator {pubkey}")
-        fields = tuple(str(message.get(k)) for k in ("pubkey", "fee_recipient", "gas_limit", "timestamp"))
-        root = self._registration_roots.get(fields)
-        try:
-            signature = unhex(hex_bytes(item["signature"], 96, "signature"))
-            if root is None:
-                root = signing_root(self.chain.schedule, Kind.VALIDATOR_REGISTRATION, message)
-        except (SigningError, BadRequest, ValueError) as error:
-            raise BadRequest(f"malformed registration: {error}") from None
-        if len(self._registration_roots) >= 1 << 16:
-            self._registration_roots.clear()
-        self._registration_roots[fields] = root
-        return pubkey, root, signature
+            return f"unknown validator {pubkey}"
+        return (*(str(message.get(k)) for k in REGISTRATION_FIELDS), item["signature"])
 
-    def _check_registrations(self, body: list[Any]) -> None:
-        """Verify the registrations not checked before in one batch (bisection names invalid ones) and
-        remember each verdict: every signature is checked once, however often it is resubmitted."""
-        pending: dict[tuple[str, bytes, bytes], bls.SignedItem] = {}
-        for item in body:
-            try:
-                key = self._registration_key(item)
-            except BadRequest:
-                continue  # `_registration_problem` names it
-            if key not in self._registrations_checked:
-                pending[key] = bls.SignedItem(unhex(key[0]), key[1], key[2])
-        if not pending:
-            return
-        try:
-            invalid = set(bls.find_invalid(list(pending.values())))
-        except ValueError:  # a point that does not decode: checked one by one below
-            return
-        if len(self._registrations_checked) >= 1 << 16:
-            self._registrations_checked.clear()
-        for position, key in enumerate(pending):
-            self._registrations_checked[key] = position not in invalid
-
-    def _registration_problem(self, item: Any) -> str:
-        try:
-            key = self._registration_key(item)
-        except BadRequest as error:
-            return str(error)
-        valid = self._registrations_checked.get(key)
-        if valid is None:
-            valid = bls.verify(unhex(key[0]), key[1], key[2])
-        return "" if valid else f"bad registration signature for {key[0]}"
+    def _remember(self, verdicts: dict[tuple[str, ...], str]) -> None:
+        if len(self._verdicts) + len(verdicts) > 1 << 16:
+            self._verdicts.clear()
+        self._verdicts.update(verdicts)
 
     async def prepare_proposer(self, request: web.Request) -> web.Response:
         body = await json_body(request)
