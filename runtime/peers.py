@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -77,7 +76,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from covalidator.model.cluster.lock import Operator, identity_public_key
 from covalidator.model.duty import DutyId, DutyKind
-from covalidator.model.node.codec import to_json
+from covalidator.model.node.codec import dumps
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload, PoolPartial
 from covalidator.model.qbft.messages import NO_HASH, NOT_PREPARED, Envelope, Message, MsgType, signing_bytes
 from covalidator.runtime.json_depth import loads_bounded
@@ -468,7 +467,7 @@ class PeerTransport:
         if isinstance(payload, PeerPayload):
             if payload.qbft is not None:
                 payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
-            data: Any = to_json(payload)
+            data: Any = payload  # written by codec.dumps as to_json(payload)
         else:
             data = payload
         frame = self._frame("msg", to, data)
@@ -488,7 +487,7 @@ class PeerTransport:
 
     def _frame(self, kind: str, to: int, data: Any) -> bytes:
         self._seq += 1
-        body = json.dumps(
+        body = dumps(
             {
                 "cluster": self.lock_hash,
                 "from": self.share_index,
@@ -499,8 +498,7 @@ class PeerTransport:
                 "ts": int(self._wall_ms()),
                 "kind": kind,
                 "data": data,
-            },
-            separators=(",", ":"),
+            }
         ).encode()
         return MAGIC + bytes([SIGNATURE_BYTES]) + self._key.sign(FRAME_DOMAIN + body) + body
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
-from covalidator.model.node.codec import decode, encode
+from covalidator.model.node.codec import decode, dumps, typed
 from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES
 
 TRACE_VERSION: Final = "covalidator/trace/v1"
@@ -107,7 +107,7 @@ def _now_ms() -> int:
 
 
 def _line(obj: Any) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
+    return (dumps(obj, ensure_ascii=False) + "\n").encode()  # events and actions as codec.encode gives them
 
 
 def segment_name(number: int) -> str:
@@ -185,14 +185,14 @@ class TraceRecorder:
         index = self.steps
         self.steps += 1
         self._append(
-            _line({"i": index, "ms": _now_ms() if now_ms is None else now_ms, "event": encode(event)})
+            _line({"i": index, "ms": _now_ms() if now_ms is None else now_ms, "event": typed(event)})
         )
         return index
 
     def record_actions(self, index: int, actions: Sequence[Any]) -> None:
         """Append the actions step `index` produced. A rotation may fall between an event and its
         actions: the reader pairs them across segments."""
-        self._append(_line({"i": index, "actions": [encode(a) for a in actions]}))
+        self._append(_line({"i": index, "actions": [typed(a) for a in actions]}))
 
     def record(self, event: Any, actions: Sequence[Any], *, now_ms: int | None = None) -> int:
         index = self.record_event(event, now_ms=now_ms)

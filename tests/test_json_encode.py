@@ -11,7 +11,7 @@ from typing import Any
 
 from dataclasses_json import DataClassJsonMixin, config
 
-from covalidator.model.node.codec import to_json
+from covalidator.model.node.codec import dumps, to_json, typed
 from covalidator.model.node.events import ACTION_TYPES, EVENT_TYPES, PassToBN
 from covalidator.sim.cluster import ClusterResult, ClusterScenario, run_cluster
 
@@ -42,7 +42,13 @@ def test_every_event_and_action_of_a_run_encodes_as_dataclasses_json_does() -> N
     for event, actions in [*traced_run().trace, *traced_signer_run().trace]:
         for item in (event, *actions):
             seen.add(type(item).__name__)
-            assert json.dumps(to_json(item)) == json.dumps(item.to_dict(encode_json=True))
+            oracle = item.to_dict(encode_json=True)
+            assert json.dumps(to_json(item)) == json.dumps(oracle)
+            # what traces and peer frames write: the C encoder with codec's hook, one line per item
+            assert dumps(item) == json.dumps(oracle, separators=(",", ":"))
+            assert dumps(typed(item)) == json.dumps(
+                {"type": type(item).__name__, **oracle}, separators=(",", ":")
+            )
     # a clean run has no BN failures, no Send (round changes only), no Log actions, and its VCs
     # are DV-aware (no request passed to the BN)
     assert (set(EVENT_TYPES) | set(ACTION_TYPES)) - seen <= {
@@ -80,6 +86,7 @@ class Outer(DataClassJsonMixin):
     plain: Plain = Plain.ONE
     inner: tuple[Inner, ...] = (Inner(), Inner(b"\xff"))
     by_colour: dict[Colour, list[Plain]] = field(default_factory=lambda: {Colour.RED: [Plain.ONE]})
+    by_level: dict[Level, bytes] = field(default_factory=lambda: {Level.HIGH: b"\x07"})
     blob: bytes = b"\x00\x02"  # no encoder: dataclasses-json writes a list of ints
     members: frozenset[int] = frozenset({3})
     anything: Any = field(default_factory=lambda: {"a": [1, None, 2.5, True]})
@@ -88,7 +95,11 @@ class Outer(DataClassJsonMixin):
 
 def test_the_corner_cases_encode_as_dataclasses_json_does() -> None:
     value = Outer()
-    assert json.dumps(to_json(value)) == json.dumps(value.to_dict(encode_json=True))
+    oracle = value.to_dict(encode_json=True)
+    assert json.dumps(to_json(value)) == json.dumps(oracle)
+    assert dumps(value) == json.dumps(oracle, separators=(",", ":"))
+    # a key the C encoder refuses (an enum that is neither str nor int): the fallback converts it
+    assert dumps({"k": {Plain.ONE: (1, Level.HIGH)}}) == '{"k":{"one":[1,2]}}'
 
 
 def test_peer_payloads_decode_as_dataclasses_json_decodes() -> None:

@@ -17,6 +17,7 @@ Must not: decode (dataclasses-json's `from_dict` does that, checked by types), o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields, is_dataclass
 from enum import Enum
@@ -72,7 +73,51 @@ def to_json(obj: Any) -> Any:
     raise TypeError(f"cannot encode {cls.__name__} as JSON")
 
 
+def json_default(obj: Any) -> Any:
+    """`json.dumps`'s `default` hook that makes `json.dumps(obj, default=json_default)` write what
+    `json.dumps(to_json(obj))` writes: the C encoder walks dicts, lists, tuples, str, int and float
+    (str and int enums as their values, as their members are those values), and calls this only for
+    the rest, one level at a time: a dataclass gives its fields (each through its encoder, if any),
+    any other enum its value, bytes a list of ints, another mapping or collection a dict or list.
+    A node's traces and peer frames are mostly such nested JSON: walking it in C saves the per-value
+    Python call of `to_json` (`dumps` falls back to `to_json` for what the C encoder refuses, such as
+    an enum key that is not a str or int)."""
+    cls = type(obj)
+    plan = _PLANS.get(cls)
+    if plan is None and is_dataclass(obj):
+        plan = _plan(cls)
+    if plan is not None:
+        return {
+            name: encoder(getattr(obj, name)) if encoder is not None else getattr(obj, name)
+            for name, encoder in plan
+        }
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {_key(k): v for k, v in obj.items()}
+    if isinstance(obj, bytes | bytearray):
+        return list(obj)
+    if isinstance(obj, Collection):
+        return list(obj)
+    raise TypeError(f"cannot encode {cls.__name__} as JSON")
+
+
+def dumps(value: Any, *, ensure_ascii: bool = True) -> str:
+    """`json.dumps(to_json(value), separators=(",", ":"), allow_nan=False, ensure_ascii=...)`, faster."""
+    try:
+        return json.dumps(
+            value, default=json_default, separators=(",", ":"), allow_nan=False, ensure_ascii=ensure_ascii
+        )
+    except TypeError:  # e.g. a dict key json cannot take: to_json converts it, or raises the real error
+        return json.dumps(to_json(value), separators=(",", ":"), allow_nan=False, ensure_ascii=ensure_ascii)
+
+
 # ---- events and actions as trace lines ------------------------------------------------------------------
+
+
+def typed(item: Any) -> dict[str, Any]:
+    """`encode(item)` one level deep, for `dumps`: {"type": class name, field: raw value, ...}."""
+    return {"type": type(item).__name__, **json_default(item)}
 
 
 def encode(item: Any) -> dict[str, Any]:
