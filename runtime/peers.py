@@ -138,51 +138,72 @@ class Mesh(Protocol):
 # ---- payload shape check: dataclasses-json coerces rather than checks (a list becomes the string "[7]"),
 # so the raw JSON is checked against the dataclasses' type hints first; the model never sees wrong types.
 
-_HINTS: dict[type, dict[str, Any]] = {}
-_REQUIRED: dict[type, set[str]] = {}
+Check = Callable[[Any], bool]
+_CHECKS: dict[Any, Check] = {}
 
 
 def _json_conforms(value: Any, hint: Any) -> bool:
     """Is `value` (parsed JSON) the dataclasses-json encoding of a value of type `hint`?"""
+    return _check(hint)(value)
+
+
+def _check(hint: Any) -> Check:
+    """The conformance check of `hint`, built once per hint (its type hints, fields and arguments read
+    then, not per value of every peer frame)."""
+    check = _CHECKS.get(hint)
+    if check is None:
+        built: list[Check] = []
+        _CHECKS[hint] = lambda value: built[0](value)  # a type that holds itself checks through this
+        built.append(_build_check(hint))
+        check = _CHECKS[hint] = built[0]
+    return check
+
+
+def _build_check(hint: Any) -> Check:
     if hint is Any:
-        return True
+        return lambda value: True
     origin = get_origin(hint)
     if origin in (Union, UnionType):
-        return any(_json_conforms(value, arg) for arg in get_args(hint))
+        options = tuple(_check(arg) for arg in get_args(hint))
+        return lambda value: any(option(value) for option in options)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if origin is tuple:
         args = get_args(hint)
-        if not isinstance(value, list):
-            return False
         if len(args) == 2 and args[1] is Ellipsis:
-            return all(_json_conforms(item, args[0]) for item in value)
-        return len(args) == len(value) and all(_json_conforms(v, a) for v, a in zip(value, args, strict=True))
+            each = _check(args[0])
+            return lambda value: isinstance(value, list) and all(each(item) for item in value)
+        checks = tuple(_check(arg) for arg in args)
+        return lambda value: (
+            isinstance(value, list)
+            and len(value) == len(checks)
+            and all(check(item) for check, item in zip(checks, value, strict=True))
+        )
     if not isinstance(hint, type):
-        return False
+        return lambda value: False
     if issubclass(hint, Enum):
-        return any(type(value) is type(m.value) and value == m.value for m in hint)
+        members = tuple((type(m.value), m.value) for m in hint)
+        return lambda value: any(type(value) is kind and value == member for kind, member in members)
     if hint is int:
-        return type(value) is int and 0 <= value < _UINT64
+        return lambda value: type(value) is int and 0 <= value < _UINT64
     if hint is bytes:  # hex, as the qbft_messages encoders write it (non-hex fails in from_dict)
-        return isinstance(value, str) and len(value) % 2 == 0
+        return lambda value: isinstance(value, str) and len(value) % 2 == 0
     if hint is str:
-        return isinstance(value, str)
+        return lambda value: isinstance(value, str)
     if hint is bool:
-        return isinstance(value, bool)
+        return lambda value: isinstance(value, bool)
     if is_dataclass(hint):
-        if not isinstance(value, dict):
-            return False
-        hints = _HINTS.get(hint)
-        if hints is None:
-            hints = _HINTS[hint] = get_type_hints(hint)
-            _REQUIRED[hint] = {
-                f.name for f in fields(hint) if f.default is MISSING and f.default_factory is MISSING
-            }
-        if not _REQUIRED[hint] <= value.keys():
-            return False
-        return all(_json_conforms(value[f.name], hints[f.name]) for f in fields(hint) if f.name in value)
-    return False
+        hints = get_type_hints(hint)
+        required = frozenset(
+            f.name for f in fields(hint) if f.default is MISSING and f.default_factory is MISSING
+        )
+        named = tuple((f.name, _check(hints[f.name])) for f in fields(hint))
+        return lambda value: (
+            isinstance(value, dict)
+            and required <= value.keys()
+            and all(check(value[name]) for name, check in named if name in value)
+        )
+    return lambda value: False
 
 
 def _duty(data: Any) -> DutyId:
