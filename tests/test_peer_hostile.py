@@ -10,6 +10,7 @@ bound and one over it.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.eth.signing import Kind
@@ -119,3 +120,59 @@ def test_a_partial_that_is_not_hex_is_dropped_and_the_node_steps_on() -> None:
     assert rec is None or all(SENDER not in vd.partials for vd in rec.validators.values())
     node.peer_partials(duty, SENDER, [honest])
     assert SENDER in node.state.duties[duty].validators[honest.pubkey].partials
+
+
+def test_a_payload_with_a_field_of_the_wrong_type_is_refused_at_decode() -> None:
+    """dataclasses-json coerces rather than checks, so the decoder checks the raw JSON against the
+    payload's declared types first. Each case below breaks one declared type (the comment says which)
+    of a payload that decodes; each must be refused as malformed before the model sees it."""
+    import copy
+
+    import pytest
+
+    from covalidator.model.node.codec import to_json
+    from covalidator.model.node.events import PartialSignatures, PeerPayload
+    from covalidator.model.qbft.messages import Envelope, Message, MsgType
+    from covalidator.runtime.peers import _Malformed, decode_payload
+
+    duty, nodes = DutyId(9, DutyKind.ATTESTER), 4
+    proposal = Message(MsgType.PRE_PREPARE, duty, 2, 2, "0x" + "aa" * 32)
+    qbft = to_json(PeerPayload(qbft=Envelope(proposal, b"{}", (Message(MsgType.ROUND_CHANGE, duty, 1, 2),))))
+    root, sig = "0x" + "11" * 32, "0x" + "22" * 96
+    partial = PartialSignature("0xab", root, sig, {"epoch": "1"})
+    partials = to_json(PeerPayload(partials=PartialSignatures(DutyId(8, DutyKind.RANDAO), (partial,))))
+    assert decode_payload(copy.deepcopy(qbft), nodes).qbft is not None
+    assert decode_payload(copy.deepcopy(partials), nodes).partials is not None
+
+    def broken(data: dict[str, Any], path: str, value: Any = KeyError) -> dict[str, Any]:
+        out = copy.deepcopy(data)
+        *parents, last = path.split(".")
+        node: Any = out
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+        return out
+
+    cases = [
+        broken(qbft, "qbft.message.round", "2"),  # int: a string
+        broken(qbft, "qbft.message.round", -1),  # uint64: negative
+        broken(qbft, "qbft.message.round", 2**64),  # uint64: too large
+        broken(qbft, "qbft.message.sender", True),  # int: a bool
+        broken(qbft, "qbft.message.type", 9),  # MsgType: no such member
+        broken(qbft, "qbft.message.type", "1"),  # MsgType: a member's value as a string
+        broken(qbft, "qbft.message.instance"),  # a required field, missing
+        broken(qbft, "qbft.justification", "[]"),  # tuple: a string
+        broken(qbft, "qbft.justification.0.round", None),  # int: null, inside a justification
+        broken(qbft, "qbft.body", "abc"),  # bytes: odd-length hex
+        broken(partials, "partials.partials.0.pubkey", 7),  # str: an int
+        broken(partials, "partials.duty.kind", "no_such_kind"),  # DutyKind: no such member
+        broken(partials, "partials.waiting", "yes"),  # bool: a string
+        broken(partials, "partials.partials", {"0": {}}),  # tuple: an object
+        broken(partials, "partials", [partials["partials"]]),  # a dataclass: a list
+    ]
+    for case in cases:
+        with pytest.raises(_Malformed):
+            decode_payload(case, nodes)
