@@ -176,3 +176,12 @@ def test_a_payload_with_a_field_of_the_wrong_type_is_refused_at_decode() -> None
     for case in cases:
         with pytest.raises(_Malformed):
             decode_payload(case, nodes)
+    # The decoder's builder would also stumble on a missing field or an unknown member; the shape
+    # check refuses them first, itself (it is what stands between a coercing decoder and the model)
+    from covalidator.runtime.peers import _json_conforms
+
+    assert _json_conforms(copy.deepcopy(qbft), PeerPayload)
+    assert not _json_conforms(broken(qbft, "qbft.message.instance"), PeerPayload)
+    assert not _json_conforms(broken(qbft, "qbft.message.type", 9), PeerPayload)
+    assert not _json_conforms(broken(qbft, "qbft.message.type", "1"), PeerPayload)
+    assert not _json_conforms(broken(partials, "partials.duty.kind", "no_such_kind"), PeerPayload)
