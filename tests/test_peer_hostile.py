@@ -185,3 +185,4 @@ def test_a_payload_with_a_field_of_the_wrong_type_is_refused_at_decode() -> None
     assert not _json_conforms(broken(qbft, "qbft.message.type", 9), PeerPayload)
     assert not _json_conforms(broken(qbft, "qbft.message.type", "1"), PeerPayload)
     assert not _json_conforms(broken(partials, "partials.duty.kind", "no_such_kind"), PeerPayload)
+    assert not _json_conforms(broken(qbft, "qbft.message.type", True), PeerPayload)  # == 1, not an int
