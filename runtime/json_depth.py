@@ -15,23 +15,22 @@ import json
 from typing import Any, Final
 
 MAX_JSON_DEPTH: Final = 64
+_CONTAINERS: Final = (dict, list)  # what json.loads makes that nests
 
 
 def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether `value` (parsed JSON) nests lists and objects more than `limit` levels deep."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+    level = [value] if type(value) in _CONTAINERS else []  # the containers at one depth, level by level
+    for _ in range(limit):
+        if not level:
+            return False
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) in _CONTAINERS
+        ]
+    return bool(level)
 
 
 def loads_bounded(text: str | bytes) -> Any:

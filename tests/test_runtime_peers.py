@@ -580,3 +580,11 @@ def test_a_frame_nested_past_the_json_bound_is_dropped_as_malformed() -> None:
     assert too_deep(json_module.loads("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)))
     assert not too_deep(json_module.loads("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH))
     assert not too_deep({"a": [{"b": 1}] * 5000})  # wide is fine
+    # every depth around the bound, of lists, objects and both, beside shallow siblings
+    for repeats in range(MAX_JSON_DEPTH // 2 - 2, MAX_JSON_DEPTH + 4):
+        for opening, closing, per_repeat in (("[", "]", 1), ('{"k":', "}", 1), ('[{"k":', "}]", 2)):
+            value = json_module.loads(opening * repeats + "0" + closing * repeats)
+            nested = per_repeat * repeats
+            assert too_deep(value) == (nested > MAX_JSON_DEPTH), (opening, nested)
+            assert too_deep({"wide": [1, {}, []], "deep": value}) == (nested + 1 > MAX_JSON_DEPTH)
+    assert not too_deep(7) and not too_deep("x") and not too_deep(None)
