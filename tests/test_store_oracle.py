@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from covalidator.model.slashing.interchange import Interchange, ValidatorHistory
-from covalidator.model.slashing.rules import SignedAttestation
+from covalidator.model.slashing.rules import SignedAttestation, SignedBlock
 from covalidator.model.slashing.view import SlashingView
 from covalidator.runtime.store import NEIGHBOUR_STEPS, Store
 
@@ -370,4 +370,45 @@ def assert_store_refuses(history: list[Signed], candidate: Signed, context: tupl
                     assert store.check_attestation(PUBKEY, h.record, record=True).safe
             verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
             assert not verdict.safe, (context, candidate.record, imported)
+            store.close()
+
+
+def test_re_signing_any_recorded_message_is_a_repeat_the_lowest_target_included() -> None:
+    """EIP-3076 waives its watermarks for an exact re-sign, and the oracle accepts one: every recorded
+    message, at the lowest target as at the others, must come back as a safe repeat. Near epoch 2^63
+    the store's stored epochs are small integers, which CPython shares: a mutant that compared the
+    candidate's target with the lowest by identity skipped the records there and refused the re-sign
+    of the lowest one as below the watermark."""
+    for base in (0, MIDDLE - 3, MIDDLE, MIDDLE + 3):
+        history = [signed(base, base + 1, 1), signed(base + 5, base + 10, 2), signed(base + 6, base + 80, 3)]
+        for imported in (True, False):
+            with tempfile.TemporaryDirectory() as folder:
+                store = new_store(folder)
+                if imported:
+                    import_history(store, history)
+                else:
+                    for h in history:
+                        assert store.check_attestation(PUBKEY, h.record, record=True).safe
+                for h in history:
+                    assert oracle_accepts(h, history)
+                    verdict = store.check_attestation(PUBKEY, h.record, record=True)
+                    assert verdict.safe and verdict.repeat, (base, imported, h.record, verdict.describe())
+                store.close()
+
+
+def test_a_validator_without_attestations_in_an_import_stops_no_other_validators_history() -> None:
+    """An interchange's validators are imported one after the other; one with blocks but no
+    attestations has nothing to merge. The validators after it must still get their histories: a
+    surrounding vote against one of them is refused, as the oracle refuses it."""
+    history = [signed(5, 10, 1), signed(6, 20, 2)]
+    candidate = signed(4, 21, 3)  # surrounds (5, 10) and (6, 20)
+    assert not oracle_accepts(candidate, history)
+    blocks_only = ValidatorHistory(b"\x01" * 48, (SignedBlock(3, b"\x11" * 32),), ())
+    attesting = ValidatorHistory(PUBKEY, (), tuple(h.record for h in history))
+    for order in ((blocks_only, attesting), (attesting, blocks_only)):
+        with tempfile.TemporaryDirectory() as folder:
+            store = new_store(folder)
+            store.import_interchange(Interchange(GVR, order))
+            assert not store.check_attestation(PUBKEY, candidate.record, record=False).safe
+            assert not store.check_block(b"\x01" * 48, SignedBlock(3, b"\x22" * 32), record=False).safe
             store.close()
