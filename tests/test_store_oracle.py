@@ -292,6 +292,9 @@ def test_the_nearest_record_exactly_at_the_switch_to_the_range_query_is_found() 
     surrounded record at every distance around that switch, above and below the candidate, must be
     found (a mutant that stopped early at a distance of NEIGHBOUR_STEPS + 1 survived the drawn gaps)."""
     assert_nearest_found(0, range(NEIGHBOUR_STEPS - 3, NEIGHBOUR_STEPS + 4))
+    # and searches of twice that length and around it (the downward one spans distance + 9): an early
+    # stop that compared the 64 targets tried with half the distance fired at 128 and 129, 64 unsearched
+    assert_nearest_found(0, range(2 * NEIGHBOUR_STEPS - 10, 2 * NEIGHBOUR_STEPS + 2))
 
 
 # The store keeps epochs as signed 64-bit integers (epoch - 2^63): its arithmetic on them changes sign
