@@ -697,18 +697,24 @@ class DevnetBN:
         if not isinstance(body, list):
             raise BadRequest("Invalid body: expected a list")
         ids = [self._registration_id(item) for item in body]
+        known = {
+            key: self._verdicts[key] for key in ids if not isinstance(key, str) and key in self._verdicts
+        }
         unseen = {
             key: item
             for key, item in zip(ids, body, strict=True)
-            if not isinstance(key, str) and key not in self._verdicts
+            if not isinstance(key, str) and key not in known
         }
         if unseen:
             # the signatures no earlier body carried, in one batch, off the event loop: 10,000 of them
-            # (every validator at genesis) held the loop past the nodes' timeout
-            self._remember(await asyncio.to_thread(_registration_verdicts, self.chain.schedule, unseen))
+            # (every validator at genesis) held the loop past the nodes' timeout. (`known` is this
+            # body's own copy: another request may clear the memo meanwhile.)
+            verdicts = await asyncio.to_thread(_registration_verdicts, self.chain.schedule, unseen)
+            self._remember(verdicts)
+            known.update(verdicts)
         failures = []
         for position, (item, key) in enumerate(zip(body, ids, strict=True)):
-            problem = key if isinstance(key, str) else self._verdicts[key]
+            problem = key if isinstance(key, str) else known[key]
             if problem:
                 self.registrations_invalid += 1
                 failures.append({"index": position, "message": problem})
