@@ -47,30 +47,19 @@ def _key(key: Any) -> Any:
 
 
 def to_json(obj: Any) -> Any:
-    """The JSON value (dict / list / str / int / float / bool / None) of a dataclass or value."""
+    """The JSON value (dict / list / str / int / float / bool / None) of a dataclass or value:
+    `json_default` applied all the way down (an enum's value as it is)."""
     cls = type(obj)
     if cls in _SCALARS:
         return obj
-    plan = _PLANS.get(cls)
-    if plan is None and is_dataclass(obj):
-        plan = _plan(cls)
-    if plan is not None:
-        out = {}
-        for name, encoder in plan:
-            value = getattr(obj, name)
-            out[name] = to_json(encoder(value)) if encoder is not None else to_json(value)
-        return out
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, Mapping):
-        return {_key(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, str):
+    if isinstance(obj, str) and not isinstance(obj, Enum):
         return str(obj)
-    if isinstance(obj, bytes | bytearray):
-        return list(obj)
-    if isinstance(obj, Collection):
-        return [to_json(item) for item in obj]
-    raise TypeError(f"cannot encode {cls.__name__} as JSON")
+    shallow = json_default(obj)
+    if type(shallow) is dict:
+        return {key: to_json(value) for key, value in shallow.items()}
+    if type(shallow) is list:
+        return [to_json(item) for item in shallow]
+    return shallow
 
 
 def json_default(obj: Any) -> Any:
