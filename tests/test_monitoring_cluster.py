@@ -82,7 +82,17 @@ def test_readyz_names_bn_down_bn_syncing_and_too_few_peers_and_recovers(tmp_path
             for i in range(NODES):
                 await readiness(i, 200, None, timeout=60)
                 assert (await get(session, f"{monitor[i]}/livez"))[0] == 200
-            status, text = await get(session, f"{monitor[0]}/metrics")
+            # ready needs a quorum of peers, not all: the link to the last node started may still be
+            # in its dial backoff, so its gauge is read until it says connected (or 30 s pass)
+            deadline = time.monotonic() + 30
+            while True:
+                status, text = await get(session, f"{monitor[0]}/metrics")
+                connected = status == 200 and sample(
+                    text, "covalidator_peer_connected", peer_index="1", peer="4"
+                )
+                if connected == 1 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.3)
             assert status == 200
             assert sample(text, "covalidator_ready", peer_index="1", cluster_name="covalidator cluster") == 1
             assert sample(text, "covalidator_peer_connected", peer_index="1", peer="4") == 1
