@@ -485,13 +485,9 @@ class PeerTransport:
     def _payload_frame(self, to: int, payload: PeerPayload | dict[str, Any]) -> bytes | None:
         """A signed frame of a model `PeerPayload` or, on a mesh with its own `decode` (the DKG), of a
         JSON object."""
-        if isinstance(payload, PeerPayload):
-            if payload.qbft is not None:
-                payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
-            data: Any = payload  # written by codec.dumps as to_json(payload)
-        else:
-            data = payload
-        frame = self._frame("msg", to, data)
+        if isinstance(payload, PeerPayload) and payload.qbft is not None:
+            payload = replace(payload, qbft=self._sign_envelope(payload.qbft))
+        frame = self._frame("msg", to, payload)  # codec.dumps writes a PeerPayload as to_json does
         if len(frame) > self.max_message_bytes:
             self.send_refused["oversized"] += 1
             log.error("peer message of %d bytes exceeds max_message_bytes: not sent", len(frame))

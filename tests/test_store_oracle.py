@@ -156,6 +156,15 @@ def import_history(store: Store, records: list[Signed]) -> None:
     store.import_interchange(Interchange(GVR, (history,)))
 
 
+def fill(store: Store, history: list[Signed], imported: bool) -> None:
+    """`history` into the store: imported whole, or recorded one by one on the signing path."""
+    if imported:
+        import_history(store, history)
+    else:
+        for h in history:
+            assert store.check_attestation(PUBKEY, h.record, record=True).safe
+
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -171,11 +180,7 @@ def test_store_verdicts_on_wide_staircases_are_the_oracles(data: st.DataObject) 
     imported = data.draw(st.booleans())
     with tempfile.TemporaryDirectory() as folder:
         store = new_store(folder)
-        if imported:
-            import_history(store, history)
-        else:
-            for h in history:
-                assert store.check_attestation(PUBKEY, h.record, record=True).safe
+        fill(store, history, imported)
         for _ in range(data.draw(st.integers(1, 6))):
             candidate = data.draw(candidates(history))
             record = data.draw(st.booleans())
@@ -366,11 +371,7 @@ def assert_store_refuses(history: list[Signed], candidate: Signed, context: tupl
     for imported in (True, False):
         with tempfile.TemporaryDirectory() as folder:
             store = new_store(folder)
-            if imported:
-                import_history(store, history)
-            else:
-                for h in history:
-                    assert store.check_attestation(PUBKEY, h.record, record=True).safe
+            fill(store, history, imported)
             verdict = store.check_attestation(PUBKEY, candidate.record, record=False)
             assert not verdict.safe, (context, candidate.record, imported)
             store.close()
@@ -387,11 +388,7 @@ def test_re_signing_any_recorded_message_is_a_repeat_the_lowest_target_included(
         for imported in (True, False):
             with tempfile.TemporaryDirectory() as folder:
                 store = new_store(folder)
-                if imported:
-                    import_history(store, history)
-                else:
-                    for h in history:
-                        assert store.check_attestation(PUBKEY, h.record, record=True).safe
+                fill(store, history, imported)
                 for h in history:
                     assert oracle_accepts(h, history)
                     verdict = store.check_attestation(PUBKEY, h.record, record=True)
