@@ -8,11 +8,22 @@ Mutation testing (`make mutants`, target qbft-instance) found each of these edge
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.qbft import instance as qbft
-from covalidator.model.qbft.events import Decide, InputValue, Received, Send, TimerFired, TimerKind
+from covalidator.model.qbft.events import (
+    Broadcast,
+    Decide,
+    InputValue,
+    Received,
+    Send,
+    StartTimer,
+    TimerFired,
+    TimerKind,
+)
 from covalidator.model.qbft.instance import InstanceConfig, InstanceState
 from covalidator.model.qbft.messages import Envelope, Message, MsgType, Value, compute_value_hash, make_value
 from tests.helpers.qbft_events import (
@@ -24,6 +35,7 @@ from tests.helpers.qbft_events import (
     config,
     feed,
     fresh,
+    is_valid,
     msg,
     pre_prepare,
     prepare,
@@ -121,6 +133,39 @@ def test_a_timer_or_input_routed_to_the_wrong_instance_is_a_bug(slot: int) -> No
 def test_a_timer_for_a_round_not_yet_reached_is_ignored() -> None:
     state, actions = feed(fresh(1), timeout(3))
     assert state.round == 1 and actions == []
+
+
+def test_a_round_timer_decoded_from_json_advances_the_round_past_256() -> None:
+    """A timer comes back from the runtime's scheduler or a replayed trace as a new int, equal to the
+    round but not the same object. Rounds are compared by value: CPython shares ints only up to 256,
+    so an identity check would stall an instance at round 257 (here every round lasts 10 ms)."""
+    cfg = InstanceConfig(DUTY, N, 1, start_ms=0, expiry_ms=3_000, round_duration_ms=10, round_increase_ms=0)
+    state, actions = qbft.init(cfg)
+    assert cfg.max_round == 300
+    while state.round < cfg.max_round:
+        (timer,) = [a for a in actions if isinstance(a, StartTimer) and a.kind is TimerKind.ROUND]
+        as_decoded = json.loads(json.dumps(timer.round))  # what a trace or the scheduler hands back
+        state, actions = qbft.step(
+            state, TimerFired(DUTY, TimerKind.ROUND, as_decoded, timer.at_ms), is_valid
+        )
+        assert state.round == as_decoded + 1, f"stalled at round {as_decoded}"
+
+
+def test_in_a_cluster_of_300_only_the_leader_proposes_and_it_does_for_indices_past_256() -> None:
+    """Share indices are compared by value: in a cluster above 256 nodes, leader and self index are equal
+    ints that CPython does not share. Round 1 of slot 280's attester duty (kind 1) is led by
+    ((280 + 1 + 1) mod 300) + 1 = 283 (Charon's rotation)."""
+    n, slot = 300, 280
+    duty = DutyId(slot, DutyKind.ATTESTER)
+    proposers = []
+    for i in (1, 282, 283, 284, 300):
+        state, _ = qbft.init(InstanceConfig(duty, n, int(str(i)), start_ms=0, expiry_ms=20_000))
+        state, actions = qbft.step(state, InputValue(duty, V), is_valid)
+        if [
+            a for a in actions if isinstance(a, Broadcast) and a.envelope.message.type is MsgType.PRE_PREPARE
+        ]:
+            proposers.append(i)
+    assert proposers == [283]
 
 
 def test_a_second_input_does_not_replace_the_first() -> None:
