@@ -73,8 +73,15 @@ def test_the_smallest_valid_configurations_are_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("n", "index", "start", "expiry", "window"),
-    [(0, 1, 0, 10, 4), (4, 0, 0, 10, 4), (4, 5, 0, 10, 4), (4, 1, 10, 10, 4), (4, 1, 0, 10, 0)],
-    ids=["no-nodes", "index-0", "index-above-n", "expiry-at-start", "no-window"],
+    [
+        (0, 1, 0, 10, 4),
+        (4, 0, 0, 10, 4),
+        (4, 5, 0, 10, 4),
+        (4, 1, 10, 10, 4),
+        (4, 1, 10, 9, 4),
+        (4, 1, 0, 10, 0),
+    ],
+    ids=["no-nodes", "index-0", "index-above-n", "expiry-at-start", "expiry-before-start", "no-window"],
 )
 def test_an_impossible_configuration_is_refused(
     n: int, index: int, start: int, expiry: int, window: int
@@ -166,6 +173,16 @@ def test_in_a_cluster_of_300_only_the_leader_proposes_and_it_does_for_indices_pa
         ]:
             proposers.append(i)
     assert proposers == [283]
+
+
+def test_in_a_cluster_of_300_a_proposal_from_leader_283_is_prepared() -> None:
+    """The sender of a decoded message is a new int: equal to the leader's index, not the same object."""
+    n, duty = 300, DutyId(280, DutyKind.ATTESTER)  # round 1's leader is 283 (above)
+    state, _ = qbft.init(InstanceConfig(duty, n, 1, start_ms=0, expiry_ms=20_000))
+    proposal = Message(MsgType.PRE_PREPARE, duty, int(str(283)), 1, V.hash)
+    state, actions = qbft.step(state, Received(Envelope(proposal, V.body)), is_valid)
+    assert [e.message.value_hash for e in sent(actions, MsgType.PREPARE)] == [V.hash]
+    assert state.dropped == 0
 
 
 def test_a_second_input_does_not_replace_the_first() -> None:
