@@ -110,6 +110,27 @@ def test_a_restart_with_clock_skew_margin_stays_mute_through_the_round_a_faster_
     assert [e.message for e in sent(actions, MsgType.ROUND_CHANGE)] == [rc_message(1, 4)]
 
 
+@pytest.mark.parametrize(
+    ("now", "margin", "mute"),
+    [(1000, 0, 2), (999, 1, 2), (998, 1, 1), (1950, 60, 3), (1939, 60, 2), (1500, 600, 3), (2999, 0, 3)],
+)
+def test_a_restart_is_mute_through_the_round_its_clock_plus_the_margin_falls_in(
+    now: int, margin: int, mute: int
+) -> None:
+    """1 s rounds from 0: a clock up to `margin` ahead could have reached round (now + margin) // 1000 + 1
+    (the oracle is that arithmetic). Exactly at a boundary, the node may already have voted in the new
+    round, so it is mute in it; 50 ms before a boundary with a 60 ms margin, in the next one too."""
+    cfg = InstanceConfig(DUTY, N, 1, start_ms=0, expiry_ms=20_000, restart_margin_ms=margin)
+    state, _ = qbft.restart(cfg, now_ms=now)
+    assert (state.round, state.mute_through_round) == (now // 1000 + 1, mute)
+    assert mute == (now + margin) // 1000 + 1
+
+
+def test_the_default_margin_is_zero_so_a_restart_at_a_boundary_is_mute_in_the_new_round() -> None:
+    state, _ = qbft.restart(config(1), now_ms=1000)
+    assert (state.round, state.mute_through_round) == (2, 2)
+
+
 def test_without_a_margin_a_restart_is_mute_only_through_its_own_round() -> None:
     state, _ = qbft.restart(config(1), now_ms=999)
     assert (state.round, state.mute_through_round) == (1, 1)
@@ -183,6 +204,16 @@ def test_in_a_cluster_of_300_a_proposal_from_leader_283_is_prepared() -> None:
     state, actions = qbft.step(state, Received(Envelope(proposal, V.body)), is_valid)
     assert [e.message.value_hash for e in sent(actions, MsgType.PREPARE)] == [V.hash]
     assert state.dropped == 0
+
+
+def test_a_round_one_proposal_needs_no_justification_so_whatever_it_carries_is_ignored() -> None:
+    """Moniz's JUSTIFY-PRE-PREPARE holds for round 1 unconditionally: a leader's round-1 proposal is
+    prepared even when it carries a justification that would be refused in a later round (two
+    ROUND-CHANGEs from one sender, one of another instance)."""
+    foreign = Message(MsgType.ROUND_CHANGE, other_duty(99), 2, 1)
+    for junk in ((rc_message(2, 1), rc_message(2, 1)), (foreign,)):
+        _, actions = feed(fresh(1), pre_prepare(1, V, junk))
+        assert [e.message for e in sent(actions, MsgType.PREPARE)] == [msg(MsgType.PREPARE, 1, 1, V)]
 
 
 def test_a_second_input_does_not_replace_the_first() -> None:
