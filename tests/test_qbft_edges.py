@@ -196,6 +196,14 @@ def test_in_a_cluster_of_300_only_the_leader_proposes_and_it_does_for_indices_pa
     assert proposers == [283]
 
 
+def test_in_a_cluster_of_300_node_283_drops_a_message_claiming_to_be_its_own() -> None:
+    n, duty = 300, DutyId(280, DutyKind.ATTESTER)
+    state, _ = qbft.init(InstanceConfig(duty, n, 283, start_ms=0, expiry_ms=20_000))
+    echo = Message(MsgType.PREPARE, duty, int(str(283)), 1, V.hash)
+    state, actions = qbft.step(state, Received(Envelope(echo)), is_valid)
+    assert actions == () and state.dropped == 1 and state.rounds == {}
+
+
 def test_in_a_cluster_of_300_a_proposal_from_leader_283_is_prepared() -> None:
     """The sender of a decoded message is a new int: equal to the leader's index, not the same object."""
     n, duty = 300, DutyId(280, DutyKind.ATTESTER)  # round 1's leader is 283 (above)
@@ -216,6 +224,17 @@ def test_a_round_one_proposal_needs_no_justification_so_whatever_it_carries_is_i
         assert [e.message for e in sent(actions, MsgType.PREPARE)] == [msg(MsgType.PREPARE, 1, 1, V)]
 
 
+def test_a_leader_refusing_its_own_input_proposes_nothing_yet_decides_on_a_commit_quorum_for_it() -> None:
+    """The validity predicate is local (this node's slashing check may refuse what others accept): the
+    leader does not propose the value, but a quorum of COMMITs for it decides, and nothing else runs."""
+    refused = make_value(b"refused by this node")
+    state, actions = feed(fresh(LEADER[1]), InputValue(DUTY, refused))
+    assert actions == []
+    commits = [Received(Envelope(Message(MsgType.COMMIT, DUTY, s, 1, refused.hash))) for s in (1, 2, 4)]
+    state, actions = feed(state, *commits)
+    assert decided(actions) == [refused] and sent(actions, MsgType.PRE_PREPARE) == []
+
+
 def test_a_second_input_does_not_replace_the_first() -> None:
     state, _ = feed(fresh(1), InputValue(DUTY, V), InputValue(DUTY, W))
     assert state.input == V
@@ -234,8 +253,24 @@ def raw_prepare(sender: int, round: int) -> Received:
 
 @pytest.mark.parametrize(
     "event",
-    [foreign(99), foreign(101), raw_prepare(0, 1), raw_prepare(5, 1), raw_prepare(2, 0)],
-    ids=["earlier-instance", "later-instance", "sender-0", "sender-above-n", "round-0"],
+    [
+        foreign(99),
+        foreign(101),
+        raw_prepare(0, 1),
+        raw_prepare(5, 1),
+        raw_prepare(3, 0),
+        Received(Envelope(Message(MsgType.COMMIT, DUTY, 3, 0, V.hash))),  # commits of old rounds are kept
+        raw_prepare(2, 1),  # our own index: we never receive our own votes from the network
+    ],
+    ids=[
+        "earlier-instance",
+        "later-instance",
+        "sender-0",
+        "sender-above-n",
+        "round-0",
+        "commit-round-0",
+        "own-index",
+    ],
 )
 def test_messages_outside_the_instance_its_senders_or_its_rounds_are_dropped(event: Received) -> None:
     state, actions = feed(fresh(2), event)
