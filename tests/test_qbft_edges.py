@@ -166,7 +166,8 @@ def test_a_timer_for_a_round_not_yet_reached_is_ignored() -> None:
 def test_a_round_timer_decoded_from_json_advances_the_round_past_256() -> None:
     """A timer comes back from the runtime's scheduler or a replayed trace as a new int, equal to the
     round but not the same object. Rounds are compared by value: CPython shares ints only up to 256,
-    so an identity check would stall an instance at round 257 (here every round lasts 10 ms)."""
+    so an identity check would stall an instance at round 257, or run past its last round (300 here:
+    every round lasts 10 ms)."""
     cfg = InstanceConfig(DUTY, N, 1, start_ms=0, expiry_ms=3_000, round_duration_ms=10, round_increase_ms=0)
     state, actions = qbft.init(cfg)
     assert cfg.max_round == 300
@@ -177,6 +178,10 @@ def test_a_round_timer_decoded_from_json_advances_the_round_past_256() -> None:
             state, TimerFired(DUTY, TimerKind.ROUND, as_decoded, timer.at_ms), is_valid
         )
         assert state.round == as_decoded + 1, f"stalled at round {as_decoded}"
+    (timer,) = [a for a in actions if isinstance(a, StartTimer) and a.kind is TimerKind.ROUND]
+    last = json.loads(json.dumps(timer.round))
+    state, actions = qbft.step(state, TimerFired(DUTY, TimerKind.ROUND, last, timer.at_ms), is_valid)
+    assert (state.round, actions) == (300, ())  # the last round's timer: expiry comes next, no round 301
 
 
 def test_in_a_cluster_of_300_only_the_leader_proposes_and_it_does_for_indices_past_256() -> None:
@@ -233,6 +238,20 @@ def test_a_leader_refusing_its_own_input_proposes_nothing_yet_decides_on_a_commi
     commits = [Received(Envelope(Message(MsgType.COMMIT, DUTY, s, 1, refused.hash))) for s in (1, 2, 4)]
     state, actions = feed(state, *commits)
     assert decided(actions) == [refused] and sent(actions, MsgType.PRE_PREPARE) == []
+
+
+def test_our_own_commit_completing_a_quorum_decides_in_the_same_step() -> None:
+    """COMMITs from 2 and 3 arrive before the PREPAREs (the network reorders): the PREPARE quorum makes
+    node 1 commit, and its own COMMIT is the third of the quorum, so it decides at once. Nothing later
+    would wake the rule: every COMMIT it will get is already here."""
+    state, actions = feed(fresh(1), pre_prepare(1, V))
+    assert [e.message for e in sent(actions, MsgType.PREPARE)] == [msg(MsgType.PREPARE, 1, 1, V)]
+    commits = [Received(Envelope(msg(MsgType.COMMIT, s, 1, V))) for s in (2, 3)]
+    state, actions = feed(state, *commits, prepare(2, 1, V))
+    assert decided(actions) == []
+    state, actions = feed(state, prepare(3, 1, V))
+    assert [e.message for e in sent(actions, MsgType.COMMIT)] == [msg(MsgType.COMMIT, 1, 1, V)]
+    assert decided(actions) == [V]
 
 
 def test_a_second_input_does_not_replace_the_first() -> None:
