@@ -150,3 +150,33 @@ def test_registrations_are_checked_in_a_batch_and_a_resubmission_keeps_its_verdi
         assert status == 200
 
     with_bn(bn, scenario)
+
+
+def test_the_same_registrations_posted_by_four_nodes_at_once_are_checked_once(monkeypatch: Any) -> None:
+    """At genesis every node posts every registration at the same moment: the BN checks each one once
+    (the others wait for that check and read its verdicts), not once per node, and every body gets
+    the same answer. Counted by wrapping the batch check; the oracle for the verdicts is the keys."""
+    import asyncio
+
+    from covalidator.runtime.devnet import bn as bn_module
+
+    checked: list[int] = []
+    check = bn_module._registration_verdicts
+
+    def counting(schedule: Any, items: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], str]:
+        checked.append(len(items))
+        return check(schedule, items)
+
+    monkeypatch.setattr(bn_module, "_registration_verdicts", counting)
+    bn, _ = builder_bn(at_slot=0.5)
+    body = [registration(bn, 0), registration(bn, 1, signer=2), registration(bn, 2), registration(bn, 3)]
+
+    async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
+        path = "/eth/v1/validator/register_validator"
+        answers = await asyncio.gather(*(fetch(session, bn, "POST", path, body=body) for _ in range(4)))
+        for status, answer, _ in answers:
+            assert status == 400 and [f["index"] for f in answer["failures"]] == [1], answer
+        assert checked == [4], checked  # one batch of the four registrations
+        assert sorted(bn.registrations) == [0, 2, 3] and bn.registrations_invalid == 4
+
+    with_bn(bn, scenario)

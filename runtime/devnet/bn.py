@@ -201,6 +201,9 @@ class DevnetBN:
         # (message fields, signature) -> "" if valid, else why not: every node submits every
         # registration each epoch, and each is checked once
         self._verdicts: dict[tuple[str, ...], str] = {}
+        # one batch check at a time: the nodes submit the same registrations together (at genesis,
+        # 10,000 each), and a body that waited finds the ones checked meanwhile in the memo
+        self._checking = asyncio.Lock()
         self.prepared: dict[int, str] = {}  # index -> fee recipient from prepare_beacon_proposer
         self.builder_blocks = 0  # blinded blocks handed out
         self._runner: web.AppRunner | None = None
@@ -709,9 +712,14 @@ class DevnetBN:
             # the signatures no earlier body carried, in one batch, off the event loop: 10,000 of them
             # (every validator at genesis) held the loop past the nodes' timeout. (`known` is this
             # body's own copy: another request may clear the memo meanwhile.)
-            verdicts = await asyncio.to_thread(_registration_verdicts, self.chain.schedule, unseen)
-            self._remember(verdicts)
-            known.update(verdicts)
+            async with self._checking:
+                done = {key: self._verdicts[key] for key in unseen if key in self._verdicts}
+                known.update(done)
+                unseen = {key: item for key, item in unseen.items() if key not in done}
+                if unseen:
+                    verdicts = await asyncio.to_thread(_registration_verdicts, self.chain.schedule, unseen)
+                    self._remember(verdicts)
+                    known.update(verdicts)
         failures = []
         for position, (item, key) in enumerate(zip(body, ids, strict=True)):
             problem = key if isinstance(key, str) else known[key]
