@@ -15,7 +15,6 @@ import pytest
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.qbft import instance as qbft
 from covalidator.model.qbft.events import (
-    Broadcast,
     Decide,
     InputValue,
     Received,
@@ -171,16 +170,15 @@ def test_a_round_timer_decoded_from_json_advances_the_round_past_256() -> None:
     cfg = InstanceConfig(DUTY, N, 1, start_ms=0, expiry_ms=3_000, round_duration_ms=10, round_increase_ms=0)
     state, actions = qbft.init(cfg)
     assert cfg.max_round == 300
-    while state.round < cfg.max_round:
+    while True:
         (timer,) = [a for a in actions if isinstance(a, StartTimer) and a.kind is TimerKind.ROUND]
         as_decoded = json.loads(json.dumps(timer.round))  # what a trace or the scheduler hands back
         state, actions = qbft.step(
             state, TimerFired(DUTY, TimerKind.ROUND, as_decoded, timer.at_ms), is_valid
         )
+        if as_decoded == cfg.max_round:
+            break
         assert state.round == as_decoded + 1, f"stalled at round {as_decoded}"
-    (timer,) = [a for a in actions if isinstance(a, StartTimer) and a.kind is TimerKind.ROUND]
-    last = json.loads(json.dumps(timer.round))
-    state, actions = qbft.step(state, TimerFired(DUTY, TimerKind.ROUND, last, timer.at_ms), is_valid)
     assert (state.round, actions) == (300, ())  # the last round's timer: expiry comes next, no round 301
 
 
@@ -194,9 +192,7 @@ def test_in_a_cluster_of_300_only_the_leader_proposes_and_it_does_for_indices_pa
     for i in (1, 282, 283, 284, 300):
         state, _ = qbft.init(InstanceConfig(duty, n, int(str(i)), start_ms=0, expiry_ms=20_000))
         state, actions = qbft.step(state, InputValue(duty, V), is_valid)
-        if [
-            a for a in actions if isinstance(a, Broadcast) and a.envelope.message.type is MsgType.PRE_PREPARE
-        ]:
+        if sent(actions, MsgType.PRE_PREPARE):
             proposers.append(i)
     assert proposers == [283]
 
