@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lock setup demo test lint typecheck unit prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz soak clean
+.PHONY: lock setup demo test lint typecheck unit unit-timed unit-untimed lodestar prove bench e2e e2e-middleware e2e-direct e2e-faults mutants fuzz soak clean
 
 # Dependencies come from requirements/test.lock: exact versions, each file checked against its sha256
 # (`make lock` refreshes it); the project itself is then installed without resolving anything more.
@@ -42,7 +42,23 @@ prove: setup
 unit: setup
 	$(BIN)/python -m pytest -q --durations=15
 
-test: lint typecheck prove unit e2e e2e-middleware
+# the unit tests in two parts: those that read the wall clock (live nodes, real processes, timeouts) and
+# those that do not (model, proofs, seeded simulations; tests/conftest.py UNTIMED)
+unit-timed: setup
+	$(BIN)/python -m pytest -q -m "not untimed" --durations=15
+
+unit-untimed: setup
+	$(BIN)/python -m pytest -q -m untimed --durations=15
+
+# everything, in two lanes at once (scripts/two-lanes): the timed tests and the e2e runs at normal priority;
+# at the lowest CPU priority beside them, Lodestar's install for the e2e runs, the proofs, the untimed tests
+test: lint typecheck
+	scripts/two-lanes "lodestar prove unit-untimed" "unit-timed e2e e2e-middleware"
+
+# Lodestar for the e2e runs, ahead of them (e2e/lodestar/install.sh: cached, one install at a time). Its
+# failure is not this target's: the e2e runs install again and say what is missing (node, npm)
+lodestar:
+	-e2e/lodestar/install.sh >/dev/null
 
 # Signer mode: a Lodestar BN as published + 4 keyless Lodestar VCs, each with its covalidator node as
 # beacon node and external signer, until finality (~6 min; README "End to end with real clients");

@@ -36,6 +36,13 @@ stamp_of() {
     echo "node-abi=$(node -p process.versions.modules) $(uname -sm)"; } | sha256sum | cut -d' ' -f1
 }
 want="$(stamp_of)"
+mkdir -p "$(dirname "$cache")"
+# one install at a time (`make test` starts one ahead of the e2e runs, which call this again): a second
+# caller waits here, then finds the first one's install and keeps it
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${cache%/}.lock"
+  flock 9
+fi
 if [ -f "$cache/.install-stamp" ] && [ "$(cat "$cache/.install-stamp")" = "$want" ] \
    && [ -x "$cache/bin/lodestar" ] && [ -d "$cache/node_modules/@chainsafe/lodestar" ] \
    && [ -x "$cache/patched/bin/lodestar" ]; then
@@ -44,7 +51,6 @@ if [ -f "$cache/.install-stamp" ] && [ "$(cat "$cache/.install-stamp")" = "$want
   exit 0
 fi
 
-mkdir -p "$(dirname "$cache")"
 stage="$(mktemp -d "${cache%/}.stage.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
