@@ -301,6 +301,20 @@ def test_a_registration_must_be_the_group_keys_signature(
         cluster_lock.parse_lock(document)
 
 
+@pytest.mark.parametrize(("forged", "named"), [((3,), 3), ((4, 1), 1), ((0, 2, 4), 0)])
+def test_registrations_are_checked_together_and_the_first_forged_one_is_named(
+    forged: tuple[int, ...], named: int
+) -> None:
+    """Five registrations take the batch path (one multi-pairing, then bisection): each forged one
+    (signed by another key) is found wherever it sits, and the error names the first in the lock."""
+    secrets = [1001 + 7 * j for j in range(5)]
+    validators = [registered(s, signer=s + 1 if j in forged else None) for j, s in enumerate(secrets)]
+    with pytest.raises(LockError, match=rf"distributed_validators\[{named}\]\.builder_registration\.signature"):
+        cluster_lock.parse_lock(resign(lock_with(*validators)))
+    honest = [registered(s) for s in secrets]
+    assert len(cluster_lock.parse_lock(resign(lock_with(*honest))).distributed_validators) == 5
+
+
 def test_a_registration_over_other_fields_or_a_partial_set_is_refused() -> None:
     document = resign(lock_with(registered(1001)))
     document["distributed_validators"][0]["fee_recipient"] = "0x" + "cd" * 20  # the message says ab..ab

@@ -168,9 +168,11 @@ def registration_message(group: bytes, fee_recipient: str, gas_limit: int, times
 
 def _check_registration(
     j: int, v: Any, group: bytes, fork_version: bytes
-) -> tuple[str, int, dict[str, Any]] | None:
+) -> tuple[tuple[str, int, dict[str, Any]], bls.SignedItem | None] | None:
     """(fee_recipient, gas_limit, builder_registration) of a lock's validator entry, if it has them, after
-    checking that the registration is over exactly them and that the group key signed it."""
+    checking that the registration is over exactly them; with the signed item that proves the group key
+    signed it (None when no signing root can be made: no signature can be valid), which `parse_lock`
+    checks with every other validator's in one batch."""
     where = f"distributed_validators[{j}]"
     present = [k for k in ("fee_recipient", "gas_limit", "builder_registration") if k in v]
     if not present:
@@ -204,16 +206,30 @@ def _check_registration(
             "pubkey, fee_recipient and gas_limit"
         )
     try:
-        root = registration_signing_root(fork_version, message)
-        valid = bls.verify(group, root, signature)
-    except (SigningError, bls.BlsError, ValueError):
-        valid = False
-    if not valid:
-        raise LockError(
-            f"cluster lock: {where}.builder_registration.signature is not the validator's group "
-            "signature (builder domain over the lock's fork_version)"
+        item: bls.SignedItem | None = bls.SignedItem(
+            group, registration_signing_root(fork_version, message), signature
         )
-    return fee, int(gas), registration  # as written: the lock hash covers it
+    except (SigningError, ValueError):
+        item = None
+    return (fee, int(gas), registration), item  # as written: the lock hash covers it
+
+
+def _first_unsigned_registration(items: Sequence[tuple[int, bls.SignedItem | None]]) -> int | None:
+    """The position in the lock of the first validator whose registration is not its group key's
+    signature: every registration in one batch check (`bls.find_invalid`: one multi-pairing that
+    shares a final exponentiation, bisected only when it fails), ~2x cheaper each than alone."""
+    bad = [j for j, item in items if item is None]
+    checked = [(j, item) for j, item in items if item is not None]
+    if checked:
+        bad += [checked[p][0] for p in bls.find_invalid([item for _, item in checked])]
+    return min(bad, default=None)
+
+
+def _registration_refused(j: int) -> LockError:
+    return LockError(
+        f"cluster lock: distributed_validators[{j}].builder_registration.signature is not the "
+        "validator's group signature (builder domain over the lock's fork_version)"
+    )
 
 
 def compute_lock_hash(content: Mapping[str, Any]) -> bytes:
@@ -315,6 +331,7 @@ def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> Cluste
         address = _read.address(_get(op, "address", str, where), f"{where}.address")
         operators.append(Operator(key, address))
     validators = []
+    registrations: list[tuple[int, bls.SignedItem | None]] = []
     for j, v in enumerate(_get(document, "distributed_validators", list, "")):
         where = f"distributed_validators[{j}]"
         group = _bytes(_get(v, "distributed_public_key", str, where), 48, f"{where}.distributed_public_key")
@@ -322,8 +339,12 @@ def parse_lock(document: object, *, unsafe_threshold_ok: bool = False) -> Cluste
             _bytes(s, 48, f"{where}.public_shares[{i}]")
             for i, s in enumerate(_get(v, "public_shares", list, where))
         )
-        registration = _check_registration(j, v, group, fork_version)
-        validators.append(DistributedValidator(group, shares, *(registration or ())))
+        checked = _check_registration(j, v, group, fork_version)
+        if checked is not None:
+            registrations.append((j, checked[1]))
+        validators.append(DistributedValidator(group, shares, *(checked[0] if checked else ())))
+    if (unsigned := _first_unsigned_registration(registrations)) is not None:
+        raise _registration_refused(unsigned)
     lock_hash = _bytes(_get(document, "lock_hash", str, ""), 32, "lock_hash")
     signatures = tuple(
         _bytes(s, 64, f"node_signatures[{i}]")
