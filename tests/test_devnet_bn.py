@@ -4,13 +4,16 @@ counted invalid, a slashable pair reported, malformed input answered with error 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from covalidator.model.cluster.config import ChainConfig, hex0x
 from covalidator.model.crypto import bls
@@ -18,6 +21,7 @@ from covalidator.model.eth import ssz_json, vc_flow
 from covalidator.model.eth.interop import interop_secret_key
 from covalidator.model.eth.signing import Kind, signing_root
 from covalidator.runtime.bn_client import BeaconNodeClient
+from covalidator.runtime.devnet import bn as devnet_bn
 from covalidator.runtime.devnet.bn import DevnetBN, DevnetConfig
 from tests.helpers.aio import run
 from tests.helpers.beacon_api import BeaconAPISpec, url
@@ -363,3 +367,36 @@ def test_a_batch_of_attestations_is_verified_together_and_a_forged_one_is_still_
         assert figures["invalid_submissions"] == 1
 
     with_bn(bn, scenario)
+
+
+def test_slow_answers_and_a_held_event_loop_are_logged_and_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What made a client wait is in the report: a request answered after SLOW_S (here a handler that
+    holds the loop 0.6 s against a bound of 0.2 s: longer than the bound plus the watch's 0.25 s tick,
+    so the watch sees it wherever its timer stood), and the loop's stretch of running nothing else.
+    A quick answer is not counted."""
+    monkeypatch.setattr(devnet_bn, "SLOW_S", 0.2)
+    bn, _ = frozen_bn(0.5)
+    real = bn.genesis
+
+    async def slow_genesis(request: web.Request) -> web.Response:
+        time.sleep(0.6)  # holds the event loop, as a long synchronous check would
+        return await real(request)
+
+    monkeypatch.setattr(bn, "genesis", slow_genesis)
+
+    async def scenario(bn: DevnetBN, session: aiohttp.ClientSession) -> None:
+        status, _, _ = await fetch(session, bn, "GET", "/eth/v1/node/version")
+        assert status == 200
+        assert (await report(session, bn))["slow_requests"] == {}
+        status, _, _ = await fetch(session, bn, "GET", "/eth/v1/beacon/genesis")
+        assert status == 200
+        await asyncio.sleep(0.3)  # the watch's timer has come back after the held stretch
+        figures = await report(session, bn)
+        assert figures["slow_requests"] == {"GET /eth/v1/beacon/genesis": 1}
+        assert figures["loop_held_s"] and all(0.2 <= s < 5 for s in figures["loop_held_s"])
+
+    with caplog.at_level(logging.WARNING, logger="covalidator.devnet.bn"):
+        with_bn(bn, scenario)
+    assert any("GET /eth/v1/beacon/genesis answered 200 after" in r.getMessage() for r in caplog.records)

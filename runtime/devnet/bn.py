@@ -47,6 +47,8 @@ from .report import Report
 
 log = logging.getLogger("covalidator.devnet.bn")
 
+SLOW_S = 1.0  # a request answered this late, or the event loop held this long, is logged and counted
+
 VERSION = "covalidator-devnet/v0.1.0/python"
 GWEI_32_ETH = "32000000000"
 UINT64_MAX = 2**64 - 1
@@ -208,6 +210,12 @@ class DevnetBN:
         self.builder_blocks = 0  # blinded blocks handed out
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        # what makes a client wait (logged, and in the report): requests slower than SLOW_S from
+        # handler start to answer, and stretches when the event loop ran nothing else for SLOW_S
+        self.in_flight = 0
+        self.slow_requests: dict[str, int] = {}  # "METHOD path" -> count
+        self.loop_held_s: list[float] = []
+        self._watch: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -223,17 +231,21 @@ class DevnetBN:
         return int(self.clock() * 1000)
 
     async def start(self) -> DevnetBN:
-        app = web.Application(middlewares=[self._errors], client_max_size=64 * 2**20)
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
         self._routes(app.router)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._watch = asyncio.create_task(self._watch_loop())
         return self
 
     async def stop(self) -> None:
         self._closing.set()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -245,10 +257,29 @@ class DevnetBN:
         await self.stop()
 
     @web.middleware
-    async def _errors(
+    async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests += 1
+        self.in_flight += 1
+        started = time.monotonic()
+        try:
+            response = await self._answer(request, handler)
+        finally:
+            self.in_flight -= 1
+        elapsed = time.monotonic() - started
+        if elapsed >= SLOW_S and isinstance(response, web.Response):  # (an event stream lasts)
+            name = f"{request.method} {request.path}"
+            self.slow_requests[name] = self.slow_requests.get(name, 0) + 1
+            log.warning(
+                "devnet BN: %s answered %d after %.1f s (%d requests in flight)",
+                name, response.status, elapsed, self.in_flight + 1,
+            )  # fmt: skip
+        return response
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             response = await handler(request)
         except BadRequest as error:
@@ -261,6 +292,18 @@ class DevnetBN:
         if response.status >= 400:
             self.errors[response.status] = self.errors.get(response.status, 0) + 1
         return response
+
+    async def _watch_loop(self) -> None:
+        """Note each stretch of SLOW_S or more in which the event loop ran nothing else (a timer of
+        a quarter second came back that late): requests that arrived then waited for it."""
+        tick = 0.25
+        while not self._closing.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(tick)
+            held = time.monotonic() - before - tick
+            if held >= SLOW_S:
+                self.loop_held_s.append(round(held, 2))
+                log.warning("devnet BN: the event loop ran nothing else for %.1f s", held)
 
     def _routes(self, r: web.UrlDispatcher) -> None:
         get, post = r.add_get, r.add_post
@@ -834,6 +877,8 @@ class DevnetBN:
             latencies=request.query.get("latencies", "") in flag,
         )
         figures["requests"] = self.requests
+        figures["slow_requests"] = dict(sorted(self.slow_requests.items()))
+        figures["loop_held_s"] = self.loop_held_s
         figures["exits"] = {
             "accepted": {str(i): str(e) for i, e in sorted(self.exits.items())},
             "invalid": self.exits_invalid,
