@@ -23,7 +23,7 @@ settings.register_profile("covalidator", deadline=None)
 settings.load_profile("covalidator")
 
 # The test modules that read no wall clock: the model, the proofs, seeded simulations, codecs and CLI
-# commands run in-process. `make test` (scripts/test-split) runs them at the lowest CPU priority beside the
+# commands run in-process. `make test` (scripts/two-lanes) runs them at the lowest CPU priority beside the
 # timed ones (live nodes, real clients, timeouts, the e2e runs), which so keep the machine as if alone.
 # A module not named here counts as timed; a name without its file is an error.
 UNTIMED = frozenset(
@@ -47,6 +47,7 @@ UNTIMED = frozenset(
         "test_interchange",
         "test_json_encode",
         "test_keystore",
+        "test_lanes",
         "test_monitoring_unit",
         "test_node_guards",
         "test_node_real_vc",
