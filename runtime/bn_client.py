@@ -54,6 +54,8 @@ log = logging.getLogger("covalidator.bn")
 
 Json = Any
 
+REGISTRATION_BATCH: Final = 500  # builder registrations per body (`register_validators`)
+
 DEFAULT_TIMEOUTS: Final[dict[str, float]] = {
     "default": 5.0,
     "genesis": 5.0,
@@ -91,6 +93,18 @@ class BNResponseError(BNError):
         message = body.get("message") if isinstance(body, dict) else None
         super().__init__(f"{url} answered {status}: {message or str(body)[:200]}")
         self.url, self.status, self.body = url, status, body
+
+
+def _failures_from(body: Json, offset: int) -> Json:
+    """A 400 body of a batch that started at `offset`, its failures' indices counted from the start of
+    the whole list."""
+    if not isinstance(body, dict) or not isinstance(body.get("failures"), list):
+        return body
+    failures = [
+        {**f, "index": f["index"] + offset} if isinstance(f, dict) and type(f.get("index")) is int else f
+        for f in body["failures"]
+    ]
+    return {**body, "failures": failures}
 
 
 class ChainMismatch(Exception):
@@ -850,14 +864,30 @@ class BeaconNodeClient:
             variant = _Variant("v1", "POST", path, body=body, has_body=True)
             return await self.call("submit", [variant], family="submit_voluntary_exit", submit=True)
         if kind is SubmissionKind.REGISTRATIONS:
-            path = "/eth/v1/validator/register_validator"
-            variant = _Variant("v1", "POST", path, body=objects, has_body=True)
-            return await self.call("submit", [variant], family="register_validator", submit=True)
+            return await self.register_validators(objects)
         if kind is SubmissionKind.PREPARE_PROPOSER:
             path = "/eth/v1/validator/prepare_beacon_proposer"
             variant = _Variant("v1", "POST", path, body=objects, has_body=True)
             return await self.call("submit", [variant], family="prepare_beacon_proposer", submit=True)
         raise ValueError(f"unknown submission kind {kind!r}")
+
+    async def register_validators(self, registrations: Sequence[Json]) -> BNResponse:
+        """POST /eth/v1/validator/register_validator in bodies of at most REGISTRATION_BATCH, one after
+        another, as validator clients send them (Lighthouse's VC: 500). A BN hands them to relays that
+        check every signature, so one body of a large cluster's registrations outlasts any timeout: the
+        devnet BN took 7 s over 5,000 at start-up, past the 4 s the node waits. The first body refused
+        ends the submission; a 400's failures are numbered over the whole list, as if sent in one."""
+        path = "/eth/v1/validator/register_validator"
+        answer: BNResponse | None = None
+        for start in range(0, max(len(registrations), 1), REGISTRATION_BATCH):
+            body = list(registrations[start : start + REGISTRATION_BATCH])
+            variant = _Variant("v1", "POST", path, body=body, has_body=True)
+            try:
+                answer = await self.call("submit", [variant], family="register_validator", submit=True)
+            except BNResponseError as error:
+                raise BNResponseError(error.url, error.status, _failures_from(error.body, start)) from None
+        assert answer is not None
+        return answer
 
     # ---- events ------------------------------------------------------------------------------------------
 

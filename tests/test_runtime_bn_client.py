@@ -211,6 +211,42 @@ def test_validators_post_then_get_in_chunks_and_resolve() -> None:
     with_bns(2, scenario)
 
 
+def test_registrations_go_in_bodies_of_500_and_a_refusal_names_its_place_in_the_whole_list() -> None:
+    path = "/eth/v1/validator/register_validator"
+    registrations = [{"n": i} for i in range(1234)]
+    refused: set[int] = set()
+    bodies: list[list[int]] = []
+
+    async def register(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        bodies.append([r["n"] for r in body])
+        failures = [{"index": i, "message": "bad signature"} for i, r in enumerate(body) if r["n"] in refused]
+        if failures:
+            return web.json_response(
+                {"code": 400, "message": "some failed", "failures": failures}, status=400
+            )
+        return web.Response(status=200)
+
+    async def scenario(bns: list[FakeBN]) -> None:
+        (bn,) = bns
+        bn.route("POST", path, register)
+        async with BeaconNodeClient([bn.url]) as client:
+            answer = await client.submit(SubmissionKind.REGISTRATIONS, registrations)
+            assert answer.status == 200
+            assert bodies == [list(range(0, 500)), list(range(500, 1000)), list(range(1000, 1234))]
+            bodies.clear()
+            refused.update({777, 790})
+            with pytest.raises(BNResponseError, match="some failed") as caught:
+                await client.submit(SubmissionKind.REGISTRATIONS, registrations)
+            assert [f["index"] for f in caught.value.body["failures"]] == [777, 790]
+            assert len(bodies) == 2  # the refused body ends the submission
+            bodies.clear()
+            await client.submit(SubmissionKind.REGISTRATIONS, [])
+            assert bodies == [[]]
+
+    with_bns(1, scenario)
+
+
 def test_duties() -> None:
     async def scenario(bns: list[FakeBN]) -> None:
         (bn,) = bns

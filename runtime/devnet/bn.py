@@ -231,6 +231,7 @@ class DevnetBN:
         return int(self.clock() * 1000)
 
     async def start(self) -> DevnetBN:
+        await asyncio.to_thread(self.report.prepare)  # before any request (see `Report.prepare`)
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
         self._routes(app.router)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)

@@ -38,6 +38,16 @@ class Report:
             self._expected = self.chain.expected_duties()
         return self._expected
 
+    @property
+    def prepared(self) -> bool:
+        return self._expected is not None
+
+    def prepare(self) -> None:
+        """Work out the expected duties now (a selection proof signed per attester: seconds at 5,000
+        validators), before the BN serves anything: made on the first report, at genesis, it held the
+        BN's event loop while the nodes' genesis requests waited."""
+        _ = self.expected
+
     def latency_ms(self, key: tuple[DutyId, str]) -> int | None:
         arrived = self.chain.judge.done_at.get(key)
         return None if arrived is None else arrived - self.chain.clock.duty_start_ms(key[0])
