@@ -46,6 +46,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process by thread role: the step thread (the model and its BLS), the
+    store's I/O thread, the event loop (the main thread: HTTP, peers, traces, metrics) and the rest."""
+    roles: dict[str, float] = {"step": 0.0, "store": 0.0, "loop": 0.0, "other": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / TICKS
+            role = (
+                "loop"
+                if task.name == str(pid)
+                else "step"
+                if name == "cov-step"
+                else "store"
+                if name == "cov-store"
+                else "other"
+            )
+            roles[role] += seconds
+    return roles
+
+
 def sample_cpu(pids: list[int], last: dict[int, float]) -> None:
     """Note each process's CPU seconds while it lives (a VC ends by itself: its last sample counts)."""
     for pid in pids:
@@ -112,6 +134,7 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             others = {"bn": [cluster.bn.pid] if cluster.bn else [], "vc": [vc.pid for vc in cluster.vcs]}
             sleep_until(cluster.genesis_time)
             cpu0 = [cpu_seconds(p) for p in pids]
+            threads0 = [thread_cpu(p) for p in pids]
             other0 = {k: [cpu_seconds(p) for p in v] for k, v in others.items()}
             last: dict[int, float] = {}
             sent0 = [peer_bytes_sent(port) for port in cluster.api_ports]
@@ -127,6 +150,7 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
                     break
                 time.sleep(1.0)
             cpu1 = [cpu_seconds(p) for p in pids]
+            threads1 = [thread_cpu(p) for p in pids]
             sample_cpu([*others["bn"], *others["vc"]], last)
             other1 = {k: [last[p] for p in v] for k, v in others.items()}
             sent1 = [peer_bytes_sent(port) for port in cluster.api_ports]
@@ -163,6 +187,16 @@ def run_one(spec: ClusterSpec, folder: Path) -> dict[str, Any]:
             "cpu_s_per_node_epoch_mean": round(sum(cpu) / len(cpu), 2),
             # per 1,000 validator-epochs: a node's CPU per epoch over thousands of validators
             "cpu_s_per_node_kvalidator_epoch": round(sum(cpu) / len(cpu) / (spec.validators / 1000), 2),
+            # the mean node's CPU per epoch by thread (a thread that ended in between is not counted)
+            "cpu_s_per_node_epoch_by_thread": {
+                role: round(
+                    sum(b[role] - a[role] for a, b in zip(threads0, threads1, strict=True))
+                    / len(pids)
+                    / epochs_run,
+                    2,
+                )
+                for role in threads0[0]
+            },
             "bn_cpu_s_per_epoch": round(
                 sum(b - a for a, b in zip(other0["bn"], other1["bn"], strict=True)) / epochs_run, 2
             ),

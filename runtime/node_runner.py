@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import random
@@ -90,6 +92,15 @@ PEER_QUEUE_BYTES: Final = 64 * 2**20
 PERSIST_RETRY_S: Final = 0.5
 TIMER_RECHECK_S: Final = 1.0  # how often a pending timer reads the wall clock again (see _start_timer)
 STORE_FAULTS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)  # disk full, I/O error, ...
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread `name` (15 bytes at most) in the OS, as `top -H` and /proc/<pid>/task
+    show it (Python names its threads only for itself): the step thread's CPU can then be told from
+    the event loop's. Linux only; elsewhere nothing happens."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
 def wall_ms() -> int:
@@ -218,9 +229,15 @@ class NodeRunner:
         self._next_request = 1
         self._timers: dict[tuple[TimerKey, int], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._step_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-step")
-        self._io_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-store")
-        self._sign_thread = ThreadPoolExecutor(1, thread_name_prefix="covalidator-sign")
+        self._step_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="covalidator-step", initializer=name_os_thread, initargs=("cov-step",)
+        )
+        self._io_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="covalidator-store", initializer=name_os_thread, initargs=("cov-store",)
+        )
+        self._sign_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="covalidator-sign", initializer=name_os_thread, initargs=("cov-sign",)
+        )
         clock_rules = config.chain.clock
         self.sign_queue = (
             SignQueue(

@@ -69,6 +69,11 @@ def test_vc_with_one_of_one_keystores_performs_every_duty_for_two_epochs(tmp_pat
         stats = vc.stats.as_json()
         assert stats["errors"] == 0, stats["last_errors"]
         assert stats["submitted"]["blocks"] == by_kind["proposer"]["expected"]
+        # one aggregate fetched and one body posted per committee, its aggregators' together (as
+        # Lighthouse and Lodestar do): one slot here has two aggregators in one committee
+        requests = stats["by_endpoint"]
+        assert requests["submit_aggregates"][0] == requests["aggregate_attestation"][0]
+        assert requests["submit_aggregates"][0] < stats["submitted"]["aggregate_and_proofs"]
         assert vc.dv is False  # the plain BN answered 501 to the selections: its own proofs were used
 
     run(main(), 60)

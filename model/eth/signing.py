@@ -150,7 +150,10 @@ class ForkSchedule:
 
 
 @cache  # a handful of (domain, fork, network) triples; recomputing them was a fifth of a root's cost
+@lru_cache(maxsize=256)
 def compute_domain(domain_type: bytes, fork_version: bytes, genesis_validators_root: bytes) -> bytes:
+    """The specs' compute_domain (a pure function of its three values; a node uses a few of them, and
+    each costs a ForkData hash_tree_root in the specs' SSZ: remembered)."""
     s = spec("phase0")
     return bytes(
         s.compute_domain(s.DomainType(domain_type), s.Version(fork_version), s.Root(genesis_validators_root))

@@ -497,7 +497,9 @@ class DevnetVC:
         proofs: dict[tuple[str, ...], str],
         roots: dict[int, str],
     ) -> None:
-        async def one(d: vc_flow.AttesterDuty, root: str, proof: str) -> None:
+        async def committee(root: str, members: list[tuple[vc_flow.AttesterDuty, str]]) -> None:
+            # one aggregate per committee, signed for each of its aggregators and posted together, as
+            # Lighthouse's and Lodestar's validator clients do
             aggregate = await self.data(
                 "aggregate_attestation",
                 "GET",
@@ -505,31 +507,37 @@ class DevnetVC:
                 params={"attestation_data_root": root, "slot": str(slot)},
                 timeout=self.chain.clock.slot_ms / 1000,
             )
-            [signed] = await self.signed(
-                lambda sign: [vc_flow.signed_aggregate_and_proof(d.index, aggregate, proof, sign)]
+            signed = await self.signed(
+                lambda sign: [
+                    vc_flow.signed_aggregate_and_proof(d.index, aggregate, proof, sign)
+                    for d, proof in members
+                ]
             )
             await self.call(
-                "submit_aggregates", "POST", "/eth/v1/validator/aggregate_and_proofs", body=[signed]
+                "submit_aggregates", "POST", "/eth/v1/validator/aggregate_and_proofs", body=signed
             )
-            self._count("aggregate_and_proofs", 1)
+            self._count("aggregate_and_proofs", len(signed))
 
-        jobs = []
+        by_committee: dict[int, list[tuple[vc_flow.AttesterDuty, str]]] = {}
         for d in duties:
             proof = proofs.get((str(d.index), str(slot)))
-            root = roots.get(d.committee_index)
             if (
                 proof is not None
-                and root is not None
+                and d.committee_index in roots
                 and is_aggregator(self.chain, d.committee_length, proof)
             ):
-                jobs.append(one(d, root, proof))
-        await asyncio.gather(*jobs, return_exceptions=True)
+                by_committee.setdefault(d.committee_index, []).append((d, proof))
+        await asyncio.gather(
+            *(committee(roots[index], members) for index, members in by_committee.items()),
+            return_exceptions=True,
+        )
 
     async def contribute(self, slot: int, proofs: dict[tuple[str, ...], str], root: str | None) -> None:
         if root is None:
             return
 
-        async def one(index: str, sub: str, proof: str, root: str) -> None:
+        async def subcommittee(sub: str, members: list[tuple[str, str]]) -> None:
+            # one contribution per subcommittee, signed for each of its aggregators, posted together
             contribution = await self.data(
                 "sync_committee_contribution",
                 "GET",
@@ -537,20 +545,24 @@ class DevnetVC:
                 params={"slot": str(slot), "subcommittee_index": sub, "beacon_block_root": root},
                 timeout=self.chain.clock.slot_ms / 1000,
             )
-            [signed] = await self.signed(
-                lambda sign: [vc_flow.signed_contribution_and_proof(int(index), contribution, proof, sign)]
+            signed = await self.signed(
+                lambda sign: [
+                    vc_flow.signed_contribution_and_proof(int(index), contribution, proof, sign)
+                    for index, proof in members
+                ]
             )
             await self.call(
-                "submit_contributions", "POST", "/eth/v1/validator/contribution_and_proofs", body=[signed]
+                "submit_contributions", "POST", "/eth/v1/validator/contribution_and_proofs", body=signed
             )
-            self._count("contribution_and_proofs", 1)
+            self._count("contribution_and_proofs", len(signed))
 
-        jobs = [
-            one(index, sub, proof, root)
-            for (index, _, sub), proof in sorted(proofs.items())
-            if is_sync_committee_aggregator(self.chain, proof)
-        ]
-        await asyncio.gather(*jobs, return_exceptions=True)
+        by_sub: dict[str, list[tuple[str, str]]] = {}
+        for (index, _, sub), proof in sorted(proofs.items()):
+            if is_sync_committee_aggregator(self.chain, proof):
+                by_sub.setdefault(sub, []).append((index, proof))
+        await asyncio.gather(
+            *(subcommittee(sub, members) for sub, members in by_sub.items()), return_exceptions=True
+        )
 
     def _count(self, kind: str, n: int) -> None:
         self.stats.submitted[kind] = self.stats.submitted.get(kind, 0) + n

@@ -1,0 +1,126 @@
+"""Benchmark: the model's CPU over a recorded run, step by step, with nothing else in the process.
+
+A node's step thread does `model.node.step` on each event (the model and its BLS). A bench run's
+trace (`bench/cluster.py --keep DIR`: DIR/v1000/data0/trace) holds every event that node stepped; here
+they are read and decoded first, then stepped again through a fresh model, and only the steps are
+timed (process time). The model is deterministic, so two runs on the same trace do the same work:
+unlike a live cluster run (which spreads by 10-25 % between runs on this machine), this compares two
+versions of the model's code to a few per cent. Each step's actions are compared with the recorded
+ones, so a change that alters behaviour fails here rather than reporting a false speed-up.
+
+    python bench/step.py TRACE_DIR [--repeat 3] [--profile N]
+
+Prints the CPU of all steps, per epoch of the trace's span (genesis to its last event), and per event kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from covalidator.model.cluster.lock import parse_lock
+from covalidator.model.node.codec import encode
+from covalidator.model.node.events import Started
+from covalidator.model.node.state import NodeState
+from covalidator.model.node.step import step
+from covalidator.runtime.node_setup import node_config
+from covalidator.runtime.trace import read_trace
+
+
+def load(path: Path) -> tuple[Any, list[tuple[int, Any, tuple[Any, ...]]]]:
+    trace = read_trace(path)
+    header = trace.header
+    if header.lock is None:
+        sys.exit(f"{path}: the trace does not hold the cluster lock")
+    lock = parse_lock(header.lock)
+    config = node_config(lock, header.share_index, header.spec, header.genesis, header.config)
+    records: list[tuple[int, Any, tuple[Any, ...]]] = []
+    started = False
+    for recorded in trace.steps():
+        if recorded.actions is None:
+            continue
+        started = started or isinstance(recorded.event, Started)
+        if started:
+            records.append((recorded.ms, recorded.event, recorded.actions))
+    return config, records
+
+
+def run(
+    config: Any, records: list[tuple[int, Any, tuple[Any, ...]]], *, check: bool = True
+) -> tuple[float, dict[str, float]]:
+    """Every event stepped through a fresh model; (total process seconds, seconds per event kind)."""
+    state = NodeState(config)
+    by_kind: dict[str, float] = defaultdict(float)
+    total = 0.0
+    outputs: list[tuple[int, tuple[Any, ...]]] = []
+    for index, (_, event, _) in enumerate(records):
+        begin = time.process_time()
+        state, actions = step(state, event)
+        spent = time.process_time() - begin
+        total += spent
+        by_kind[type(event).__name__] += spent
+        outputs.append((index, actions))
+    for index, actions in (
+        outputs if check else ()
+    ):  # checked after timing: the comparison costs more than the steps
+        recorded = records[index][2]
+        if tuple(encode(a) for a in actions) != tuple(encode(a) for a in recorded):
+            sys.exit(f"step {index} ({type(records[index][1]).__name__}): actions differ from the trace's")
+    return total, by_kind
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trace", type=Path)
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each in a fresh process (best is kept)")
+    parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", type=int, default=0, help="also print the top N functions (cProfile)")
+    args = parser.parse_args()
+    config, records = load(args.trace)
+    clock = config.chain.clock
+    first, last = records[0][0], records[-1][0]
+    first = max(first, clock.genesis_time_ms)  # as bench/cluster.py counts: from genesis to the end
+    epoch_ms = clock.slots_per_epoch * clock.slot_ms
+    epochs = max((last - first) / epoch_ms, 1e-9)
+    kinds = Counter(type(event).__name__ for _, event, _ in records)
+    if not args.once:
+        print(
+            f"{args.trace}: {len(records)} steps over {epochs:.2f} epochs ({clock.slots_per_epoch} x "
+            f"{clock.slot_ms / 1000:g} s), {len(config.validators)} validators"
+        )
+    if args.once:  # one run in this process (its memos start empty, as a node's do)
+        print(json.dumps(run(config, records)))
+        return
+    best: tuple[float, dict[str, float]] | None = None
+    for attempt in range(args.repeat):
+        out = subprocess.run(
+            [sys.executable, __file__, str(args.trace), "--once"], check=True, capture_output=True, text=True
+        ).stdout
+        total, by_kind = json.loads(out.splitlines()[-1])
+        print(f"run {attempt + 1}: {total:.3f} s of steps, {total / epochs:.3f} s per epoch")
+        if best is None or total < best[0]:
+            best = (total, by_kind)
+    assert best is not None
+    print(f"best: {best[0]:.3f} s, {best[0] / epochs:.3f} s per epoch; by event (s, count):")
+    for kind, spent in sorted(best[1].items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:22s} {spent:7.3f}  {kinds[kind]:6d}")
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run(
+            config, records, check=False
+        )  # this process has run nothing yet: its memos are empty, as in a node
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
