@@ -47,6 +47,8 @@ __all__ = [
     "share_pubkey",
     "share_pubkeys",
     "sign",
+    "signature_from_uncompressed",
+    "signature_uncompressed",
     "signature_validate",
     "sk_to_pk",
     "split",
@@ -168,6 +170,20 @@ def key_validate(pubkey: bytes) -> bool:
 def signature_validate(signature: bytes) -> bool:
     """Canonical compressed encoding, on the curve, in G2."""
     return backend().is_valid_signature(signature)
+
+
+def signature_uncompressed(signature: bytes) -> bytes | None:
+    """The ZCash uncompressed encoding (192 bytes) of a signature this process has already decoded,
+    or None: a peer reads it with no square root (~1 us against ~60 us), which is most of what
+    decoding a peer's partial costs. None when not decoded here (or the backend has no cheap encoder):
+    send the compressed one then."""
+    return backend().signature_uncompressed(signature)
+
+
+def signature_from_uncompressed(data: bytes) -> bytes:
+    """The compressed encoding of an uncompressed signature, checked to be on the curve, not in G2
+    (a peer's partial: its combination is checked in full); BlsError otherwise."""
+    return backend().signature_from_uncompressed(data)
 
 
 # ---- threshold: split, share pubkeys, combine ---------------------------------------------------------

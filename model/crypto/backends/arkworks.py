@@ -44,6 +44,21 @@ class ArkworksBackend(Backend[G1Point, G2Point]):
         except ValueError as error:
             raise BlsError(f"not a point of the curve: {error}") from None
 
+    def g2_xy(self, point: G2Point) -> bytes:
+        if point == G2Point.identity():
+            return bytes([0x40]) + bytes(191)
+        xy = point.to_xy_bytes_be()  # x.c0, x.c1, y.c0, y.c1: the ZCash order is c1 first
+        return xy[48:96] + xy[0:48] + xy[144:192] + xy[96:144]
+
+    def g2_from_xy(self, data: bytes) -> G2Point:
+        if data[0] & 0x40:
+            return G2Point.identity()
+        arkworks = data[48:96] + data[0:48] + data[144:192] + data[96:144]
+        try:
+            return G2Point.from_xy_bytes_unchecked_be(arkworks)  # the curve equation, no subgroup check
+        except ValueError as error:
+            raise BlsError(f"not a point of the curve: {error}") from None
+
     def g2_neg(self, point: G2Point) -> G2Point:
         return -point
 

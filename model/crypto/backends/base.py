@@ -28,6 +28,7 @@ FIELD_MODULUS: Final = int(
 )
 PUBKEY_LENGTH: Final = 48
 SIGNATURE_LENGTH: Final = 96
+SIGNATURE_UNCOMPRESSED_LENGTH: Final = 192
 G1_INFINITY: Final = bytes([0xC0]) + bytes(47)
 G2_INFINITY: Final = bytes([0xC0]) + bytes(95)
 
@@ -66,6 +67,39 @@ def check_encoding(data: bytes, length: int) -> bool:
     if any(word >= FIELD_MODULUS for word in words):
         raise BlsError("coordinate is not a canonical field element (>= p)")
     return False
+
+
+def _fp2_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """(a0 + a1 i)(b0 + b1 i) in Fp2 = Fp[i] / (i^2 + 1)."""
+    p = FIELD_MODULUS
+    return (a[0] * b[0] - a[1] * b[1]) % p, (a[0] * b[1] + a[1] * b[0]) % p
+
+
+def compress_uncompressed_g2(data: bytes) -> bytes:
+    """The compressed encoding of a point of the curve E'(Fp2) given in the ZCash uncompressed
+    encoding (192 bytes: x.c1, x.c0, y.c1, y.c0, big-endian; flag bits: compression unset, infinity,
+    no sign); BlsError unless the bytes are canonical and the point is on the curve. No subgroup
+    check: this is the on-curve decoding, pure Python (the backends' fast path must agree with it).
+    """
+    if not isinstance(data, (bytes, bytearray)) or len(data) != SIGNATURE_UNCOMPRESSED_LENGTH:
+        raise BlsError(f"expected {SIGNATURE_UNCOMPRESSED_LENGTH} bytes of an uncompressed point")
+    flags = data[0] & 0xE0
+    if flags & 0x80 or flags & 0x20:
+        raise BlsError("not an uncompressed point (compression or sign flag set)")
+    if flags & 0x40:
+        if bytes(data) != bytes([0x40]) + bytes(SIGNATURE_UNCOMPRESSED_LENGTH - 1):
+            raise BlsError("non-canonical encoding of the point at infinity")
+        return G2_INFINITY
+    x1, x0, y1, y0 = (int.from_bytes(data[i : i + 48], "big") for i in range(0, 192, 48))
+    if any(word >= FIELD_MODULUS for word in (x1, x0, y1, y0)):
+        raise BlsError("coordinate is not a canonical field element (>= p)")
+    x, y = (x0, x1), (y0, y1)
+    x3 = _fp2_mul(_fp2_mul(x, x), x)
+    if _fp2_mul(y, y) != ((x3[0] + 4) % FIELD_MODULUS, (x3[1] + 4) % FIELD_MODULUS):  # y^2 = x^3 + 4(1 + i)
+        raise BlsError("point is not on the curve")
+    half = (FIELD_MODULUS - 1) // 2
+    larger = y1 > half if y1 else y0 > half  # the ZCash sign: y is the lexicographically larger root
+    return bytes([data[0] | 0x80 | (0x20 if larger else 0)]) + bytes(data[1:96])
 
 
 def reduce_scalar(value: int) -> int:
@@ -113,6 +147,8 @@ class Backend[P1, P2](ABC):
     def __init__(self) -> None:
         self._pubkey = Memo[bytes, P1](self._decode_pubkey, PUBKEY_CACHE)
         self._signature = Memo[bytes, P2](self._decode_signature, SIGNATURE_CACHE)
+        # compressed bytes -> a point known to be on the curve only (from an uncompressed encoding)
+        self._on_curve = Memo[bytes, P2](self.g2_decode_unchecked, SIGNATURE_CACHE)
         self._message = Memo[bytes, P2](self.hash_to_g2, HASH_CACHE)
         self.generator = self.g1_generator()
 
@@ -330,10 +366,42 @@ class Backend[P1, P2](ABC):
 
     def _signature_on_curve(self, data: bytes) -> P2:
         known = self._signature.peek(bytes(data))
+        if known is None:
+            known = self._on_curve.peek(bytes(data))
         if known is not None:
             return known
         check_encoding(data, SIGNATURE_LENGTH)
         return self.g2_decode_unchecked(bytes(data))
+
+    # ---- the uncompressed encoding (peer frames: no square root to decode) --------------------------
+
+    def g2_xy(self, point: P2) -> bytes | None:
+        """The uncompressed encoding of a point, if this backend gives it cheaply (else None)."""
+        return None
+
+    def g2_from_xy(self, data: bytes) -> P2 | None:
+        """The point of an uncompressed encoding already checked by `compress_uncompressed_g2` (on
+        the curve), if this backend reads it cheaply (else None)."""
+        return None
+
+    def signature_uncompressed(self, signature: bytes) -> bytes | None:
+        """The uncompressed encoding of a signature this process has decoded already (None if it has
+        not, or the backend has no cheap encoder): what a peer can read without a square root."""
+        point = self._signature.peek(bytes(signature))
+        if point is None:
+            point = self._on_curve.peek(bytes(signature))
+        return None if point is None else self.g2_xy(point)
+
+    def signature_from_uncompressed(self, data: bytes) -> bytes:
+        """The compressed signature of an uncompressed encoding, checked to be on the curve (not in
+        G2: combining it is `g2_interpolate(checked=False)`, whose result is checked in full). The
+        point is remembered as on the curve only, so combining it costs no square root. BlsError if
+        the encoding is not canonical or not on the curve."""
+        compressed = compress_uncompressed_g2(bytes(data))
+        point = self.g2_from_xy(bytes(data))
+        if point is not None:
+            self._on_curve.put(compressed, point)
+        return compressed
 
     def batch_verify(self, items: Sequence[tuple[bytes, bytes, bytes]], weights: Sequence[int]) -> bool:
         """Random linear combination check of (pubkey, message, signature) items, in one multi-pairing.
