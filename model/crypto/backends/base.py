@@ -358,7 +358,8 @@ class Backend[P1, P2](ABC):
         if total is None:
             return G2_INFINITY
         if denominator != 1:
-            total = self.g2_mul(total, pow(denominator, -1, CURVE_ORDER))
+            # inputs in G2 (checked) give a sum in G2; unchecked ones give a result checked below
+            total = self.g2_mul_in_g2(total, pow(denominator, -1, CURVE_ORDER))
         encoded = self.g2_encode(total)
         if checked or self.g2_in_subgroup(total):
             self._signature.put(encoded, total)
@@ -374,6 +375,12 @@ class Backend[P1, P2](ABC):
         return self.g2_decode_unchecked(bytes(data))
 
     # ---- the uncompressed encoding (peer frames: no square root to decode) --------------------------
+
+    def g2_mul_in_g2(self, point: P2, scalar: int) -> P2:
+        """scalar * point for a point of G2 (elsewhere on the curve a backend may return another
+        point: check the result before it counts). A backend may use the GLS endomorphism here
+        (backends/endomorphism.py); by default it is `g2_mul`. Never with a secret scalar."""
+        return self.g2_mul(point, scalar)
 
     def g2_xy(self, point: P2) -> bytes | None:
         """The uncompressed encoding of a point, if this backend gives it cheaply (else None)."""
