@@ -161,9 +161,9 @@ class NodeMetrics:
         elif name == "consensus_leader":
             self.leader.labels(*node, kind).set(value)
         elif name == "partial_signatures_received":
-            self.partials_received.labels(*node, labels.get("peer", ""), kind).inc()
+            self.partials_received.labels(*node, labels.get("peer", ""), kind).inc(value)
         elif name == "signatures_combined":
-            self.signatures_combined.labels(*node, kind).inc()
+            self.signatures_combined.labels(*node, kind).inc(value)
         elif name == "peer_message_dropped":
             self.peer_dropped.labels(*node, labels.get("cause", ""), labels.get("peer", "")).inc()
         elif name == "slashing_refusals":

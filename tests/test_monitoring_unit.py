@@ -63,6 +63,10 @@ def test_model_actions_become_labelled_series() -> None:
     m.observe(Metric("consensus_decided_round", (("kind", "attester"),), 2.0))
     m.observe(Metric("consensus_leader", (("kind", "attester"),), 3.0))
     m.observe(Metric("partial_signatures_received", (("peer", "4"), ("kind", "attester"))))
+    m.observe(
+        Metric("partial_signatures_received", (("peer", "4"), ("kind", "attester")), 125.0)
+    )  # a message's
+    m.observe(Metric("signatures_combined", (("kind", "attester"),), 124.0))  # a step's combinations
     m.observe(Metric("peer_message_dropped", (("cause", "invalid_partial_signature"), ("peer", "4"))))
     m.observe(Metric("slashing_refusals", (("kind", "proposer"),)))
     m.observe(Metric("vc_partial_refused", (("cause", "attestations"), ("count", "3"))))
@@ -81,7 +85,8 @@ def test_model_actions_become_labelled_series() -> None:
     assert value(m, "covalidator_consensus_decided_round_bucket", kind="attester", le="2.0") == 1
     assert value(m, "covalidator_consensus_decided_round_bucket", kind="attester", le="1.0") == 0
     assert value(m, "covalidator_consensus_leader", kind="attester") == 3
-    assert value(m, "covalidator_partial_signatures_received_total", peer="4", kind="attester") == 1
+    assert value(m, "covalidator_partial_signatures_received_total", peer="4", kind="attester") == 126
+    assert value(m, "covalidator_signatures_combined_total", kind="attester") == 124
     assert (
         value(m, "covalidator_peer_messages_dropped_total", cause="invalid_partial_signature", peer="4") == 1
     )
