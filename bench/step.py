@@ -100,6 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace", type=Path)
     parser.add_argument("--repeat", type=int, default=3, help="runs, each in a fresh process (best is kept)")
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not compare the actions with the trace's (a model whose actions changed on purpose)",
+    )
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=int, default=0, help="also print the top N functions (cProfile)")
     args = parser.parse_args()
@@ -117,12 +122,15 @@ def main() -> None:
             f"{clock.slot_ms / 1000:g} s), {len(config.validators)} validators"
         )
     if args.once:  # one run in this process (its memos start empty, as a node's do)
-        print(json.dumps(run(config, records)))
+        print(json.dumps(run(config, records, check=not args.no_check)))
         return
     best: tuple[float, dict[str, float]] | None = None
     for attempt in range(args.repeat):
         out = subprocess.run(
-            [sys.executable, __file__, str(args.trace), "--once"], check=True, capture_output=True, text=True
+            [sys.executable, __file__, str(args.trace), "--once", *(["--no-check"] if args.no_check else [])],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         total, by_kind = json.loads(out.splitlines()[-1])
         print(f"run {attempt + 1}: {total:.3f} s of steps, {total / epochs:.3f} s per epoch")

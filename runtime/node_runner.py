@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import itertools
 import logging
 import random
@@ -99,8 +98,8 @@ def name_os_thread(name: str) -> None:
     show it (Python names its threads only for itself): the step thread's CPU can then be told from
     the event loop's. Linux only; elsewhere nothing happens."""
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        # the process's own symbols hold libc's prctl (no library search: that spawns processes)
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
 def wall_ms() -> int:
@@ -151,13 +150,27 @@ def _short(event: NodeEvent, limit: int = 600) -> str:
 
 
 def _runs_of_outcomes(actions: Sequence[NodeAction]) -> list[NodeAction | list[DutyOutcome]]:
-    """The actions in order, each run of consecutive DutyOutcome as one list."""
+    """The actions in order, each run of DutyOutcome as one list (one durable transaction). Metric and
+    Log actions do not end a run: they follow it (the model notes each outcome with a metric, and a run
+    split at each one recorded every outcome in its own transaction: 4,627 commits per node over two
+    epochs at 1,000 validators). Any other action ends it, so no outcome moves past a Persist or a
+    reply."""
     out: list[NodeAction | list[DutyOutcome]] = []
+    run: list[DutyOutcome] | None = None
+    held: list[NodeAction] = []  # the metrics and logs met inside the current run
     for action in actions:
-        if isinstance(action, DutyOutcome) and out and isinstance(out[-1], list):
-            out[-1].append(action)
+        if isinstance(action, DutyOutcome):
+            if run is None:
+                run = []
+                out.append(run)
+            run.append(action)
+        elif run is not None and isinstance(action, Metric | Log):
+            held.append(action)
         else:
-            out.append([action] if isinstance(action, DutyOutcome) else action)
+            out.extend(held)
+            held, run = [], None
+            out.append(action)
+    out.extend(held)
     return out
 
 

@@ -28,7 +28,7 @@ from covalidator.model.node.events import (
 from covalidator.runtime import node_runner
 from covalidator.runtime.node_app import head_changed
 from covalidator.runtime.node_runner import NodeRunner
-from tests.helpers.aio import run
+from tests.helpers.aio import run, until
 from tests.helpers.fake_bn import SPEC
 
 DUTY = DutyId(8, DutyKind.ATTESTER)
@@ -82,6 +82,8 @@ def test_persist_before_the_reply_stop_after_the_step_and_a_raising_step_is_surv
         bad = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, "boom"), 3)
         # logged, the model rebuilt from the store, the request answered 503 at once; the loop lives on
         assert bad is not None and bad.status == 503 and "ask again" in bad.body["message"]
+        # the 503 goes out before the store is read (in the store's thread): wait for that read
+        await until(lambda: bool(store.log), what="the store read for the restart")
         assert (runner.step_errors, runner.restarts, [e for e, _ in store.log]) == (1, 1, ["started"])
         answered = asyncio.create_task(
             runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
@@ -120,14 +122,26 @@ def test_head_events_become_head_changed_and_garbage_is_ignored() -> None:
     assert head_changed("head", {"block": "0x"}) is None
 
 
-def test_a_steps_consecutive_outcomes_are_recorded_in_one_transaction() -> None:
-    from covalidator.model.node.events import DutyOutcome, Log
+def test_a_steps_outcomes_are_recorded_in_one_transaction_until_another_action() -> None:
+    from covalidator.model.node.events import DutyOutcome, Log, Metric, ReplyToVC
 
     ends = [DutyOutcome(DUTY, f"0x{i:096x}", True) for i in range(3)]
+    noted = [Metric("duty_outcome", (("kind", "attester"),)) for _ in ends]  # as `finish` notes each
     late = DutyOutcome(DUTY, "0x" + "ff" * 48, False, "no_consensus")
-    noted = Log("info", "between")
-    batches = node_runner._runs_of_outcomes([*ends, noted, late])
-    assert batches == [ends, noted, [late]]
+    log = Log("info", "between")
+    reply = ReplyToVC(7, 200, {})
+    actions = [ends[0], noted[0], ends[1], noted[1], log, ends[2], noted[2], reply, late, log]
+    assert node_runner._runs_of_outcomes(actions) == [
+        ends,
+        noted[0],
+        noted[1],
+        log,
+        noted[2],
+        reply,
+        [late],
+        log,
+    ]
+    assert node_runner._runs_of_outcomes([log, *ends]) == [log, ends]
     assert node_runner._runs_of_outcomes([]) == []
 
 

@@ -310,12 +310,12 @@ def _answer_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
     items = req.selections
     if not items:
         return
-    combined = []
-    for (duty, key), original in zip(items, req.params["selections"], strict=False):
-        proofs = state.duties[duty].combined
-        if key not in proofs:
-            return
-        combined.append({**original, "selection_proof": proofs[key]})
+    if not all(key in state.duties[duty].combined for duty, key in items):
+        return  # still waiting (checked per combination, so this is the common case: no copies)
+    combined = [
+        {**original, "selection_proof": state.duties[duty].combined[key]}
+        for (duty, key), original in zip(items, req.params["selections"], strict=False)
+    ]
     _done(state, req, out, 200, {"data": combined})
 
 
@@ -326,9 +326,10 @@ def on_vc_submission(state: NodeState, event: VCSubmission, out: Out) -> None:
     failures: list[dict[str, Any]] = []
     own: dict[DutyId, list[PartialSignature]] = {}
     accepted: list[tuple[int, DutyId, str, str, Any, Any]] = []
+    seats: Seats = {}
     for i, obj in enumerate(event.objects):
         try:
-            item = _accept(state, event.kind, obj, out)
+            item = _accept(state, event.kind, obj, out, seats)
         except DataProblem as problem:
             failures.append({"index": i, "message": str(problem)})
             continue
@@ -441,8 +442,40 @@ def _submitted_duty(state: NodeState, duty: DutyId, key: str, what: str) -> tupl
     return rec, vd
 
 
-def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple[DutyId, str, str, Any, Any]:
-    """(duty, validator key, root, signature, message) of one posted object, or DataProblem."""
+Seats = dict[DutyId, dict[tuple[str, str], str]]
+
+
+def _decided_seat(
+    state: NodeState, duty: DutyId, seat: tuple[str, str], seats: Seats
+) -> tuple[DutyRecord, str]:
+    """`_decided` for the validator at a (committee index, position in committee) seat: the first in
+    the record's order, as `_decided` finds it, from an index built once per submission (`seats`)
+    instead of a scan of the duty's validators per posted attestation."""
+    rec = state.duties.get(duty)
+    if rec is None:
+        raise DataProblem(f"no {duty} duty in this cluster")
+    index = seats.get(duty)
+    if index is None:
+        index = seats[duty] = {}
+        for k, vd in rec.validators.items():
+            info = vd.info or {}
+            index.setdefault(
+                (str(info.get("committee_index")), str(info.get("validator_committee_index"))), k
+            )
+    key = index.get(seat)
+    if key is None:
+        raise DataProblem(f"no validator of this cluster matches in {duty}")
+    if not state.config.guards.may_serve(rec.phase) or rec.validators[key].data is None:
+        raise DataProblem(f"{duty} has no persisted decided data (phase {rec.phase.value})")
+    return rec, key
+
+
+def _accept(
+    state: NodeState, kind: SubmissionKind, obj: Any, out: Out, seats: Seats | None = None
+) -> tuple[DutyId, str, str, Any, Any]:
+    """(duty, validator key, root, signature, message) of one posted object, or DataProblem.
+    `seats`: the submission's index of attesters by seat (filled on first use)."""
+    seats = {} if seats is None else seats
     chain = state.config.chain
     if not isinstance(obj, dict):
         raise DataProblem("not a JSON object")
@@ -458,14 +491,7 @@ def _accept(state: NodeState, kind: SubmissionKind, obj: Any, out: Out) -> tuple
             if len(positions) != 1:
                 raise DataProblem("a partial attestation must have exactly one aggregation bit")
             committee = str(uint(obj, "data", "index"))
-            rec, key = _decided(
-                state,
-                duty,
-                lambda k, vd: (
-                    str((vd.info or {}).get("committee_index")) == committee
-                    and str((vd.info or {}).get("validator_committee_index")) == str(positions[0])
-                ),
-            )
+            rec, key = _decided_seat(state, duty, (committee, str(positions[0])), seats)
         if rec.validators[key].data != data:
             root = _root(chain, (Kind.ATTESTATION,), data)
             _refuse_other_data(state, rec, key, out, root, obj.get("signature"))
