@@ -321,3 +321,43 @@ def test_timers_follow_the_wall_clock_across_a_jump_either_way() -> None:
         await runner.close()
 
     run(scenario(), 20)
+
+
+def test_pending_timers_fire_in_time_order_behind_one_loop_wake_up() -> None:
+    """However many timers are pending, the loop holds one wake-up for them (the earliest, or
+    TIMER_RECHECK_S away); each fires when the wall clock reaches it, in time order."""
+    from covalidator.model.node.events import TimerFired, TimerKey
+
+    wall = [5_000_000]
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), SlowStore(), bn=None, clock=lambda: wall[0])
+        loop = asyncio.get_running_loop()
+
+        def armed() -> int:  # the loop's live timer handles (cancelled ones linger until popped)
+            return sum(not h.cancelled() for h in loop._scheduled)  # type: ignore[attr-defined]
+
+        before = armed()
+        for i in range(200):
+            runner._start_timer(
+                TimerKey("deadline", DutyId(1000 + i, DutyKind.ATTESTER)), wall[0] + 10_000 + i
+            )
+        for offset in (300, 100, 200):
+            runner._start_timer(TimerKey("start", DutyId(offset, DutyKind.ATTESTER)), wall[0] + offset)
+        runner._start_timer(TimerKey("start", DutyId(100, DutyKind.ATTESTER)), wall[0] + 100)  # again: once
+        assert armed() - before == 1
+        wall[0] += 250
+        fired = []
+        while len(fired) < 2:
+            _, _, event = await asyncio.wait_for(runner.queue.get(), node_runner.TIMER_RECHECK_S + 0.5)
+            assert isinstance(event, TimerFired)
+            fired.append(event.key.duty.slot if event.key.duty else None)
+        assert fired == [100, 200] and runner.queue.empty()
+        wall[0] += 100
+        _, _, event = await asyncio.wait_for(runner.queue.get(), node_runner.TIMER_RECHECK_S + 0.5)
+        assert isinstance(event, TimerFired) and event.key.duty == DutyId(300, DutyKind.ATTESTER)
+        assert len(runner._timers) == 200
+        await runner.close()
+        assert not runner._timers and runner._wake is None
+
+    run(scenario(), 20)
