@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from covalidator.runtime.devnet.local_cluster import ClusterSpec, LocalCluster
+from covalidator.runtime.devnet.local_cluster import NODE_CODE_ENV, ClusterSpec, LocalCluster
 from covalidator.runtime.devnet.processes import Children, get_json
 from covalidator.runtime.devnet.summary import read_node_trace, summarize
 
@@ -291,6 +291,19 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def node_code_path(checkout: Path) -> Path:
+    """A folder to put first on the nodes' PYTHONPATH: a `covalidator` package whose model/, runtime/,
+    sim/ and proofs/ are the checkout's (links), as the project's own package maps them."""
+    root = Path(tempfile.mkdtemp(prefix="node-code-"))
+    package = root / "covalidator"
+    package.mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        shutil.copy(checkout / "covalidator" / name, package / name)
+    for name in ("model", "runtime", "sim", "proofs"):
+        (package / name).symlink_to((checkout / name).resolve())
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--validators", default="100,1000", help="comma-separated counts")
@@ -305,7 +318,16 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     parser.add_argument("--json", action="store_true", help="also print each row as a JSON line")
     parser.add_argument("--signer", action="store_true", help="signer mode (keyless VCs)")
+    parser.add_argument(
+        "--node-code",
+        type=Path,
+        default=None,
+        help="a checkout (git worktree) whose code the nodes run (create-cluster and run), the devnet "
+        "BN, VCs and this bench staying this one's: a before/after of the node's code under one devnet",
+    )
     args = parser.parse_args()
+    if args.node_code is not None:
+        os.environ[NODE_CODE_ENV] = str(node_code_path(args.node_code))
     os.environ.setdefault("COVALIDATOR_MONITORING", "127.0.0.1:0")  # no fixed ports: the machine is shared
     rows = []
     for count in (int(v) for v in args.validators.split(",")):

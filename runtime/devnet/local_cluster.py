@@ -86,7 +86,15 @@ def signed_local_definition(
     keys_io.write_json(path, document)
 
 
+NODE_CODE_ENV = "COVALIDATOR_NODE_CODE"
+
+
 def covalidator(*args: str) -> list[str]:
+    """A `covalidator` command; with COVALIDATOR_NODE_CODE set (bench/cluster.py --node-code), run from
+    the package folder it names (another checkout of the node's code: a before/after comparison)."""
+    code = os.environ.get(NODE_CODE_ENV)
+    if code:  # -P: the working folder (this checkout) must not come first on the path
+        return ["env", f"PYTHONPATH={code}", sys.executable, "-P", "-m", "covalidator", *args]
     return [sys.executable, "-m", "covalidator", *args]
 
 
