@@ -44,6 +44,7 @@ UNTIMED = frozenset(
         "test_duty_phases",
         "test_eip3076_vectors",
         "test_frost",
+        "test_g2_endomorphism",
         "test_interchange",
         "test_json_encode",
         "test_keystore",
