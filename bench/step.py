@@ -5,10 +5,11 @@ trace (`bench/cluster.py --keep DIR`: DIR/v1000/data0/trace) holds every event t
 they are read and decoded first, then stepped again through a fresh model, and only the steps are
 timed (process time). The model is deterministic, so two runs on the same trace do the same work:
 unlike a live cluster run (which spreads by 10-25 % between runs on this machine), this compares two
-versions of the model's code to a few per cent. Each step's actions are compared with the recorded
-ones, so a change that alters behaviour fails here rather than reporting a false speed-up.
+versions of the model's code to about 1 %. Each step's actions are compared with the recorded ones,
+so a change that alters behaviour fails here rather than reporting a false speed-up (`--no-check`
+for a model whose actions changed on purpose).
 
-    python bench/step.py TRACE_DIR [--repeat 3] [--profile N]
+    python bench/step.py TRACE_DIR [--repeat 3] [--profile N] [--no-check]
 
 Prints the CPU of all steps, per epoch of the trace's span (genesis to its last event), and per event kind.
 """

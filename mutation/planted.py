@@ -86,8 +86,8 @@ PLANTED: tuple[Planted, ...] = (
         "accept-vc-partial",
         "persist_before_serve: the VC's partial counts only where may_serve holds",
         "model/node/vc.py",
-        "            if not state.config.guards.may_serve(rec.phase) or vd.data is None:",
-        "            if vd.data is None:",
+        "    if state.config.guards.may_serve(rec.phase) and rec.validators[key].data is not None:",
+        "    if rec.validators[key].data is not None:",
         tests=(
             f"{GUARDS}::test_while_persisting_nothing_is_served_accepted_or_combined_and_everything_is_once_persisted",
         ),

@@ -120,3 +120,13 @@ def test_a_frame_with_a_partial_off_the_curve_is_malformed() -> None:
     data = json.loads(dumps(PeerPayload(partials=PartialSignatures(DutyId(7, DutyKind.ATTESTER), (item,)))))
     with pytest.raises(peers._Malformed):
         peers.decode_payload(data, 4)
+
+
+def test_a_signature_made_here_is_known_decoded_and_sent_uncompressed(backend: str) -> None:
+    """Signer mode: the node signs its own partials (bls.sign); they go to the peers uncompressed too."""
+    signature = bls.sign(0xABCDEF, b"signed here, never decoded")
+    encoded = bls.signature_uncompressed(signature)
+    if backend == "arkworks":
+        assert encoded == oracle_uncompressed(signature)
+    assert encoded in (None, oracle_uncompressed(signature))
+    assert bls.signature_validate(signature)

@@ -288,11 +288,8 @@ def on_peer_partials(state: NodeState, sender: int, batch: PartialSignatures, ou
             vd.peer_cosigned[(sender, item.signing_root)] = (item.signature, item.message)
         else:
             vd.partials[sender] = (item.signing_root, item.signature, item.message)
+        metric(out, "partial_signatures_received", peer=sender, kind=batch.duty.kind.name.lower())
         touched.append(item.pubkey)
-    if touched:  # one metric per message, its value the count (a message carries up to one per validator)
-        metric(
-            out, "partial_signatures_received", len(touched), peer=sender, kind=batch.duty.kind.name.lower()
-        )
     if batch.waiting:
         _answer_waiting(state, sender, rec, [item.pubkey for item in batch.partials], out)
     cosign(state, rec, touched, out)
@@ -437,7 +434,6 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
     # every validator's partials of this duty in one batch check (one pairing per distinct root)
     combinations = bls.verify_and_combine_many(jobs) if jobs else []
     again = []
-    combined = 0
     for (key, vd, root, message), combination in zip(ready, combinations, strict=True):
         for bad in combination.invalid:
             if vd.partials.get(bad, ("",))[0] == root:
@@ -454,12 +450,10 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
             continue  # another block root of a sync committee message: for the signer API only
         vd.submitted = True
         rec.combined[key] = signature
-        combined += 1
+        metric(out, "signatures_combined", kind=rec.id.kind.name.lower())
         body = _combined(state, rec, key, vd, signature, message, out)
         if body is not None:
             submissions.append((key, body))
-    if combined:
-        metric(out, "signatures_combined", combined, kind=rec.id.kind.name.lower())
     if combinations and any(c.signature is not None for c in combinations):
         out.signal(state, GroupSigned(rec.id))
     if submissions:

@@ -394,10 +394,16 @@ def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str
         raise DataProblem(f"no {duty} duty in this cluster")
     for key, vd in rec.validators.items():
         if find(key, vd):
-            if not state.config.guards.may_serve(rec.phase) or vd.data is None:
-                raise DataProblem(f"{duty} has no persisted decided data (phase {rec.phase.value})")
-            return rec, key
+            return _persisted(state, rec, key)
     raise DataProblem(f"no validator of this cluster matches in {duty}")
+
+
+def _persisted(state: NodeState, rec: DutyRecord, key: str) -> tuple[DutyRecord, str]:
+    """(rec, key) if the validator's decided data may be served (persisted), else DataProblem: the
+    one check both lookups of a posted object's duty (`_decided`, `_decided_seat`) go through."""
+    if state.config.guards.may_serve(rec.phase) and rec.validators[key].data is not None:
+        return rec, key
+    raise DataProblem(f"{rec.id} has no persisted decided data (phase {rec.phase.value})")
 
 
 def _signed_by_own_share(
@@ -465,9 +471,7 @@ def _decided_seat(
     key = index.get(seat)
     if key is None:
         raise DataProblem(f"no validator of this cluster matches in {duty}")
-    if not state.config.guards.may_serve(rec.phase) or rec.validators[key].data is None:
-        raise DataProblem(f"{duty} has no persisted decided data (phase {rec.phase.value})")
-    return rec, key
+    return _persisted(state, rec, key)
 
 
 def _accept(

@@ -268,7 +268,10 @@ class Backend[P1, P2](ABC):
         secret = reduce_scalar(secret)
         if secret == 0:
             raise BlsError("secret key is zero")
-        return self.g2_encode(self.g2_mul(self._message(bytes(message)), secret))
+        point = self.g2_mul(self._message(bytes(message)), secret)
+        encoded = self.g2_encode(point)
+        self._signature.put(encoded, point)  # H(m) is in G2, so is the signature: known as decoded
+        return encoded
 
     def verify(self, pubkey: bytes, message: bytes, signature: bytes) -> bool:
         try:
@@ -331,6 +334,12 @@ class Backend[P1, P2](ABC):
         self._signature.put(encoded, point)
         return encoded
 
+    def g2_mul_in_g2(self, point: P2, scalar: int) -> P2:
+        """scalar * point for a point of G2 (elsewhere on the curve a backend may return another
+        point: check the result before it counts). A backend may use the GLS endomorphism here
+        (backends/endomorphism.py); by default it is `g2_mul`. Never with a secret scalar."""
+        return self.g2_mul(point, scalar)
+
     def g2_interpolate(
         self, signatures: Sequence[bytes], numerators: Sequence[int], denominator: int, *, checked: bool
     ) -> bytes:
@@ -375,12 +384,6 @@ class Backend[P1, P2](ABC):
         return self.g2_decode_unchecked(bytes(data))
 
     # ---- the uncompressed encoding (peer frames: no square root to decode) --------------------------
-
-    def g2_mul_in_g2(self, point: P2, scalar: int) -> P2:
-        """scalar * point for a point of G2 (elsewhere on the curve a backend may return another
-        point: check the result before it counts). A backend may use the GLS endomorphism here
-        (backends/endomorphism.py); by default it is `g2_mul`. Never with a secret scalar."""
-        return self.g2_mul(point, scalar)
 
     def g2_xy(self, point: P2) -> bytes | None:
         """The uncompressed encoding of a point, if this backend gives it cheaply (else None)."""
