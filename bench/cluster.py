@@ -46,6 +46,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+THREAD_ROLES = {"cov-step": "step", "cov-store": "store"}  # the names the node gives them in the OS
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a live process by thread role: the step thread (the model and its BLS), the
     store's I/O thread, the event loop (the main thread: HTTP, peers, traces, metrics) and the rest."""
@@ -55,15 +58,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
             name = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             seconds = (int(fields[11]) + int(fields[12])) / TICKS
-            role = (
-                "loop"
-                if task.name == str(pid)
-                else "step"
-                if name == "cov-step"
-                else "store"
-                if name == "cov-store"
-                else "other"
-            )
+            role = "loop" if task.name == str(pid) else THREAD_ROLES.get(name, "other")
             roles[role] += seconds
     return roles
 

@@ -69,7 +69,7 @@ def check_encoding(data: bytes, length: int) -> bool:
     return False
 
 
-def _fp2_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+def fp2_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     """(a0 + a1 i)(b0 + b1 i) in Fp2 = Fp[i] / (i^2 + 1)."""
     p = FIELD_MODULUS
     return (a[0] * b[0] - a[1] * b[1]) % p, (a[0] * b[1] + a[1] * b[0]) % p
@@ -94,8 +94,8 @@ def compress_uncompressed_g2(data: bytes) -> bytes:
     if any(word >= FIELD_MODULUS for word in (x1, x0, y1, y0)):
         raise BlsError("coordinate is not a canonical field element (>= p)")
     x, y = (x0, x1), (y0, y1)
-    x3 = _fp2_mul(_fp2_mul(x, x), x)
-    if _fp2_mul(y, y) != ((x3[0] + 4) % FIELD_MODULUS, (x3[1] + 4) % FIELD_MODULUS):  # y^2 = x^3 + 4(1 + i)
+    x3 = fp2_mul(fp2_mul(x, x), x)
+    if fp2_mul(y, y) != ((x3[0] + 4) % FIELD_MODULUS, (x3[1] + 4) % FIELD_MODULUS):  # y^2 = x^3 + 4(1 + i)
         raise BlsError("point is not on the curve")
     half = (FIELD_MODULUS - 1) // 2
     larger = y1 > half if y1 else y0 > half  # the ZCash sign: y is the lexicographically larger root
@@ -374,10 +374,13 @@ class Backend[P1, P2](ABC):
             self._signature.put(encoded, total)
         return encoded
 
-    def _signature_on_curve(self, data: bytes) -> P2:
+    def _known_point(self, data: bytes) -> P2 | None:
+        """The point of a signature this process decoded (checked) or read on the curve, if memoised."""
         known = self._signature.peek(bytes(data))
-        if known is None:
-            known = self._on_curve.peek(bytes(data))
+        return known if known is not None else self._on_curve.peek(bytes(data))
+
+    def _signature_on_curve(self, data: bytes) -> P2:
+        known = self._known_point(data)
         if known is not None:
             return known
         check_encoding(data, SIGNATURE_LENGTH)
@@ -397,9 +400,7 @@ class Backend[P1, P2](ABC):
     def signature_uncompressed(self, signature: bytes) -> bytes | None:
         """The uncompressed encoding of a signature this process has decoded already (None if it has
         not, or the backend has no cheap encoder): what a peer can read without a square root."""
-        point = self._signature.peek(bytes(signature))
-        if point is None:
-            point = self._on_curve.peek(bytes(signature))
+        point = self._known_point(signature)
         return None if point is None else self.g2_xy(point)
 
     def signature_from_uncompressed(self, data: bytes) -> bytes:

@@ -20,23 +20,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from covalidator.model.crypto.backends.base import CURVE_ORDER, FIELD_MODULUS
+from covalidator.model.crypto.backends.base import CURVE_ORDER, FIELD_MODULUS, fp2_mul
 
 U: Final = 0xD201000000010000  # -x, the BLS12-381 parameter's magnitude
 Fp2 = tuple[int, int]  # c0 + c1 i
-
-
-def _mul(a: Fp2, b: Fp2) -> Fp2:
-    p = FIELD_MODULUS
-    return (a[0] * b[0] - a[1] * b[1]) % p, (a[0] * b[1] + a[1] * b[0]) % p
 
 
 def _pow(a: Fp2, e: int) -> Fp2:
     result = (1, 0)
     while e:
         if e & 1:
-            result = _mul(result, a)
-        a, e = _mul(a, a), e >> 1
+            result = fp2_mul(result, a)
+        a, e = fp2_mul(a, a), e >> 1
     return result
 
 
@@ -55,7 +50,7 @@ _NEG_C2: Final = ((-C2[0]) % FIELD_MODULUS, (-C2[1]) % FIELD_MODULUS)
 def phi(x: Fp2, y: Fp2) -> tuple[Fp2, Fp2]:
     """-psi of an affine point (not the point at infinity): multiplication by u on G2."""
     p = FIELD_MODULUS
-    return _mul((x[0], -x[1] % p), C1), _mul((y[0], -y[1] % p), _NEG_C2)
+    return fp2_mul((x[0], -x[1] % p), C1), fp2_mul((y[0], -y[1] % p), _NEG_C2)
 
 
 def digits(scalar: int) -> tuple[int, int, int, int]:
