@@ -127,13 +127,16 @@ def main() -> None:
         return
     best: tuple[float, dict[str, float]] | None = None
     for attempt in range(args.repeat):
-        out = subprocess.run(
+        done = subprocess.run(
             [sys.executable, __file__, str(args.trace), "--once", *(["--no-check"] if args.no_check else [])],
-            check=True,
             capture_output=True,
             text=True,
-        ).stdout
-        total, by_kind = json.loads(out.splitlines()[-1])
+        )
+        if done.returncode != 0:  # the run's own message (a divergence from the trace, say)
+            sys.exit(
+                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            )
+        total, by_kind = json.loads(done.stdout.splitlines()[-1])
         print(f"run {attempt + 1}: {total:.3f} s of steps, {total / epochs:.3f} s per epoch")
         if best is None or total < best[0]:
             best = (total, by_kind)
