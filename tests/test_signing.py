@@ -3,7 +3,10 @@ fork phase0..fulu, on both sides of every fork boundary; plus known roots from t
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
+import json
 from random import Random
 from typing import Any
 
@@ -317,3 +320,37 @@ def test_remembered_roots_are_keyed_by_schedule_kind_epoch_and_the_whole_message
     for _ in range(2):
         with pytest.raises(SszJsonError, match="missing root"):
             signing.signing_root(SCHEDULE, Kind.ATTESTATION, {**data, "target": {"epoch": "1"}})
+
+
+def test_remembered_roots_of_large_messages_are_keyed_by_the_whole_message() -> None:
+    """Blocks (past ROOT_MEMO_TEXT_LIMIT) are remembered by the SHA-256 of their canonical text: the
+    second ask returns the first answer without merkleizing again, one changed byte deep in the body or
+    another schedule is another root, and the memo is bounded. Oracle: the spec's block signature."""
+    s_state, state = state_in_fork(1)
+    s_msg = spec(SCHEDULE.fork_at_epoch(1).name, "minimal")
+    block = random_value(s_msg.BeaconBlock, 7)
+    block.slot = 9
+    message = to_json(block)
+    assert len(json.dumps(message, sort_keys=True, separators=(",", ":"))) > signing.ROOT_MEMO_TEXT_LIMIT
+    first = signing.signing_root(SCHEDULE, Kind.BLOCK, message)
+    assert bls.sign(SK, first) == bytes(s_state.get_block_signature(state, block, SK))
+    merkleized = []
+    original = signing._signing_root
+    try:
+        signing._signing_root = lambda *a: merkleized.append(a) or original(*a)  # type: ignore[assignment]
+        assert signing.signing_root(SCHEDULE, Kind.BLOCK, dict(reversed(list(message.items())))) == first
+        assert merkleized == []  # remembered
+        other = copy.deepcopy(message)
+        graffiti = "0x" + "ab" * 32
+        other["body"]["graffiti"] = graffiti if message["body"]["graffiti"] != graffiti else "0x" + "cd" * 32
+        changed = signing.signing_root(SCHEDULE, Kind.BLOCK, other)
+        assert len(merkleized) == 1 and changed != first
+        assert changed == original(SCHEDULE, Kind.BLOCK, other, None)
+        another = dataclasses.replace(SCHEDULE, genesis_validators_root=b"\x01" * 32)  # another chain's domain
+        assert signing.signing_root(another, Kind.BLOCK, message) == original(another, Kind.BLOCK, message, None)
+        assert len(merkleized) == 2 and original(another, Kind.BLOCK, message, None) != first
+    finally:
+        signing._signing_root = original  # type: ignore[assignment]
+    for index in range(signing.LARGE_ROOT_MEMO + 5):
+        signing.signing_root(SCHEDULE, Kind.BLOCK, {**message, "proposer_index": str(index)})
+    assert len(signing._LARGE_ROOTS) == signing.LARGE_ROOT_MEMO

@@ -72,6 +72,11 @@ class ValidatorKeys:
     # the lock's SignedValidatorRegistrationV1 JSON ({"message": {...}, "signature"}), if it has one
     registration: Any = None
 
+    @cached_property
+    def share_bytes(self) -> dict[int, bytes]:
+        """share index -> that share's pubkey, decoded once (combining reads them per duty)."""
+        return {i + 1: unhex(share) for i, share in enumerate(self.shares)}
+
 
 @dataclass(frozen=True)
 class Limits:

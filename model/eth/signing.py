@@ -26,7 +26,9 @@ ContributionAndProof; voluntary_exit -> VoluntaryExit; validator_registration ->
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -339,23 +341,38 @@ def signing_root(
 ) -> bytes:
     """compute_signing_root(object, domain) for a Beacon-API JSON message of `kind`.
 
-    Small messages are remembered by their canonical JSON text (a pure function of it): a committee's
+    Messages are remembered by their canonical JSON text (a pure function of it): a committee's
     validators sign one attestation data, a slot's selection proofs one slot, so a node computes each
-    root once instead of once per validator and check."""
+    root once instead of once per validator and check. Large ones (blocks: ~25 ms of merkleization,
+    needed by the validity check and again for the decided value) by the text's SHA-256."""
     if not isinstance(message, Mapping):
         raise SigningError(f"{kind} message must be a JSON object, got {type(message).__name__}")
     try:
         text = json.dumps(message, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
-        text = None
-    if text is not None and len(text) <= ROOT_MEMO_TEXT_LIMIT:
+        return _signing_root(schedule, kind, message, current_epoch)
+    if len(text) <= ROOT_MEMO_TEXT_LIMIT:
         return _signing_root_of_text(schedule, kind, text, current_epoch)
-    return _signing_root(schedule, kind, message, current_epoch)
+    key = (schedule, Kind(kind), hashlib.sha256(text.encode()).digest(), current_epoch)
+    with _LARGE_LOCK:
+        known = _LARGE_ROOTS.get(key)
+    if known is not None:
+        return known
+    root = _signing_root(schedule, kind, message, current_epoch)
+    with _LARGE_LOCK:
+        _LARGE_ROOTS[key] = root
+        while len(_LARGE_ROOTS) > LARGE_ROOT_MEMO:
+            del _LARGE_ROOTS[next(iter(_LARGE_ROOTS))]
+    return root
 
 
 # A message text is remembered up to this size (an attestation data is ~400 bytes): at most 4,096
 # entries of it, ~16 MB at worst.
 ROOT_MEMO_TEXT_LIMIT: Final = 4096
+# Larger messages (blocks): the roots of the last 256, by the SHA-256 of their text.
+LARGE_ROOT_MEMO: Final = 256
+_LARGE_ROOTS: dict[tuple[ForkSchedule, Kind, bytes, int | None], bytes] = {}
+_LARGE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4096)

@@ -362,25 +362,26 @@ def expected_message(
     return None
 
 
-def _by_root(state: NodeState, vd: ValidatorDuty) -> tuple[dict[str, dict[int, bytes]], dict[str, Any]]:
+def _by_root(state: NodeState, vd: ValidatorDuty) -> tuple[dict[str, dict[int, str]], dict[str, Any]]:
     """Every partial of a validator, this node's and its peers', grouped by signing root (with a
-    message per root, for duties without consensus)."""
-    by_root: dict[str, dict[int, bytes]] = {}
+    message per root, for duties without consensus). Signatures stay hex: only a combined root's
+    are decoded (`_candidates`)."""
+    by_root: dict[str, dict[int, str]] = {}
     messages: dict[str, Any] = {}
     me = state.config.share_index
     if vd.own is not None:
-        by_root.setdefault(vd.own[0], {})[me] = unhex(vd.own[1])
+        by_root.setdefault(vd.own[0], {})[me] = vd.own[1]
         if vd.own_message is not None:
             messages[vd.own[0]] = vd.own_message
     for root, (sig, message) in vd.cosigned.items():
-        by_root.setdefault(root, {})[me] = unhex(sig)
+        by_root.setdefault(root, {})[me] = sig
         messages.setdefault(root, message)
     for sender, (root, sig, message) in vd.partials.items():
-        by_root.setdefault(root, {})[sender] = unhex(sig)
+        by_root.setdefault(root, {})[sender] = sig
         messages.setdefault(root, message)
     for (sender, root), (sig, message) in vd.peer_cosigned.items():
         if sender not in vd.invalid_senders:
-            by_root.setdefault(root, {})[sender] = unhex(sig)
+            by_root.setdefault(root, {})[sender] = sig
             messages.setdefault(root, message)
     return by_root, messages
 
@@ -405,7 +406,7 @@ def _candidates(
         chosen = by_root[root]
     if root in done or not state.config.guards.is_threshold_met(len(chosen), state.config.threshold):
         return None
-    return root, chosen, messages.get(root)
+    return root, {share: unhex(sig) for share, sig in chosen.items()}, messages.get(root)
 
 
 def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) -> None:
@@ -427,7 +428,7 @@ def try_combine(state: NodeState, rec: DutyRecord, keys: list[str], out: Out) ->
             continue
         root, partials, message = found
         group = vd.pubkey
-        shares = {i + 1: unhex(s) for i, s in enumerate(config.by_group[group].shares)}
+        shares = config.by_group[group].share_bytes
         verified = {config.share_index} if config.share_index in partials else set()
         jobs.append(bls.CombineJob(unhex(group), shares, unhex(root), partials, config.threshold, verified))
         ready.append((key, vd, root, message))

@@ -42,6 +42,8 @@ class HeldRequest:
     deadline_ms: int
     randao_shared: bool = False  # a block request's RANDAO partial went to the peers
     selections: list[tuple[DutyId, str]] | None = None  # a selections request's (duty, key) items
+    selection_duties: frozenset[DutyId] = frozenset()  # the duties of `selections`
+    selections_combined: int = 0  # how many of `selections`, from the first, have combined
     sign: Any = None  # a Remote Signing API request's target (node/signer.py `Target`)
 
 

@@ -295,6 +295,7 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
         _done(state, req, out, 400, error(400, "some selection proofs were refused", failures))
         return
     req.selections = items
+    req.selection_duties = frozenset(duty for duty, _ in items)
     for duty, partials in own.items():
         broadcast_own(state, duty, partials, out)
         try_combine(state, state.duties[duty], [p.pubkey for p in partials], out)
@@ -302,7 +303,7 @@ def start_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
 
 def answer_selections(state: NodeState, duty: DutyId, out: Out) -> None:
     for req in [r for r in state.requests.values() if r.selections]:
-        if any(d == duty for d, _ in req.selections or ()):
+        if duty in req.selection_duties:
             _answer_selections(state, req, out)
 
 
@@ -310,8 +311,13 @@ def _answer_selections(state: NodeState, req: HeldRequest, out: Out) -> None:
     items = req.selections
     if not items:
         return
-    if not all(key in state.duties[duty].combined for duty, key in items):
-        return  # still waiting (checked per combination, so this is the common case: no copies)
+    # still waiting? (checked per combination, so this is the common case: no copies). Combinations
+    # are never undone, so the items before `selections_combined` need no second look.
+    while req.selections_combined < len(items):
+        duty, key = items[req.selections_combined]
+        if key not in state.duties[duty].combined:
+            return
+        req.selections_combined += 1
     combined = [
         {**original, "selection_proof": state.duties[duty].combined[key]}
         for (duty, key), original in zip(items, req.params["selections"], strict=False)
