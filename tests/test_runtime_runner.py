@@ -361,3 +361,82 @@ def test_pending_timers_fire_in_time_order_behind_one_loop_wake_up() -> None:
         assert not runner._timers and runner._wake is None
 
     run(scenario(), 20)
+
+
+def test_queued_events_are_stepped_in_one_hop_in_order_and_traced_event_then_actions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Events already queued go to the step thread together (`_step_batch`: one hop, not one each),
+    are stepped in the queue's order, and each is in the trace right before its own actions, which
+    run in that order. A step that raises ends the batch: the events after it are stepped after the
+    restart, none lost, none stepped twice."""
+    from covalidator.model.node.events import Log
+    from covalidator.runtime.trace import TraceHeader, TraceRecorder, read_trace
+
+    stepped: list[tuple[str, str]] = []
+
+    def recording_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        stepped.append((threading.current_thread().name, repr(getattr(event, "params", ""))))
+        if isinstance(event, VCRequest):
+            if event.params == "boom":
+                raise ValueError("a model bug on this input")
+            return state, (Log("info", f"step {event.params}", ()),)
+        return state, ()
+
+    monkeypatch.setattr(node_runner, "step", recording_step)
+    hops: list[int] = []
+    executed: list[str] = []
+
+    async def scenario() -> None:
+        trace = TraceRecorder(tmp_path / "trace", TraceHeader("0x" + "00" * 32, 1, {}, {}))
+        runner = NodeRunner(config(), SlowStore(), bn=None, trace=trace)
+        batch = runner._step_batch
+
+        def counting(events: list[Any]) -> Any:
+            hops.append(len(events))
+            return batch(events)
+
+        async def execute(action: Any) -> None:
+            executed.append(action.message)
+
+        monkeypatch.setattr(runner, "_step_batch", counting)
+        monkeypatch.setattr(runner, "_execute", execute)
+        for params in ("a", "b", "c", "boom", "d", "e"):
+            runner.submit(VCRequest(len(executed) + 100, VCRequestKind.ATTESTATION_DATA, params))
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        await until(lambda: len(executed) == 5, what="the five good requests' actions")
+        assert (runner.step_errors, runner.restarts) == (1, 1)  # the model rebuilt after "boom"
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+        trace.close()
+
+    run(scenario(), 20)
+    assert executed == ["step a", "step b", "step c", "step d", "step e"]
+    order = [params for _, params in stepped]
+    assert order.count("'a'") == order.count("'boom'") == order.count("'e'") == 1
+    assert order.index("'c'") < order.index("'boom'") < order.index("'d'")
+    assert all(name.startswith("covalidator-step") for name, _ in stepped)
+    assert hops[0] > 1 and len(hops) < len(stepped)  # several events per hop
+    steps = list(read_trace(tmp_path / "trace").steps())
+    assert [getattr(s.event, "params", None) for s in steps if isinstance(s.event, VCRequest)] == [
+        "a",
+        "b",
+        "c",
+        "boom",
+        "d",
+        "e",
+    ]
+    assert [s.actions is None for s in steps if isinstance(s.event, VCRequest)] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]  # the raising step's event is traced without actions; every other with its own
+    assert all(
+        s.actions == (Log("info", f"step {s.event.params}", ()),)
+        for s in steps
+        if isinstance(s.event, VCRequest) and s.actions
+    )
