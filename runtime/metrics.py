@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from covalidator.model.memo import Memo
 from covalidator.model.node.events import DutyOutcome
 from covalidator.model.node.events import Metric as ModelMetric
 
@@ -41,6 +42,11 @@ class NodeIdentity:
 
     def values(self) -> list[str]:
         return [self.cluster_name, self.cluster_hash, str(self.peer_index)]
+
+
+# Cached (name, labels) recorders of a node's metrics: beyond this many pairs (labels that keep
+# changing) the oldest are forgotten rather than the cache grown.
+RECORDERS = 4096
 
 
 class NodeMetrics:
@@ -136,7 +142,11 @@ class NodeMetrics:
             "covalidator_store_commit_seconds", "Durable store commits (Persist)", LATENCY_BUCKETS
         )
         self.last_bn_url = ""
-        self._recorders: dict[tuple[str, tuple[tuple[str, str], ...]], Callable[[float], Any]] = {}
+        # a node observes ~13,000 model metrics per epoch at 1,000 validators, over a few hundred
+        # (name, labels) pairs: each pair's Prometheus child is looked up once (`_recorder`)
+        self._recorders = Memo[tuple[str, tuple[tuple[str, str], ...]], Callable[[float], Any]](
+            lambda key: self._recorder(key[0], dict(key[1])), RECORDERS
+        )
 
     # -- MetricsSink ------------------------------------------------------------------------------------
 
@@ -148,15 +158,7 @@ class NodeMetrics:
             self.duties_failed.labels(*self._node, kind, outcome.reason or "unknown").inc()
 
     def observe(self, metric: ModelMetric) -> None:
-        # a node observes ~13,000 model metrics per epoch at 1,000 validators, over a few hundred
-        # (name, labels) pairs: each pair's Prometheus child is looked up once (`_recorder`)
-        key = (metric.name, metric.labels)
-        record = self._recorders.get(key)
-        if record is None:
-            if len(self._recorders) >= RECORDERS:
-                self._recorders.clear()
-            record = self._recorders[key] = self._recorder(metric.name, dict(metric.labels))
-        record(metric.value)
+        self._recorders((metric.name, metric.labels))(metric.value)
 
     def _recorder(self, name: str, labels: dict[str, str]) -> Callable[[float], Any]:
         """What observing a model metric of this name and labels does to the Prometheus metrics."""
@@ -300,11 +302,6 @@ def metric_names(metrics: NodeMetrics) -> set[str]:
     return names
 
 
-# Cached (name, labels) recorders of a node's metrics: more pairs than this (labels that keep changing)
-# start the cache afresh rather than grow it.
-RECORDERS = 4096
-
-
 class Counters:
     """A plain in-memory MetricsSink (the status endpoint's `metrics` field): each model Metric summed
     by name and labels, duty outcomes by kind and result. Prometheus is `NodeMetrics`; this one needs
@@ -313,14 +310,12 @@ class Counters:
     def __init__(self) -> None:
         self.sums: dict[str, dict[str, float]] = {}
         self.outcomes: dict[str, dict[str, int]] = {}
-        self._keys: dict[tuple[tuple[str, str], ...], str] = {}  # labels -> their key in `sums`
+        self._keys = Memo[tuple[tuple[str, str], ...], str](  # labels -> their key in `sums`
+            lambda labels: ",".join(f"{k}={v}" for k, v in labels), RECORDERS
+        )
 
     def observe(self, metric: ModelMetric) -> None:
-        key = self._keys.get(metric.labels)
-        if key is None:
-            if len(self._keys) >= RECORDERS:
-                self._keys.clear()
-            key = self._keys[metric.labels] = ",".join(f"{k}={v}" for k, v in metric.labels)
+        key = self._keys(metric.labels)
         by_labels = self.sums.setdefault(metric.name, {})
         by_labels[key] = by_labels.get(key, 0.0) + metric.value
 

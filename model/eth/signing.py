@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,6 +39,7 @@ from ssz.container import Container
 from covalidator.model.eth import ssz_json
 from covalidator.model.eth.networks import Network
 from covalidator.model.eth.specs import FAR_FUTURE_EPOCH, FORKS, spec
+from covalidator.model.memo import Memo
 
 # builder-specs: DOMAIN_APPLICATION_BUILDER = DomainType('0x00000001') (= the specs' application mask).
 DOMAIN_APPLICATION_BUILDER: Final = bytes.fromhex("00000001")
@@ -354,15 +354,10 @@ def signing_root(
     if len(text) <= ROOT_MEMO_TEXT_LIMIT:
         return _signing_root_of_text(schedule, kind, text, current_epoch)
     key = (schedule, Kind(kind), hashlib.sha256(text.encode()).digest(), current_epoch)
-    with _LARGE_LOCK:
-        known = _LARGE_ROOTS.get(key)
-    if known is not None:
-        return known
-    root = _signing_root(schedule, kind, message, current_epoch)
-    with _LARGE_LOCK:
-        _LARGE_ROOTS[key] = root
-        while len(_LARGE_ROOTS) > LARGE_ROOT_MEMO:
-            del _LARGE_ROOTS[next(iter(_LARGE_ROOTS))]
+    root = _LARGE_ROOTS.peek(key)
+    if root is None:
+        root = _signing_root(schedule, kind, message, current_epoch)
+        _LARGE_ROOTS.put(key, root)
     return root
 
 
@@ -371,8 +366,7 @@ def signing_root(
 ROOT_MEMO_TEXT_LIMIT: Final = 4096
 # Larger messages (blocks): the roots of the last 256, by the SHA-256 of their text.
 LARGE_ROOT_MEMO: Final = 256
-_LARGE_ROOTS: dict[tuple[ForkSchedule, Kind, bytes, int | None], bytes] = {}
-_LARGE_LOCK = threading.Lock()
+_LARGE_ROOTS = Memo[tuple[ForkSchedule, Kind, bytes, int | None], bytes](None, LARGE_ROOT_MEMO)
 
 
 @lru_cache(maxsize=4096)

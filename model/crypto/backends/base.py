@@ -13,10 +13,11 @@ is memoisation (decoded points, hashed messages): a pure function of its key, bo
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
+
+from covalidator.model.memo import Memo
 
 # The Ethereum ciphersuite: minimal-pubkey-size, proof-of-possession scheme (consensus specs, BLS).
 DST: Final = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
@@ -75,12 +76,12 @@ def fp2_mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     return (a[0] * b[0] - a[1] * b[1]) % p, (a[0] * b[1] + a[1] * b[0]) % p
 
 
-def compress_uncompressed_g2(data: bytes, *, on_curve: bool = False) -> bytes:
+def compress_uncompressed_g2(data: bytes, *, curve_checked: bool = False) -> bytes:
     """The compressed encoding of a point of the curve E'(Fp2) given in the ZCash uncompressed
     encoding (192 bytes: x.c1, x.c0, y.c1, y.c0, big-endian; flag bits: compression unset, infinity,
     no sign); BlsError unless the bytes are canonical and the point is on the curve. No subgroup
     check: this is the on-curve decoding, pure Python (the backends' fast path must agree with it).
-    on_curve: the caller has checked the curve equation (a backend's reader did): only the encoding
+    curve_checked: the caller checks the curve equation (a backend's reader does): only the encoding
     is checked here.
     """
     if not isinstance(data, (bytes, bytearray)) or len(data) != SIGNATURE_UNCOMPRESSED_LENGTH:
@@ -95,13 +96,11 @@ def compress_uncompressed_g2(data: bytes, *, on_curve: bool = False) -> bytes:
     x1, x0, y1, y0 = (int.from_bytes(data[i : i + 48], "big") for i in range(0, 192, 48))
     if any(word >= FIELD_MODULUS for word in (x1, x0, y1, y0)):
         raise BlsError("coordinate is not a canonical field element (>= p)")
-    if not on_curve:
+    if not curve_checked:
         x, y = (x0, x1), (y0, y1)
         x3 = fp2_mul(fp2_mul(x, x), x)
-        if fp2_mul(y, y) != (
-            (x3[0] + 4) % FIELD_MODULUS,
-            (x3[1] + 4) % FIELD_MODULUS,
-        ):  # y^2 = x^3 + 4(1 + i)
+        curve = ((x3[0] + 4) % FIELD_MODULUS, (x3[1] + 4) % FIELD_MODULUS)  # x^3 + 4(1 + i)
+        if fp2_mul(y, y) != curve:
             raise BlsError("point is not on the curve")
     half = (FIELD_MODULUS - 1) // 2
     larger = y1 > half if y1 else y0 > half  # the ZCash sign: y is the lexicographically larger root
@@ -110,35 +109,6 @@ def compress_uncompressed_g2(data: bytes, *, on_curve: bool = False) -> bytes:
 
 def reduce_scalar(value: int) -> int:
     return value % CURVE_ORDER
-
-
-class Memo[K, V]:
-    """A bounded memo (oldest entry evicted first) that can also be seeded with known results."""
-
-    def __init__(self, compute: Callable[[K], V], size: int) -> None:
-        self._compute = compute
-        self._size = size
-        self._entries: dict[K, V] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, key: K) -> V:
-        with self._lock:
-            if key in self._entries:
-                return self._entries[key]
-        value = self._compute(key)  # outside the lock: a slow decode must not serialise other threads
-        self.put(key, value)
-        return value
-
-    def peek(self, key: K) -> V | None:
-        """The memoised value, without computing it."""
-        with self._lock:
-            return self._entries.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            if key not in self._entries and len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = value
 
 
 class Backend[P1, P2](ABC):
@@ -416,7 +386,7 @@ class Backend[P1, P2](ABC):
         the encoding is not canonical or not on the curve. The curve equation is the backend's
         reader's check where it has one (~1 us), else `compress_uncompressed_g2`'s (~8 us)."""
         data = bytes(data)
-        compressed = compress_uncompressed_g2(data, on_curve=True)  # the encoding only, so far
+        compressed = compress_uncompressed_g2(data, curve_checked=True)  # the encoding only, so far
         if compressed == G2_INFINITY:
             return compressed
         point = self.g2_from_xy(data)
