@@ -352,13 +352,13 @@ class NodeRunner:
                     if size is not None and isinstance(event, PeerMessage):
                         self._peer_queued[event.sender] -= 1
                         self._peer_bytes[event.sender] -= size
-                for event, actions, error in stepped:
-                    if actions is None:
+                for event, actions in stepped:
+                    if isinstance(actions, Exception):
                         # an event the trace cannot encode is never stepped (replay must see every
                         # event the model saw); the inputs bound their JSON so this stays a bug report
                         self.step_errors += 1
                         log.error(
-                            "event not recordable, dropped: %s: %s", type(error).__name__, _short(event)
+                            "event not recordable, dropped: %s: %s", type(actions).__name__, _short(event)
                         )
                         continue
                     for batch in _runs_of_outcomes(actions):
@@ -392,17 +392,16 @@ class NodeRunner:
     def _step_batch(
         self, events: list[NodeEvent]
     ) -> tuple[
-        list[tuple[NodeEvent, tuple[NodeAction, ...] | None, Exception | None]],
-        tuple[NodeEvent, Exception] | None,
+        list[tuple[NodeEvent, tuple[NodeAction, ...] | Exception]], tuple[NodeEvent, Exception] | None
     ]:
         """On the step thread: record and step `events` in order, each recorded in the trace before it
         is stepped and its actions right after (so a trace reads event, actions, event, ...), while the
         batch has taken less than STEP_BATCH_MS. One hop to this thread for several queued events: a
         hop and the GIL hand-overs around it cost the node about as much CPU as the event loop's
-        share of a small step. Returns (event, actions, None) per event stepped, (event, None, error)
-        for one the trace could not encode (never stepped), and the event and error of a step that
-        raised (the batch ends there); the events after the last returned were not stepped."""
-        stepped: list[tuple[NodeEvent, tuple[NodeAction, ...] | None, Exception | None]] = []
+        share of a small step. Returns (event, its actions) per event stepped, (event, the error) for one
+        the trace could not encode (never stepped), and the event and error of a step that raised (the
+        batch ends there); the events after the last returned were not stepped."""
+        stepped: list[tuple[NodeEvent, tuple[NodeAction, ...] | Exception]] = []
         begin_batch = time.perf_counter()
         for event in events:
             if stepped and (time.perf_counter() - begin_batch) * 1000 > STEP_BATCH_MS:
@@ -410,7 +409,7 @@ class NodeRunner:
             try:
                 index = self.trace.record_event(event) if self.trace is not None else -1
             except Exception as error:
-                stepped.append((event, None, error))
+                stepped.append((event, error))
                 continue
             begin = time.perf_counter()
             try:
@@ -421,7 +420,7 @@ class NodeRunner:
             self.steps += 1
             if self.trace is not None:
                 self.trace.record_actions(index, actions)
-            stepped.append((event, actions, None))
+            stepped.append((event, actions))
         return stepped, None
 
     def _step(self, event: NodeEvent) -> tuple[NodeState, tuple[NodeAction, ...]]:

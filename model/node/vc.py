@@ -394,10 +394,16 @@ def _invalid_own(state: NodeState, items: list[tuple[str, str, Any]]) -> set[int
     return bad
 
 
-def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str]:
+def _record_of(state: NodeState, duty: DutyId) -> DutyRecord:
+    """The duty's record, or DataProblem: a posted object for a duty this cluster does not have."""
     rec = state.duties.get(duty)
     if rec is None:
         raise DataProblem(f"no {duty} duty in this cluster")
+    return rec
+
+
+def _decided(state: NodeState, duty: DutyId, find: Any) -> tuple[DutyRecord, str]:
+    rec = _record_of(state, duty)
     for key, vd in rec.validators.items():
         if find(key, vd):
             return _persisted(state, rec, key)
@@ -463,9 +469,7 @@ def _decided_seat(
     """`_decided` for the validator at a (committee index, position in committee) seat: the first in
     the record's order, as `_decided` finds it, from an index built once per submission (`seats`)
     instead of a scan of the duty's validators per posted attestation."""
-    rec = state.duties.get(duty)
-    if rec is None:
-        raise DataProblem(f"no {duty} duty in this cluster")
+    rec = _record_of(state, duty)
     index = seats.get(duty)
     if index is None:
         index = seats[duty] = {}
