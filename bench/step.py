@@ -9,9 +9,12 @@ versions of the model's code to about 1 %. Each step's actions are compared with
 so a change that alters behaviour fails here rather than reporting a false speed-up (`--no-check`
 for a model whose actions changed on purpose).
 
-    python bench/step.py TRACE_DIR [--repeat 3] [--profile N] [--no-check]
+    python bench/step.py TRACE_DIR [--repeat 3] [--profile N] [--no-check] [--bls]
 
 Prints the CPU of all steps, per epoch of the trace's span (genesis to its last event), and per event kind.
+`--bls` also counts and times, in one more run, every call the steps make to the BLS backend's group
+operations (decoding, subgroup checks, multiplications, multi-scalar multiplications, hashing to G2,
+pairings): the crypto a node does for its duties, against the rest of the step (the model's Python).
 """
 
 from __future__ import annotations
@@ -97,6 +100,66 @@ def run(
     return total, by_kind
 
 
+# The backend's group operations (model/crypto/backends/base.py) a step may reach; the Backend's own
+# algorithms (verify, batch_verify, g2_interpolate ...) are Python around them and are not counted.
+PRIMITIVES = (
+    "g1_decode", "g2_decode", "g2_decode_unchecked", "g2_from_xy", "g2_xy", "g1_encode", "g2_encode",
+    "g2_in_subgroup", "g1_mul", "g2_mul", "g2_mul_in_g2", "g1_add", "g2_add", "g2_neg", "g1_msm",
+    "g2_msm", "hash_to_g2", "pairings_equal",
+)  # fmt: skip
+
+
+def count_bls(backend: Any) -> dict[str, list[float]]:
+    """Wrap `backend`'s group operations (on the instance): name -> [calls, process seconds]. A call
+    made inside another counted one counts in the outer only."""
+    counts: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    inside = [False]
+
+    def wrap(name: str, operation: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            if inside[0]:
+                return operation(*args)
+            inside[0] = True
+            begin = time.process_time()
+            try:
+                return operation(*args)
+            finally:
+                count = counts[name]
+                count[0] += 1
+                count[1] += time.process_time() - begin
+                inside[0] = False
+
+        return counted
+
+    for name in PRIMITIVES:
+        setattr(backend, name, wrap(name, getattr(backend, name)))
+    return counts
+
+
+def bls_share(config: Any, records: list[tuple[int, Any, tuple[Any, ...]]], epochs: float) -> None:
+    """One more run with the backend's calls counted (not the runtime's `arrived`, untimed above)."""
+    counts = count_bls(bls.backend())
+    arrive = globals()["arrived"]
+
+    def untimed(event: Any) -> None:
+        saved = {k: (v[0], v[1]) for k, v in counts.items()}
+        arrive(event)
+        for k in list(counts):
+            counts[k][:] = saved.get(k, (0, 0.0))
+
+    globals()["arrived"] = untimed
+    total, _ = run(config, records, check=False)
+    crypto = sum(seconds for _, seconds in counts.values())
+    print(
+        f"BLS in the steps: {crypto:.3f} of {total:.3f} s ({crypto / total:.0%}), {crypto / epochs:.3f} s per epoch"
+    )
+    print(f"  {'operation':16s} {'calls/epoch':>11s} {'us/call':>8s} {'s/epoch':>8s}")
+    for name, (calls, seconds) in sorted(counts.items(), key=lambda kv: -kv[1][1]):
+        if calls:
+            print(f"  {name:16s} {calls / epochs:11.0f} {seconds / calls * 1e6:8.1f} {seconds / epochs:8.3f}")
+    print(f"the rest of the steps (the model's Python): {(total - crypto) / epochs:.3f} s per epoch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace", type=Path)
@@ -108,6 +171,8 @@ def main() -> None:
     )
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=int, default=0, help="also print the top N functions (cProfile)")
+    parser.add_argument("--bls", action="store_true", help="also count the BLS backend's operations")
+    parser.add_argument("--bls-once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     bls.use_batch_secret(os.urandom(32))  # as a node does at start-up: 64-bit batch weights
     config, records = load(args.trace)
@@ -117,11 +182,14 @@ def main() -> None:
     epoch_ms = clock.slots_per_epoch * clock.slot_ms
     epochs = max((last - first) / epoch_ms, 1e-9)
     kinds = Counter(type(event).__name__ for _, event, _ in records)
-    if not args.once:
+    if not (args.once or args.bls_once):
         print(
             f"{args.trace}: {len(records)} steps over {epochs:.2f} epochs ({clock.slots_per_epoch} x "
             f"{clock.slot_ms / 1000:g} s), {len(config.validators)} validators"
         )
+    if args.bls_once:  # the --bls run, in a fresh process too
+        bls_share(config, records, epochs)
+        return
     if args.once:  # one run in this process (its memos start empty, as a node's do)
         print(json.dumps(run(config, records, check=not args.no_check)))
         return
@@ -144,6 +212,11 @@ def main() -> None:
     print(f"best: {best[0]:.3f} s, {best[0] / epochs:.3f} s per epoch; by event (s, count):")
     for kind, spent in sorted(best[1].items(), key=lambda kv: -kv[1]):
         print(f"  {kind:22s} {spent:7.3f}  {kinds[kind]:6d}")
+    if args.bls:
+        done = subprocess.run(
+            [sys.executable, __file__, str(args.trace), "--bls-once"], capture_output=True, text=True
+        )
+        print(done.stdout.rstrip() if done.returncode == 0 else done.stderr.strip())
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

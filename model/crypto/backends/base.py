@@ -124,8 +124,9 @@ class Backend[P1, P2](ABC):
         self._pubkey = Memo[bytes, P1](self._decode_pubkey, PUBKEY_CACHE)
         self._signature = Memo[bytes, P2](self._decode_signature, SIGNATURE_CACHE)
         # compressed bytes -> a point known to be on the curve only (from an uncompressed encoding)
-        self._on_curve = Memo[bytes, P2](self.g2_decode_unchecked, SIGNATURE_CACHE)
-        self._message = Memo[bytes, P2](self.hash_to_g2, HASH_CACHE)
+        # (looked up at each miss, not bound here: `bench/step.py --bls` counts the backend's calls)
+        self._on_curve = Memo[bytes, P2](lambda data: self.g2_decode_unchecked(data), SIGNATURE_CACHE)
+        self._message = Memo[bytes, P2](lambda message: self.hash_to_g2(message), HASH_CACHE)
         self.generator = self.g1_generator()
 
     # ---- group operations a backend supplies ------------------------------------------------------
