@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,11 @@ def arrived(event: Any) -> None:
 
 
 def run(
-    config: Any, records: list[tuple[int, Any, tuple[Any, ...]]], *, check: bool = True
+    config: Any,
+    records: list[tuple[int, Any, tuple[Any, ...]]],
+    *,
+    check: bool = True,
+    arrive: Callable[[Any], None] = arrived,
 ) -> tuple[float, dict[str, float]]:
     """Every event stepped through a fresh model; (total process seconds, seconds per event kind)."""
     state = NodeState(config)
@@ -84,7 +89,7 @@ def run(
     total = 0.0
     outputs: list[tuple[int, tuple[Any, ...]]] = []
     for index, (_, event, _) in enumerate(records):
-        arrived(event)
+        arrive(event)
         begin = time.process_time()
         state, actions = step(state, event)
         spent = time.process_time() - begin
@@ -139,16 +144,14 @@ def count_bls(backend: Any) -> dict[str, list[float]]:
 def bls_share(config: Any, records: list[tuple[int, Any, tuple[Any, ...]]], epochs: float) -> None:
     """One more run with the backend's calls counted (not the runtime's `arrived`, untimed above)."""
     counts = count_bls(bls.backend())
-    arrive = globals()["arrived"]
 
-    def untimed(event: Any) -> None:
+    def uncounted(event: Any) -> None:
         saved = {k: (v[0], v[1]) for k, v in counts.items()}
-        arrive(event)
+        arrived(event)
         for k in list(counts):
             counts[k][:] = saved.get(k, (0, 0.0))
 
-    globals()["arrived"] = untimed
-    total, _ = run(config, records, check=False)
+    total, _ = run(config, records, check=False, arrive=uncounted)
     crypto = sum(seconds for _, seconds in counts.values())
     print(
         f"BLS in the steps: {crypto:.3f} of {total:.3f} s ({crypto / total:.0%}), {crypto / epochs:.3f} s per epoch"
