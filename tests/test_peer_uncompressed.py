@@ -70,6 +70,7 @@ def test_what_is_not_a_canonical_point_of_the_curve_is_refused(backend: str) -> 
     sign_flag = bytes([good[0] | 0x20]) + good[1:]
     infinity_with_bits = INFINITY_UNCOMPRESSED[:-1] + b"\x01"
     for bad in (
+        bytes(192),  # (0, 0) is not on the curve; arkworks' reader takes it for the point at infinity
         off_curve,
         too_large,
         compressed_flag,

@@ -56,9 +56,14 @@ class ArkworksBackend(Backend[G1Point, G2Point]):
             return G2Point.identity()
         arkworks = data[48:96] + data[0:48] + data[144:192] + data[96:144]
         try:
-            return G2Point.from_xy_bytes_unchecked_be(arkworks)  # the curve equation, no subgroup check
+            point = G2Point.from_xy_bytes_unchecked_be(arkworks)  # the curve equation, no subgroup check
         except ValueError as error:
             raise BlsError(f"not a point of the curve: {error}") from None
+        if point == G2Point.identity():
+            # the library reads 192 zero bytes as the point at infinity, unchecked; in this encoding
+            # infinity is flagged (handled above) and (0, 0) is not on the curve
+            raise BlsError("not a point of the curve: (0, 0)")
+        return point
 
     def g2_neg(self, point: G2Point) -> G2Point:
         return -point
