@@ -434,6 +434,7 @@ class NodeApp:
             "max_clock_offset_ms": max(offsets, default=0),
             "steps": runner.steps if runner else 0,
             "step_errors": runner.step_errors if runner else 0,
+            "trace_failures": runner.trace_failures if runner else 0,
             "restarts_from_store": runner.restarts if runner else 0,
             "queue": runner.queue.qsize() if runner else 0,
             "peer_queue_dropped": dict(runner.peer_queue_dropped) if runner else {},
@@ -518,7 +519,10 @@ class NodeApp:
         if self.bn is not None:
             await self.bn.close()
         if self.trace is not None:
-            self.trace.close()
+            try:
+                self.trace.close()
+            except OSError as error:  # the disk that stopped the tracing (NodeRunner._trace_failed)
+                log.error("closing the trace: %s", error)
         if self.store is not None:
             self.store.close()
 

@@ -145,6 +145,10 @@ def urgency(event: NodeEvent) -> int:
     return 1
 
 
+class PoolNotDurable(RuntimeError):
+    """A PersistPool the store could not commit: nothing after it in its step may run."""
+
+
 class InjectedFault(RuntimeError):
     """A step made to fail on purpose (COVALIDATOR_INJECT_STEP_FAULTS)."""
 
@@ -277,6 +281,7 @@ class NodeRunner:
         self.fault_rate = 0.0  # the share of steps made to fail (fault-injection tests only)
         self._faults = random.Random(0)
         self.action_errors = 0
+        self.trace_failures = 0  # the trace could not be written: tracing stopped (see _trace_failed)
         self.on_commit: Callable[[float], None] | None = None  # seconds each Persist took to be durable
         self.peer_queue_limit = PEER_QUEUE_LIMIT
         self.peer_queue_bytes = PEER_QUEUE_BYTES
@@ -352,7 +357,10 @@ class NodeRunner:
                     if size is not None and isinstance(event, PeerMessage):
                         self._peer_queued[event.sender] -= 1
                         self._peer_bytes[event.sender] -= size
+                not_durable = False
                 for event, actions in stepped:
+                    if not_durable:
+                        break
                     if isinstance(actions, Exception):
                         # an event the trace cannot encode is never stepped (replay must see every
                         # event the model saw); the inputs bound their JSON so this stays a bug report
@@ -368,6 +376,13 @@ class NodeRunner:
                                 if isinstance(batch, list)
                                 else self._execute(batch)
                             )
+                        except PoolNotDurable:
+                            # what follows in the step (a broadcast, the VC's 200) must not run before
+                            # it is durable, and the model now holds the partials as if they were: the
+                            # node restarts from its store, as after a failed step (the VC asks again);
+                            # the batch's later steps' actions are dropped, as after a crash
+                            not_durable = True
+                            break
                         except Exception:
                             self.action_errors += 1
                             log.exception("executing %s failed", type(batch).__name__)
@@ -378,13 +393,14 @@ class NodeRunner:
                     event, error = failed
                     self.step_errors += 1
                     log.error(
-                        "the model raised on %s: %s",
+                        "the model (or its trace) raised on %s: %s",
                         type(event).__name__,
                         _short(event),
                         exc_info=(type(error), error, error.__traceback__)
                         if not isinstance(error, InjectedFault)  # a real bug: its traceback
                         else False,
                     )
+                if failed is not None or not_durable:
                     self.submit(await self._restart())
         finally:
             self.stopped.set()
@@ -407,21 +423,49 @@ class NodeRunner:
             if stepped and (time.perf_counter() - begin_batch) * 1000 > STEP_BATCH_MS:
                 break
             try:
-                index = self.trace.record_event(event) if self.trace is not None else -1
+                index = self._trace_event(event)
             except Exception as error:
                 stepped.append((event, error))
                 continue
             begin = time.perf_counter()
             try:
                 self.state, actions = self._step(event)
+                self.last_step_ms = (time.perf_counter() - begin) * 1000
+                self.steps += 1
+                if index is not None:
+                    self._trace_actions(index, actions)  # a model bug if they cannot be encoded
             except Exception as error:
                 return stepped, (event, error)
-            self.last_step_ms = (time.perf_counter() - begin) * 1000
-            self.steps += 1
-            if self.trace is not None:
-                self.trace.record_actions(index, actions)
             stepped.append((event, actions))
         return stepped, None
+
+    def _trace_event(self, event: NodeEvent) -> int | None:
+        """The event's step index in the trace, None if there is no trace (any more). An event it cannot
+        encode raises (a bug report: the caller drops it); a write that fails stops the tracing."""
+        if self.trace is None:
+            return None
+        try:
+            return self.trace.record_event(event)
+        except OSError as error:
+            self._trace_failed(error)
+            return None
+
+    def _trace_actions(self, index: int, actions: tuple[NodeAction, ...]) -> None:
+        if self.trace is None:
+            return
+        try:
+            self.trace.record_actions(index, actions)
+        except OSError as error:
+            self._trace_failed(error)
+
+    def _trace_failed(self, error: OSError) -> None:
+        """The trace cannot be written (a full disk, an I/O error): tracing stops for the rest of the run
+        and the duties go on, each event stepped and its actions run (the store guards what is signed,
+        with its own fault handling). What was written replays; a line torn by the failure is the
+        trace's last, which the reader tolerates."""
+        self.trace_failures += 1
+        self.trace = None
+        log.error("the trace could not be written (%s): tracing stops; the node goes on without it", error)
 
     def _step(self, event: NodeEvent) -> tuple[NodeState, tuple[NodeAction, ...]]:
         result = step(self.state, event)
@@ -542,7 +586,7 @@ class NodeRunner:
                     await self._in_io(self.store.persist_pool, partials)  # durable before anything else
                 except STORE_FAULTS as error:
                     self._store_failed(error)
-                    raise
+                    raise PoolNotDurable(str(error)) from error
                 self._store_ok()
             case ReplyToVC(request_id=rid) | PassToBN(request_id=rid):
                 future = self.replies.get(rid)

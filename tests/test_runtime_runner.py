@@ -440,3 +440,106 @@ def test_queued_events_are_stepped_in_one_hop_in_order_and_traced_event_then_act
         for s in steps
         if isinstance(s.event, VCRequest) and s.actions
     )
+
+
+@pytest.mark.parametrize("failing", ["event", "actions"])
+def test_a_trace_that_cannot_be_written_stops_tracing_and_the_duties_go_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, failing: str
+) -> None:
+    """A full disk under the trace (its event's line or its actions' line fails to write): the event is
+    still stepped and its actions run, tracing stops for the rest of the run (counted), no restart,
+    nothing dropped, and what was written still reads."""
+    from covalidator.runtime.trace import TraceHeader, TraceRecorder, read_trace
+
+    monkeypatch.setattr(node_runner, "step", scripted_step)
+    trace = TraceRecorder(tmp_path / "trace", TraceHeader("0x" + "00" * 32, 1, {}, {}))
+    write = trace._write
+    # the header is written; then Started's event and actions, the first request's, its Persisted's,
+    # and the second request's event (write 7) or actions (write 8): that write fails
+    fail_at = {"event": 7, "actions": 8}[failing]
+    writes = [0]
+
+    def disk_fills(data: bytes) -> None:
+        writes[0] += 1
+        if writes[0] >= fail_at:
+            raise OSError(28, "No space left on device")
+        write(data)
+
+    monkeypatch.setattr(trace, "_write", disk_fills)
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), SlowStore(), bn=None, trace=trace)
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        for _ in range(3):
+            reply = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+            assert reply is not None and reply.status == 200
+        assert (runner.trace_failures, runner.trace, runner.step_errors, runner.restarts) == (1, None, 0, 0)
+        assert runner.steps == 7  # Started, the three requests and their Persisted
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    steps = list(read_trace(tmp_path / "trace").steps())
+    names = ["Started", "VCRequest", "Persisted", "VCRequest"]
+    assert [type(s.event).__name__ for s in steps] == names[: {"event": 3, "actions": 4}[failing]]
+    assert all(s.actions is not None for s in steps[:3])  # (the second request's, if there, has none)
+
+
+def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_200(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PersistPool must be durable before anything after it in its step: when the store cannot commit
+    it, the step's broadcast and the VC's 200 never happen and the node restarts from its store (the VC
+    gets 503 and asks again); once the store commits, both happen."""
+    import sqlite3
+
+    from covalidator.model.node.events import Broadcast, PersistPool
+
+    def exit_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        if isinstance(event, VCRequest):
+            return state, (
+                PersistPool(()),
+                Broadcast("partial"),  # type: ignore[arg-type]
+                ReplyToVC(event.request_id, 200, {}),
+            )
+        return state, ()
+
+    class FullOnce(SlowStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool_commits = 0
+
+        def persist_pool(self, partials: Any) -> None:
+            self.pool_commits += 1
+            if self.pool_commits == 1:
+                raise sqlite3.OperationalError("database or disk is full")
+
+    class Transport:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def broadcast(self, payload: Any) -> int:
+            self.sent.append(payload)
+            return 3
+
+        def send(self, to: int, payload: Any) -> bool:
+            return True
+
+    monkeypatch.setattr(node_runner, "step", exit_step)
+    store, transport = FullOnce(), Transport()
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None, transport=transport)
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        first = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        assert first is not None and first.status == 503
+        assert (transport.sent, runner.restarts, runner.store_failures) == ([], 1, 1)
+        again = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        assert again is not None and again.status == 200 and transport.sent == ["partial"]
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert store.pool_commits == 2
