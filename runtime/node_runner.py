@@ -282,6 +282,7 @@ class NodeRunner:
         self._faults = random.Random(0)
         self.action_errors = 0
         self.trace_failures = 0  # the trace could not be written: tracing stopped (see _trace_failed)
+        self._life = 0  # bumped by each restart from the store (see _retry_persist)
         self.on_commit: Callable[[float], None] | None = None  # seconds each Persist took to be durable
         self.peer_queue_limit = PEER_QUEUE_LIMIT
         self.peer_queue_bytes = PEER_QUEUE_BYTES
@@ -489,6 +490,7 @@ class NodeRunner:
         since = max(0, clock.slot_at(now) - 2 * clock.slots_per_epoch)
         pubkeys = [v.group for v in self.config.validators]
         self.restarts += 1
+        self._life += 1
         log.warning("restoring the node from its store (restart %d)", self.restarts)
         return await asyncio.get_running_loop().run_in_executor(
             self._io_thread,
@@ -551,6 +553,7 @@ class NodeRunner:
         """A Persist the store could not commit (disk full, I/O error), tried again every
         PERSIST_RETRY_S until it commits or its duty's deadline passes (then it ends unserved)."""
         deadline = self.config.chain.clock.duty_deadline_ms(action.duty)
+        life = self._life
         while self.clock() < deadline:
             await asyncio.sleep(PERSIST_RETRY_S)
             try:
@@ -559,6 +562,11 @@ class NodeRunner:
                 self._store_failed(error)
                 continue
             self._store_ok()
+            if self._life != life:
+                # the state that asked was rebuilt from the store since (a restart): its Persisted
+                # carries no value, and the new state may be persisting another one for this duty
+                log.warning("%s committed after a restart: its Persisted is not stepped", action.duty)
+                return None
             return persisted
         log.error("gave up persisting %s: the store did not commit before its deadline", action.duty)
         return None

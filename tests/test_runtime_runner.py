@@ -543,3 +543,53 @@ def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_2
 
     run(scenario(), 20)
     assert store.pool_commits == 2
+
+
+def test_a_persist_retried_across_a_restart_never_reaches_the_rebuilt_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decided value the store could not commit is retried; if the node restarts from its store
+    meanwhile (a failed step), the retry's Persisted names only the duty, not the value, and the
+    rebuilt state may be persisting another value for it: it is not stepped."""
+    stepped: list[str] = []
+
+    def step_persist(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        stepped.append(type(event).__name__)
+        if isinstance(event, VCRequest) and event.params == "boom":
+            raise ValueError("a model bug on this input")
+        if isinstance(event, VCRequest):
+            return state, (Persist(DUTY, {}, "0x00"),)
+        return state, ()
+
+    class FailsFirst(SlowStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.commits = 0
+
+        def persist(self, action: Persist) -> Persisted:
+            self.commits += 1
+            if self.commits == 1:
+                import sqlite3
+
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().persist(action)
+
+    monkeypatch.setattr(node_runner, "step", step_persist)
+    monkeypatch.setattr(node_runner, "PERSIST_RETRY_S", 0.2)
+    store = FailsFirst()
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None, clock=lambda: 0)  # the duty's deadline is far
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        runner.submit(VCRequest(1, VCRequestKind.ATTESTATION_DATA, {}))
+        await until(lambda: runner.store_failures == 1, what="the first commit to fail")
+        runner.submit(VCRequest(2, VCRequestKind.ATTESTATION_DATA, "boom"))
+        await until(lambda: ("persisted" in [e for e, _ in store.log]), what="the retry to commit")
+        await asyncio.sleep(0.2)  # time for its Persisted to be stepped, were it submitted
+        assert runner.restarts == 1
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert stepped == ["Started", "VCRequest", "VCRequest", "Started"]  # no Persisted after the restart
