@@ -331,7 +331,10 @@ class StartTimer(DataClassJsonMixin):
 @dataclass(frozen=True)
 class Persist(DataClassJsonMixin):
     """Record durably BEFORE anything later in the same step runs: the decided value, and the
-    slashing records (check-and-record in one transaction; the store answers with Persisted)."""
+    slashing records (check-and-record in one transaction; the store answers with Persisted). If the
+    store cannot commit, the runner retries it and the step's other actions still run: nothing the
+    model emits may depend on this being durable except through Persisted (serving and signing wait
+    for it; `covalidator prove`'s persist_before_serve)."""
 
     duty: DutyId
     value: Json
