@@ -114,9 +114,10 @@ PRIMITIVES = (
 )  # fmt: skip
 
 
-def count_bls(backend: Any) -> dict[str, list[float]]:
-    """Wrap `backend`'s group operations (on the instance): name -> [calls, process seconds]. A call
-    made inside another counted one counts in the outer only."""
+def count_bls(backend: Any) -> tuple[dict[str, list[float]], list[bool]]:
+    """Wrap `backend`'s group operations (on the instance): name -> [calls, process seconds], and the
+    flag that, while set, counts nothing (it is set inside a counted call: one made inside another
+    counts in the outer only)."""
     counts: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     inside = [False]
 
@@ -138,18 +139,19 @@ def count_bls(backend: Any) -> dict[str, list[float]]:
 
     for name in PRIMITIVES:
         setattr(backend, name, wrap(name, getattr(backend, name)))
-    return counts
+    return counts, inside
 
 
 def bls_share(config: Any, records: list[tuple[int, Any, tuple[Any, ...]]], epochs: float) -> None:
     """One more run with the backend's calls counted (not the runtime's `arrived`, untimed above)."""
-    counts = count_bls(bls.backend())
+    counts, paused = count_bls(bls.backend())
 
     def uncounted(event: Any) -> None:
-        saved = {k: (v[0], v[1]) for k, v in counts.items()}
-        arrived(event)
-        for k in list(counts):
-            counts[k][:] = saved.get(k, (0, 0.0))
+        paused[0] = True
+        try:
+            arrived(event)
+        finally:
+            paused[0] = False
 
     total, _ = run(config, records, check=False, arrive=uncounted)
     crypto = sum(seconds for _, seconds in counts.values())

@@ -114,7 +114,7 @@ def test_bench_step_counts_every_group_operation_a_check_reaches() -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     backend = type(ARKWORKS)()  # a fresh instance (not the shared one): its memos are empty
-    counts = bench.count_bls(backend)
+    counts, _ = bench.count_bls(backend)
     pk, message = ARKWORKS.sk_to_pk(7), b"counted"
     signature = ARKWORKS.sign(7, message)  # made elsewhere: this instance has not seen it
     assert backend.verify(pk, message, signature)

@@ -5,8 +5,10 @@ is logged and the loop goes on; and the BN's head events become HeadChanged."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -60,6 +62,28 @@ class SlowStore:
     def started(self, now_ms: int, pubkeys: Any, *, since_slot: int, slots_per_epoch: int) -> Started:
         self.log.append(("started", time.monotonic()))
         return Started(now_ms)
+
+
+class FailsFirstCommit(SlowStore):
+    """A SlowStore whose first commit of each kind named ("persist", "persist_pool") fails, as on a
+    failing disk; `commits` counts the tries of each kind."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = set(failing)
+        self.commits: Counter[str] = Counter()
+
+    def _commit(self, kind: str) -> None:
+        self.commits[kind] += 1
+        if kind in self.failing and self.commits[kind] == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    def persist(self, action: Persist) -> Persisted:
+        self._commit("persist")
+        return super().persist(action)
+
+    def persist_pool(self, partials: Any) -> None:
+        self._commit("persist_pool")
 
 
 def scripted_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
@@ -492,8 +516,6 @@ def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_2
     """PersistPool must be durable before anything after it in its step: when the store cannot commit
     it, the step's broadcast and the VC's 200 never happen and the node restarts from its store (the VC
     gets 503 and asks again); once the store commits, both happen."""
-    import sqlite3
-
     from covalidator.model.node.events import Broadcast, PersistPool
 
     def exit_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
@@ -504,16 +526,6 @@ def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_2
                 ReplyToVC(event.request_id, 200, {}),
             )
         return state, ()
-
-    class FullOnce(SlowStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pool_commits = 0
-
-        def persist_pool(self, partials: Any) -> None:
-            self.pool_commits += 1
-            if self.pool_commits == 1:
-                raise sqlite3.OperationalError("database or disk is full")
 
     class Transport:
         def __init__(self) -> None:
@@ -527,7 +539,7 @@ def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_2
             return True
 
     monkeypatch.setattr(node_runner, "step", exit_step)
-    store, transport = FullOnce(), Transport()
+    store, transport = FailsFirstCommit("persist_pool"), Transport()
 
     async def scenario() -> None:
         runner = NodeRunner(config(), store, bn=None, transport=transport)
@@ -542,7 +554,7 @@ def test_a_pool_partial_the_store_cannot_commit_is_never_broadcast_or_answered_2
         await runner.close()
 
     run(scenario(), 20)
-    assert store.pool_commits == 2
+    assert store.commits["persist_pool"] == 2
 
 
 def test_a_persist_retried_across_a_restart_never_reaches_the_rebuilt_state(
@@ -561,22 +573,9 @@ def test_a_persist_retried_across_a_restart_never_reaches_the_rebuilt_state(
             return state, (Persist(DUTY, {}, "0x00"),)
         return state, ()
 
-    class FailsFirst(SlowStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.commits = 0
-
-        def persist(self, action: Persist) -> Persisted:
-            self.commits += 1
-            if self.commits == 1:
-                import sqlite3
-
-                raise sqlite3.OperationalError("disk I/O error")
-            return super().persist(action)
-
     monkeypatch.setattr(node_runner, "step", step_persist)
     monkeypatch.setattr(node_runner, "PERSIST_RETRY_S", 0.2)
-    store = FailsFirst()
+    store = FailsFirstCommit("persist")
 
     async def scenario() -> None:
         runner = NodeRunner(config(), store, bn=None, clock=lambda: 0)  # the duty's deadline is far
@@ -584,7 +583,7 @@ def test_a_persist_retried_across_a_restart_never_reaches_the_rebuilt_state(
         runner.submit(VCRequest(1, VCRequestKind.ATTESTATION_DATA, {}))
         await until(lambda: runner.store_failures == 1, what="the first commit to fail")
         runner.submit(VCRequest(2, VCRequestKind.ATTESTATION_DATA, "boom"))
-        await until(lambda: ("persisted" in [e for e, _ in store.log]), what="the retry to commit")
+        await until(lambda: "persisted" in [e for e, _ in store.log], what="the retry to commit")
         await asyncio.sleep(0.2)  # time for its Persisted to be stepped, were it submitted
         assert runner.restarts == 1
         runner.stop()
