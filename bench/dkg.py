@@ -24,7 +24,7 @@ from pathlib import Path
 
 from covalidator.runtime import keys_io
 from covalidator.runtime.devnet.local_cluster import signed_local_definition
-from covalidator.runtime.devnet.processes import free_ports
+from covalidator.runtime.devnet.ports import free_ports
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 

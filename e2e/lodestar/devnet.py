@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, free_ports, get_json
+from covalidator.runtime.devnet.ports import free_ports
+from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, get_json
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent

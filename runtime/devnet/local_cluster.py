@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, free_ports, get_json
+from covalidator.runtime.devnet.ports import free_ports
+from covalidator.runtime.devnet.processes import Child, ChildFailed, Children, get_json
 from covalidator.sim.chain import PRESETS
 
 HOST = "127.0.0.1"

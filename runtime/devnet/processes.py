@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,18 +36,6 @@ class ChildFailed(RuntimeError):
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports free right now (held together while chosen, so never the same twice)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def get_json(url: str, timeout: float = 2.0) -> Any:

@@ -21,34 +21,13 @@ from click.testing import CliRunner
 
 from covalidator.runtime import keys_io
 from covalidator.runtime.cli import main
-from tests.helpers.aio import listening_socket, port_of
+from covalidator.runtime.devnet.ports import free_ports
 from tests.helpers.fake_bn import GENESIS, SPEC, FakeBN, json_response
 
 FORK_VERSION = GENESIS["genesis_fork_version"]
 GVR = GENESIS["genesis_validators_root"]
 FIRST_INDEX = 10
 COVALIDATOR = (sys.executable, "-c", "from covalidator.runtime.cli import main; main()")
-
-
-_handed_out: set[int] = set()  # every port this test process gave out: never given out twice
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` ports free right now, distinct from each other (held together while chosen) and from
-    every port handed out before in this process (a cluster's lock never names one port twice, and
-    a later test never gets a port an earlier one may still hold)."""
-    held, ports = [], []
-    try:
-        while len(ports) < count:
-            sock = listening_socket()
-            held.append(sock)
-            if port_of(sock) not in _handed_out:
-                ports.append(port_of(sock))
-    finally:
-        for sock in held:
-            sock.close()
-    _handed_out.update(ports)
-    return ports
 
 
 def free_port() -> int:
