@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import heapq
 import itertools
 import logging
@@ -290,10 +291,13 @@ class NodeRunner:
         self._peer_bytes: Counter[int] = Counter()  # and their frames' bytes
         self._sizes: dict[int, int] = {}  # arrival -> frame bytes, of peer messages in the queue
         self.peer_queue_dropped: Counter[int] = Counter()
+        self._queued_requests: set[int] = set()  # VC requests still in the queue (see _restart)
 
     # -- inputs -------------------------------------------------------------------------------------------
 
     def submit(self, event: NodeEvent) -> None:
+        if isinstance(event, VCRequest | VCSubmission | SignRequest):
+            self._queued_requests.add(event.request_id)
         self.queue.put_nowait((urgency(event), next(self._arrivals), event))
 
     def on_peer(self, sender: int, payload: PeerPayload, size: int = 0) -> None:
@@ -358,6 +362,8 @@ class NodeRunner:
                     if size is not None and isinstance(event, PeerMessage):
                         self._peer_queued[event.sender] -= 1
                         self._peer_bytes[event.sender] -= size
+                    elif isinstance(event, VCRequest | VCSubmission | SignRequest):
+                        self._queued_requests.discard(event.request_id)
                 not_durable = False
                 for event, actions in stepped:
                     if not_durable:
@@ -402,7 +408,10 @@ class NodeRunner:
                         else False,
                     )
                 if failed is not None or not_durable:
-                    self.submit(await self._restart())
+                    restarted = await self._restart()
+                    if restarted is None:
+                        break  # stopped while the store could not be read
+                    self.submit(restarted)
         finally:
             self.stopped.set()
 
@@ -476,26 +485,45 @@ class NodeRunner:
             raise InjectedFault(f"injected after stepping {type(event).__name__}")
         return result
 
-    async def _restart(self) -> NodeEvent:
+    async def _restart(self) -> NodeEvent | None:
         """The `Started` that rebuilds the model from the store after a failed step: its timers are
-        cancelled (the new state asks for its own), and the VC requests it held are answered 503 (the
-        new state does not know them; the VC asks again)."""
+        cancelled (the new state asks for its own), and the VC requests the old state had taken in are
+        answered 503 (the new state does not know them; the VC asks again); those still queued are the
+        new state's. A store that cannot be read is read again every PERSIST_RETRY_S (the node is not
+        ready meanwhile, store_unavailable) until it can; None if the node is stopped before."""
         self._cancel_timers()
         for rid, future in list(self.replies.items()):
-            if not future.done():
+            if not future.done() and rid not in self._queued_requests:
                 message = "the node restarted its state after an internal error: ask again"
                 future.set_result(ReplyToVC(rid, 503, {"code": 503, "message": message}))
         clock = self.config.chain.clock
-        now = self.clock()
-        since = max(0, clock.slot_at(now) - 2 * clock.slots_per_epoch)
         pubkeys = [v.group for v in self.config.validators]
         self.restarts += 1
         self._life += 1
         log.warning("restoring the node from its store (restart %d)", self.restarts)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._io_thread,
-            lambda: self.store.started(now, pubkeys, since_slot=since, slots_per_epoch=clock.slots_per_epoch),
-        )
+        read_failed = False
+        while not self._stopping:
+            now = self.clock()
+            since = max(0, clock.slot_at(now) - 2 * clock.slots_per_epoch)
+            try:
+                started: NodeEvent = await self._in_io(
+                    functools.partial(
+                        self.store.started,
+                        now,
+                        pubkeys,
+                        since_slot=since,
+                        slots_per_epoch=clock.slots_per_epoch,
+                    )
+                )
+            except STORE_FAULTS as error:
+                self._store_failed(error)
+                read_failed = True
+                await asyncio.sleep(PERSIST_RETRY_S)
+                continue
+            if read_failed:  # (a commit's error stands until a commit succeeds: a read is not one)
+                self._store_ok()
+            return started
+        return None
 
     def stop(self) -> None:
         """Ask the loop to end after the step in progress (and its actions)."""
@@ -540,7 +568,7 @@ class NodeRunner:
     def _store_failed(self, error: BaseException) -> None:
         self.store_failures += 1
         if self.store_error is None:
-            log.error("the store cannot commit (%s): nothing that needs it is served or signed", error)
+            log.error("the store failed (%s): nothing that needs it is served or signed", error)
         self.store_error = str(error) or type(error).__name__
         self.metrics.observe(Metric("store_commit_failed", (("error", type(error).__name__),)))
 

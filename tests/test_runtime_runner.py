@@ -5,6 +5,7 @@ is logged and the loop goes on; and the BN's head events become HeadChanged."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -592,3 +593,57 @@ def test_a_persist_retried_across_a_restart_never_reaches_the_rebuilt_state(
 
     run(scenario(), 20)
     assert stepped == ["Started", "VCRequest", "VCRequest", "Started"]  # no Persisted after the restart
+
+
+def test_a_restart_answers_503_only_to_what_the_old_state_took_in_and_survives_an_unreadable_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a failed step the node restarts from its store: the request whose step failed gets 503 (the
+    rebuilt state never saw it), while one still queued is the rebuilt state's to answer (200, not a 503
+    for a request that is then stepped anyway). A store that cannot be read for the restart is read
+    again until it can: the loop lives on, says store_unavailable meanwhile, and serves after."""
+    stepped: list[str] = []
+
+    def step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        stepped.append(type(event).__name__)
+        return scripted_step(state, event)
+
+    class FailsFirstRead(SlowStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+
+        def started(self, now_ms: int, pubkeys: Any, *, since_slot: int, slots_per_epoch: int) -> Started:
+            self.reads += 1
+            if self.reads == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().started(now_ms, pubkeys, since_slot=since_slot, slots_per_epoch=slots_per_epoch)
+
+    monkeypatch.setattr(node_runner, "step", step)
+    monkeypatch.setattr(node_runner, "PERSIST_RETRY_S", 0.2)
+    store = FailsFirstRead()
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None)
+        asks = [
+            asyncio.create_task(
+                runner.ask(functools.partial(VCRequest, kind=VCRequestKind.ATTESTATION_DATA, params=p), 5)
+            )
+            for p in ("boom", {})
+        ]
+        await asyncio.sleep(0)  # both queued before the loop takes its first batch
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        await until(lambda: runner.store_error is not None, what="the restart's read to fail")
+        assert not loop_task.done()
+        bad, queued = await asyncio.gather(*asks)
+        assert bad is not None and bad.status == 503 and "ask again" in bad.body["message"]
+        assert queued is not None and queued.status == 200
+        assert (store.reads, runner.restarts, runner.store_failures, runner.store_error) == (2, 1, 1, None)
+        later = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        assert later is not None and later.status == 200
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
+    assert stepped[:4] == ["Started", "VCRequest", "Started", "VCRequest"]
