@@ -83,7 +83,8 @@ class Limits:
     """Bounds on what the node keeps (TigerBeetle-style: every queue has a bound)."""
 
     held_requests: int = 4096  # VC requests parked until their duty is decided
-    buffered_peer_messages: int = 256  # per duty, before this node joins its consensus
+    buffered_peer_messages: int = 32  # per sender and duty, before this node joins its consensus
+    buffered_peer_bytes: int = 64 * 2**20  # per sender, the value bodies of those, over all duties
     duties: int = 4096  # live duty records
     vc_request_wait_ms: int | None = None  # how long a VC request may hang (default: its duty's deadline)
     sync_roots: int = 3  # block roots one sender's sync committee message partials may cover per slot

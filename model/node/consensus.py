@@ -51,6 +51,7 @@ from covalidator.model.node.requests import (
 from covalidator.model.node.state import (
     NodeState,
     Out,
+    buffer_peer_message,
     combined_randao,
     combined_sync_root,
     log,
@@ -59,6 +60,7 @@ from covalidator.model.node.state import (
     pubkey_of,
     record,
     spec_module,
+    take_buffered,
     timer,
     validator,
 )
@@ -150,9 +152,8 @@ def maybe_ready(state: NodeState, rec: DutyRecord, out: Out) -> None:
     qbft_actions(state, rec, actions, out)
     rec.fetch_request = request
     out.append(FetchBeaconData(rec.id, request))
-    for envelope in rec.buffered:
+    for envelope in take_buffered(state, rec):
         run_qbft(state, rec, Received(envelope), out)
-    rec.buffered.clear()
 
 
 # ---- this node's input: its BN's data ----------------------------------------------------------------
@@ -219,11 +220,8 @@ def on_qbft_message(state: NodeState, sender: int, envelope: Envelope, out: Out)
         rec = record(state, duty, out)
     if rec.qbft is not None:
         run_qbft(state, rec, Received(envelope), out)
-    elif rec.phase in (Phase.SCHEDULED, Phase.WAITING):
-        if len(rec.buffered) < state.config.limits.buffered_peer_messages:
-            rec.buffered.append(envelope)
-        else:
-            metric(out, "peer_message_dropped", cause="buffer_full", peer=sender)
+    elif rec.phase in (Phase.SCHEDULED, Phase.WAITING) and not buffer_peer_message(state, rec, envelope):
+        metric(out, "peer_message_dropped", cause="buffer_full", peer=sender)
 
 
 def on_qbft_timer(state: NodeState, rec: DutyRecord, key: TimerKey, out: Out) -> None:

@@ -13,7 +13,7 @@ from covalidator.model.duty import DutyKind
 from covalidator.model.node.events import DutyOutcome
 from covalidator.model.node.ordering import blocking
 from covalidator.model.node.phases import DutyRecord, Phase, Trigger
-from covalidator.model.node.state import NodeState, Out, combined_randao, metric
+from covalidator.model.node.state import NodeState, Out, combined_randao, metric, take_buffered
 from covalidator.model.outcomes import Reason
 
 
@@ -45,7 +45,7 @@ def on_deadline(state: NodeState, rec: DutyRecord, out: Out) -> bool:
             finish(state, rec, key, False, out, failure_reason(state, rec, key))
     rec.advance(Trigger.DEADLINE)
     rec.qbft = None
-    rec.buffered.clear()
+    take_buffered(state, rec)
     return True
 
 

@@ -48,6 +48,7 @@ from covalidator.model.node.state import (
     on_duty,
     record,
     schedule,
+    take_buffered,
     timer,
 )
 from covalidator.model.node.vc import answer_held, start_block_request
@@ -303,6 +304,7 @@ def on_epoch(state: NodeState, out: Out) -> None:
     horizon = state.now_ms - clock.slot_ms
     for duty, rec in list(state.duties.items()):
         if rec.phase is Phase.DONE and clock.duty_deadline_ms(duty) < horizon:
+            take_buffered(state, rec)  # (empty since its deadline: kept exact whatever made it DONE)
             del state.duties[duty]
     state.finished = {(d, k) for d, k in state.finished if d.slot >= clock.first_slot(epoch - 2)}
     state.slashing.prune(epoch - KEEP_EPOCHS, clock.first_slot(epoch - KEEP_EPOCHS))

@@ -30,6 +30,7 @@ from covalidator.model.node.events import (
 from covalidator.model.node.phases import DutyRecord, Trigger, ValidatorDuty
 from covalidator.model.node.pool_state import PoolEntry
 from covalidator.model.node.signals import Signal
+from covalidator.model.qbft.messages import Envelope
 from covalidator.model.slashing.view import SlashingView
 
 
@@ -66,6 +67,9 @@ class NodeState:
     pool: dict[str, PoolEntry] = field(default_factory=dict)  # exits, registrations: signing root -> entry
     # group pubkey -> (ValidatorRegistrationV1 JSON, group signature): the lock's, or a newer combined one
     registrations: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    # sender -> bytes of the value bodies its QBFT envelopes hold in duty buffers (before this node
+    # joins a duty's consensus), over all duties: bounded by Limits.buffered_peer_bytes
+    buffered_bytes: dict[int, int] = field(default_factory=dict)
 
 
 class Out(list[NodeAction]):
@@ -129,6 +133,39 @@ def record(state: NodeState, duty: DutyId, out: Out) -> DutyRecord:
         if duty.kind not in CONSENSUS_KINDS:
             rec.advance(Trigger.OPEN)  # no consensus: partials may flow at once
     return rec
+
+
+def buffer_peer_message(state: NodeState, rec: DutyRecord, envelope: Envelope) -> bool:
+    """Keep a peer's QBFT envelope for a duty whose consensus this node has not joined yet, unless its
+    sender has `buffered_peer_messages` waiting for this duty or its bodies would pass
+    `buffered_peer_bytes` over all duties: each sender fills only its own share (a flooding one never
+    crowds out the others' messages), and what a sender can make the node hold is bounded."""
+    sender, size = envelope.message.sender, len(envelope.body or b"")
+    limits = state.config.limits
+    held = state.buffered_bytes.get(sender, 0)
+    if held + size > limits.buffered_peer_bytes or (
+        sum(e.message.sender == sender for e in rec.buffered) >= limits.buffered_peer_messages
+    ):
+        return False
+    rec.buffered.append(envelope)
+    if size:
+        state.buffered_bytes[sender] = held + size
+    return True
+
+
+def take_buffered(state: NodeState, rec: DutyRecord) -> list[Envelope]:
+    """The duty's buffered peer envelopes, in arrival order, removed (their bodies off their senders'
+    budgets): at the join, which steps them, and when the duty ends."""
+    envelopes, rec.buffered = rec.buffered, []
+    for envelope in envelopes:
+        if envelope.body:
+            sender = envelope.message.sender
+            left = state.buffered_bytes[sender] - len(envelope.body)
+            if left:
+                state.buffered_bytes[sender] = left
+            else:
+                del state.buffered_bytes[sender]
+    return envelopes
 
 
 def validator(rec: DutyRecord, key: str, info: Any = None) -> ValidatorDuty:
