@@ -14,7 +14,8 @@ run in order:
   SignWithShare signer mode: signed with this node's share keys in a worker thread, earliest duty
                 deadline first (runtime/sign_queue.py), back as
                 `SharesSigned` (without share keys the node never asks).
-Events wait in a priority queue (`urgency`: consensus inputs before partials, duties and timers).
+Events wait in a StepQueue (runtime/step_queue.py: consensus inputs before partials, duties and timers,
+fairly between peers, and the rest never starved).
 `step` runs in a single worker thread (its BLS work would otherwise block the HTTP servers); only
 that thread touches the node state, one event at a time.
 """
@@ -40,7 +41,6 @@ from covalidator.model.cluster.config import NodeConfig
 from covalidator.model.node import pool
 from covalidator.model.node.events import (
     BeaconDataFailed,
-    BeaconDataFetched,
     BNSubmitted,
     Broadcast,
     DutiesFailed,
@@ -83,6 +83,7 @@ from covalidator.model.node.step import step
 from covalidator.runtime.bn_client import BNResponse, Duties, Json
 from covalidator.runtime.share_keys import ShareSigner
 from covalidator.runtime.sign_queue import SignQueue
+from covalidator.runtime.step_queue import StepQueue
 
 log = logging.getLogger("covalidator.node")
 
@@ -128,22 +129,6 @@ class _NullMetrics:
 
     def outcome(self, outcome: DutyOutcome) -> None:
         pass
-
-
-def urgency(event: NodeEvent) -> int:
-    """0 for what a decision and the VC's answer wait for (QBFT messages, the BN's data for a duty,
-    the store's Persisted), 1 for the rest. A step combining a slot's partials takes 100-450 ms at
-    1,000 validators: in a bench trace a proposer round leader's BeaconDataFetched was stepped 790 ms
-    after its fetch began, behind queued partials and duties, and the round timed out. Events of one
-    priority keep their order, and every order is one the model already handles (peers' messages
-    arrive in any order)."""
-    if isinstance(event, Started):
-        return -1  # the model's first event, whatever the transport queued before the loop began
-    if isinstance(event, BeaconDataFetched | BeaconDataFailed | Persisted):
-        return 0
-    if isinstance(event, PeerMessage) and event.payload.qbft is not None:
-        return 0
-    return 1
 
 
 class PoolNotDurable(RuntimeError):
@@ -245,8 +230,7 @@ class NodeRunner:
         self.trace = trace
         self.metrics = metrics or _NullMetrics()
         self.clock = clock
-        # (priority, arrival, event): see `urgency`; FIFO within a priority
-        self.queue: asyncio.PriorityQueue[tuple[int, int, NodeEvent]] = asyncio.PriorityQueue()
+        self.queue = StepQueue()
         self._arrivals = itertools.count()
         self.replies: dict[int, asyncio.Future[ReplyToVC | PassToBN]] = {}
         self._next_request = 1
@@ -289,7 +273,6 @@ class NodeRunner:
         self.peer_queue_bytes = PEER_QUEUE_BYTES
         self._peer_queued: Counter[int] = Counter()  # each peer's messages waiting to be stepped
         self._peer_bytes: Counter[int] = Counter()  # and their frames' bytes
-        self._sizes: dict[int, int] = {}  # arrival -> frame bytes, of peer messages in the queue
         self.peer_queue_dropped: Counter[int] = Counter()
         self._queued_requests: set[int] = set()  # VC requests still in the queue (see _restart)
 
@@ -298,7 +281,7 @@ class NodeRunner:
     def submit(self, event: NodeEvent) -> None:
         if isinstance(event, VCRequest | VCSubmission | SignRequest):
             self._queued_requests.add(event.request_id)
-        self.queue.put_nowait((urgency(event), next(self._arrivals), event))
+        self.queue.put(event)
 
     def on_peer(self, sender: int, payload: PeerPayload, size: int = 0) -> None:
         """A peer's message (`size`: its frame's bytes), queued unless that peer has
@@ -312,10 +295,7 @@ class NodeRunner:
             self.metrics.observe(Metric("peer_message_dropped", labels))
             return
         self._peer_queued[sender], self._peer_bytes[sender] = queued + 1, held + size
-        arrival = next(self._arrivals)
-        self._sizes[arrival] = size
-        event = PeerMessage(sender, payload)
-        self.queue.put_nowait((urgency(event), arrival, event))
+        self.queue.put(PeerMessage(sender, payload), sender, size)
 
     def new_request_id(self) -> int:
         rid = self._next_request
@@ -346,22 +326,19 @@ class NodeRunner:
         self.submit(started)
         try:
             while not self._stopping:
-                items = [await self.queue.get()]
-                while len(items) < STEP_BATCH and not self.queue.empty():
-                    items.append(self.queue.get_nowait())
+                items = await self.queue.batch(STEP_BATCH)
                 if self._stopping:
                     break
                 stepped, failed = await loop.run_in_executor(
-                    self._step_thread, self._step_batch, [event for *_, event in items]
+                    self._step_thread, self._step_batch, [item.event for item in items]
                 )
                 done = len(stepped) + (failed is not None)
-                for item in items[done:]:  # not stepped (the batch ran long, or one failed): in again
-                    self.queue.put_nowait(item)
-                for _, arrival, event in items[:done]:
-                    size = self._sizes.pop(arrival, None)  # a peer's message that on_peer counted
-                    if size is not None and isinstance(event, PeerMessage):
-                        self._peer_queued[event.sender] -= 1
-                        self._peer_bytes[event.sender] -= size
+                self.queue.put_back(items[done:])  # not stepped (the batch ran long, or one failed)
+                for item in items[:done]:
+                    event = item.event
+                    if item.peer:  # a peer's message that on_peer counted: its budget back
+                        self._peer_queued[item.peer] -= 1
+                        self._peer_bytes[item.peer] -= item.size
                     elif isinstance(event, VCRequest | VCSubmission | SignRequest):
                         self._queued_requests.discard(event.request_id)
                 not_durable = False

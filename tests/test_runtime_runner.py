@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import sqlite3
 import threading
 import time
@@ -322,7 +323,8 @@ def test_timers_follow_the_wall_clock_across_a_jump_either_way() -> None:
 
     async def next_fired(runner: NodeRunner, within_s: float) -> TimerFired | None:
         try:
-            _, _, event = await asyncio.wait_for(runner.queue.get(), within_s)
+            (item,) = await asyncio.wait_for(runner.queue.batch(1), within_s)
+            event = item.event
         except TimeoutError:
             return None
         assert isinstance(event, TimerFired)
@@ -374,12 +376,14 @@ def test_pending_timers_fire_in_time_order_behind_one_loop_wake_up() -> None:
         wall[0] += 250
         fired = []
         while len(fired) < 2:
-            _, _, event = await asyncio.wait_for(runner.queue.get(), node_runner.TIMER_RECHECK_S + 0.5)
+            (item,) = await asyncio.wait_for(runner.queue.batch(1), node_runner.TIMER_RECHECK_S + 0.5)
+            event = item.event
             assert isinstance(event, TimerFired)
             fired.append(event.key.duty.slot if event.key.duty else None)
         assert fired == [100, 200] and runner.queue.empty()
         wall[0] += 100
-        _, _, event = await asyncio.wait_for(runner.queue.get(), node_runner.TIMER_RECHECK_S + 0.5)
+        (item,) = await asyncio.wait_for(runner.queue.batch(1), node_runner.TIMER_RECHECK_S + 0.5)
+        event = item.event
         assert isinstance(event, TimerFired) and event.key.duty == DutyId(300, DutyKind.ATTESTER)
         assert len(runner._timers) == 200
         await runner.close()
@@ -647,3 +651,62 @@ def test_a_restart_answers_503_only_to_what_the_old_state_took_in_and_survives_a
 
     run(scenario(), 20)
     assert stepped[:4] == ["Started", "VCRequest", "Started", "VCRequest"]
+
+
+def test_a_peer_keeping_its_queue_full_of_consensus_messages_neither_stops_the_vc_nor_other_peers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QBFT messages go before the rest (runtime/step_queue.py), and the model judges them only when it
+    steps them. A Byzantine co-operator refilling its whole queue budget with them as fast as the node
+    steps them used to hold every VC request, timer and partial back for as long as it went on, and
+    each honest peer's consensus messages behind its whole budget. Now the VC's request is answered
+    and an honest peer's message is stepped within a batch or two of its arrival."""
+    from covalidator.model.node.events import PeerMessage, PeerPayload
+    from covalidator.model.qbft.messages import Envelope, Message, MsgType
+
+    stepped: list[str] = []
+
+    def slow_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        if isinstance(event, PeerMessage):
+            stepped.append(f"peer{event.sender}")
+            time.sleep(0.002)  # judging it (it is refused)
+        return scripted_step(state, event)
+
+    def prepare(sender: int, round: int) -> PeerPayload:
+        return PeerPayload(qbft=Envelope(Message(MsgType.PREPARE, DUTY, sender, round, "0x")))
+
+    monkeypatch.setattr(node_runner, "step", slow_step)
+
+    async def scenario() -> tuple[float, int]:
+        runner = NodeRunner(config(), SlowStore(), bn=None)
+        runner.peer_queue_limit = 64
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        flooding = [True]
+
+        async def flood() -> None:
+            rounds = itertools.count(1)
+            while flooding[0]:
+                while runner._peer_queued[2] < runner.peer_queue_limit:
+                    runner.on_peer(2, prepare(2, next(rounds)), 100)
+                await asyncio.sleep(0.001)
+
+        flooder = asyncio.create_task(flood())
+        await until(lambda: len(stepped) > 200, what="the flood to be stepped")
+        arrived = len(stepped)
+        runner.on_peer(3, prepare(3, 1), 100)
+        began = time.monotonic()
+        reply = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 10)
+        waited = time.monotonic() - began
+        flooding[0] = False
+        await flooder
+        assert reply is not None and reply.status == 200, "the VC's request starved behind the flood"
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+        return waited, stepped.index("peer3", arrived) - arrived
+
+    waited, behind = run(scenario(), 30)
+    print(
+        f"under the flood: the VC's request answered in {waited:.2f} s; peer 3 stepped {behind} events after it arrived"
+    )
+    assert behind <= 2 * node_runner.STEP_BATCH

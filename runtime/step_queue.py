@@ -1,0 +1,130 @@
+"""The node's events waiting for the model's step, and the order the runner takes them in.
+
+Three kinds of lane:
+- `Started` first (the model's first event, and a restart's), whatever was queued before it;
+- urgent: what a decision and the VC's answer wait for (`urgency` 0). This node's own (its BN's data,
+  the store's `Persisted`) in one lane, and each peer's QBFT messages in a lane of their own; a batch
+  takes them round-robin, one per lane in turn, so a flooding co-operator (whose messages are only
+  judged when stepped) delays another peer's by at most one of its own per turn;
+- the rest (VC requests, partial signatures, timers, ...) in one FIFO lane. A batch takes it once no
+  urgent event is waiting; while urgent ones keep coming, its oldest event goes first in a batch once
+  it has waited STARVE_S, so a steady stream of urgent events (a Byzantine peer's, within its queue
+  budget) can slow the rest down to one event a batch but never stop it.
+
+Each lane keeps its order; every order between lanes is one the model handles (peers' messages arrive
+in any order). Events a batch did not step go back to the front of their lanes, in order.
+
+Must not: judge an event's content (the model does, when it steps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from covalidator.model.node.events import (
+    BeaconDataFailed,
+    BeaconDataFetched,
+    NodeEvent,
+    PeerMessage,
+    Persisted,
+    Started,
+)
+
+STARVE_S: Final = 0.5  # how long the rest may wait behind urgent events before it gets a place a batch
+FIRST: Final = -1  # Started's lane
+OWN: Final = 0  # this node's urgent events' lane (peers' lanes are their share indices, 1..N)
+
+
+def urgency(event: NodeEvent) -> int:
+    """-1 for Started, 0 for what a decision and the VC's answer wait for (QBFT messages, the BN's data
+    for a duty, the store's Persisted), 1 for the rest. A step combining a slot's partials takes
+    100-450 ms at 1,000 validators: in a bench trace a proposer round leader's BeaconDataFetched was
+    stepped 790 ms after its fetch began, behind queued partials and duties, and the round timed out."""
+    if isinstance(event, Started):
+        return -1  # the model's first event, whatever the transport queued before the loop began
+    if isinstance(event, BeaconDataFetched | BeaconDataFailed | Persisted):
+        return 0
+    if isinstance(event, PeerMessage) and event.payload.qbft is not None:
+        return 0
+    return 1
+
+
+@dataclass(slots=True)
+class Queued:
+    event: NodeEvent
+    lane: int | None  # FIRST, OWN, a peer's share index, or None (the rest)
+    since: float  # when it was queued (the queue's clock, seconds)
+    peer: int = 0  # the peer whose queue budget holds it (the runner's on_peer), else 0
+    size: int = 0  # and its frame's bytes
+
+
+class StepQueue:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, starve_s: float = STARVE_S) -> None:
+        self.clock = clock
+        self.starve_s = starve_s
+        self._urgent: dict[int, deque[Queued]] = {}  # lane -> its events (FIRST, OWN, peers)
+        self._turns: deque[int] = deque()  # the urgent lanes with events, FIRST aside, in turn order
+        self._rest: deque[Queued] = deque()
+        self._count = 0
+        self._ready = asyncio.Event()
+
+    def put(self, event: NodeEvent, peer: int = 0, size: int = 0) -> None:
+        """Queue `event`; `peer` and `size`: the queue budget it holds, given back once it is stepped."""
+        level = urgency(event)
+        if level < 0:
+            lane: int | None = FIRST
+        elif level == 0:
+            lane = event.sender if isinstance(event, PeerMessage) else OWN
+        else:
+            lane = None
+        self._add(Queued(event, lane, self.clock(), peer, size), front=False)
+
+    def put_back(self, entries: Sequence[Queued]) -> None:
+        """Events taken but not stepped: back to the front of their lanes, in their order."""
+        for entry in reversed(entries):
+            self._add(entry, front=True)
+
+    def _add(self, entry: Queued, front: bool) -> None:
+        if entry.lane is None:
+            lane = self._rest
+        else:
+            lane = self._urgent.setdefault(entry.lane, deque())
+            if not lane and entry.lane != FIRST:
+                self._turns.appendleft(entry.lane) if front else self._turns.append(entry.lane)
+        lane.appendleft(entry) if front else lane.append(entry)
+        self._count += 1
+        self._ready.set()
+
+    def qsize(self) -> int:
+        return self._count
+
+    def empty(self) -> bool:
+        return self._count == 0
+
+    async def batch(self, limit: int) -> list[Queued]:
+        """At least one event (waiting for it), at most `limit` (one more when the rest is owed its
+        place): Started first, then the urgent lanes in turn, then the rest."""
+        while not self._count:
+            self._ready.clear()
+            await self._ready.wait()
+        taken: list[Queued] = []
+        first = self._urgent.get(FIRST)
+        while first:
+            taken.append(first.popleft())
+        if self._rest and self._turns and self.clock() - self._rest[0].since >= self.starve_s:
+            taken.append(self._rest.popleft())  # first in the batch: always stepped
+        while self._turns and len(taken) < limit:
+            lane = self._turns.popleft()
+            events = self._urgent[lane]
+            taken.append(events.popleft())
+            if events:
+                self._turns.append(lane)
+        while self._rest and len(taken) < limit:
+            taken.append(self._rest.popleft())
+        self._count -= len(taken)
+        return taken
