@@ -27,7 +27,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check model sim runtime proofs mutation
+	$(BIN)/ruff format --check model sim runtime proofs mutation tests bench e2e scripts
 
 # mypy sees the package as installed (covalidator.model, .sim, .runtime, .proofs) through a tree of links,
 # so imports between the folders are checked, not taken as Any

@@ -309,7 +309,9 @@ def test_registrations_are_checked_together_and_the_first_forged_one_is_named(
     (signed by another key) is found wherever it sits, and the error names the first in the lock."""
     secrets = [1001 + 7 * j for j in range(5)]
     validators = [registered(s, signer=s + 1 if j in forged else None) for j, s in enumerate(secrets)]
-    with pytest.raises(LockError, match=rf"distributed_validators\[{named}\]\.builder_registration\.signature"):
+    with pytest.raises(
+        LockError, match=rf"distributed_validators\[{named}\]\.builder_registration\.signature"
+    ):
         cluster_lock.parse_lock(resign(lock_with(*validators)))
     honest = [registered(s) for s in secrets]
     assert len(cluster_lock.parse_lock(resign(lock_with(*honest))).distributed_validators) == 5

@@ -38,9 +38,7 @@ def test_ports_are_below_the_kernels_ephemeral_range(own_file: Path) -> None:
 
 def test_two_processes_at_once_never_get_the_same_port(tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    runs = [
-        subprocess.Popen([sys.executable, "-c", TAKE], stdout=subprocess.PIPE, env=env) for _ in range(2)
-    ]
+    runs = [subprocess.Popen([sys.executable, "-c", TAKE], stdout=subprocess.PIPE, env=env) for _ in range(2)]
     taken = [json.loads(run.communicate(timeout=60)[0]) for run in runs]
     assert [len(set(t)) for t in taken] == [200, 200]
     assert set(taken[0]).isdisjoint(taken[1])

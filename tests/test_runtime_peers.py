@@ -18,6 +18,7 @@ from covalidator.model.cluster.lock import ClusterLock, Operator, identity_publi
 from covalidator.model.duty import DutyId, DutyKind
 from covalidator.model.node.events import PartialSignature, PartialSignatures, PeerPayload
 from covalidator.model.qbft.messages import Envelope, Message, MsgType, make_value
+from covalidator.runtime.devnet.ports import free_ports
 from covalidator.runtime.peers import (
     FRAME_DOMAIN,
     HANDSHAKE_DOMAIN,
@@ -26,7 +27,7 @@ from covalidator.runtime.peers import (
     PEER_PATH,
     PeerTransport,
 )
-from tests.helpers.aio import listening_socket, port_of, run, until
+from tests.helpers.aio import listening_socket, run, until
 
 DUTY = DutyId(100, DutyKind.ATTESTER)
 
@@ -55,10 +56,7 @@ class Cluster:
 
 def make_cluster(n: int = 4) -> Cluster:
     keys = [Ed25519PrivateKey.generate() for _ in range(n)]
-    socks = [listening_socket() for _ in range(n)]
-    ports = [port_of(s) for s in socks]
-    for s in socks:  # the transports bind their own sockets on these ports (SO_REUSEADDR)
-        s.close()
+    ports = free_ports(n)  # the transports bind their own sockets on these (runtime/devnet/ports.py)
     operators = tuple(
         Operator(identity_public_key(k), f"127.0.0.1:{p}") for k, p in zip(keys, ports, strict=True)
     )

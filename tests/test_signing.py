@@ -346,8 +346,12 @@ def test_remembered_roots_of_large_messages_are_keyed_by_the_whole_message() -> 
         changed = signing.signing_root(SCHEDULE, Kind.BLOCK, other)
         assert len(merkleized) == 1 and changed != first
         assert changed == original(SCHEDULE, Kind.BLOCK, other, None)
-        another = dataclasses.replace(SCHEDULE, genesis_validators_root=b"\x01" * 32)  # another chain's domain
-        assert signing.signing_root(another, Kind.BLOCK, message) == original(another, Kind.BLOCK, message, None)
+        another = dataclasses.replace(
+            SCHEDULE, genesis_validators_root=b"\x01" * 32
+        )  # another chain's domain
+        assert signing.signing_root(another, Kind.BLOCK, message) == original(
+            another, Kind.BLOCK, message, None
+        )
         assert len(merkleized) == 2 and original(another, Kind.BLOCK, message, None) != first
     finally:
         signing._signing_root = original  # type: ignore[assignment]
