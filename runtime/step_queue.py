@@ -6,10 +6,12 @@ Three kinds of lane:
   the store's `Persisted`) in one lane, and each peer's QBFT messages in a lane of their own; a batch
   takes them round-robin, one per lane in turn, so a flooding co-operator (whose messages are only
   judged when stepped) delays another peer's by at most one of its own per turn;
-- the rest (VC requests, partial signatures, timers, ...) in one FIFO lane. A batch takes it once no
-  urgent event is waiting; while urgent ones keep coming, its oldest event goes first in a batch once
-  it has waited STARVE_S, so a steady stream of urgent events (a Byzantine peer's, within its queue
-  budget) can slow the rest down to one event a batch but never stop it.
+- the rest (VC requests, partial signatures, timers, ...) in one FIFO lane, which a batch takes once
+  it has taken every urgent event waiting. When that has not happened for STARVE_S (urgent events left
+  behind by every batch: a Byzantine peer refilling its queue budget with QBFT messages), each batch
+  takes the rest's oldest event first, so such a stream slows the rest down to one event a batch but
+  never stops it. A backlog of the rest alone (a slot's partials) never goes before urgent events:
+  a step combining partials takes 100-450 ms, and the consensus inputs must not wait for it.
 
 Each lane keeps its order; every order between lanes is one the model handles (peers' messages arrive
 in any order). Events a batch did not step go back to the front of their lanes, in order.
@@ -72,6 +74,7 @@ class StepQueue:
         self._rest: deque[Queued] = deque()
         self._count = 0
         self._ready = asyncio.Event()
+        self._drained_at = clock()  # when a batch last took every urgent event waiting
 
     def put(self, event: NodeEvent, peer: int = 0, size: int = 0) -> None:
         """Queue `event`; `peer` and `size`: the queue budget it holds, given back once it is stepped."""
@@ -107,8 +110,8 @@ class StepQueue:
         return self._count == 0
 
     async def batch(self, limit: int) -> list[Queued]:
-        """At least one event (waiting for it), at most `limit` (one more when the rest is owed its
-        place): Started first, then the urgent lanes in turn, then the rest."""
+        """At least one event (waiting for it), at most `limit` besides the Started ones: Started first,
+        then the rest's oldest if it is owed its place, then the urgent lanes in turn, then the rest."""
         while not self._count:
             self._ready.clear()
             await self._ready.wait()
@@ -116,7 +119,8 @@ class StepQueue:
         first = self._urgent.get(FIRST)
         while first:
             taken.append(first.popleft())
-        if self._rest and self._turns and self.clock() - self._rest[0].since >= self.starve_s:
+        now = self.clock()
+        if self._rest and self._turns and now - self._drained_at >= self.starve_s:
             taken.append(self._rest.popleft())  # first in the batch: always stepped
         while self._turns and len(taken) < limit:
             lane = self._turns.popleft()
@@ -124,6 +128,8 @@ class StepQueue:
             taken.append(events.popleft())
             if events:
                 self._turns.append(lane)
+        if not self._turns:
+            self._drained_at = now
         while self._rest and len(taken) < limit:
             taken.append(self._rest.popleft())
         self._count -= len(taken)

@@ -84,6 +84,21 @@ def test_the_rest_gets_a_place_first_in_a_batch_once_it_waited_starve_s_behind_u
     assert [n == "TimerFired" for n in stepped] == [False] * 5 + [True, True] + [False] * 5
 
 
+def test_a_backlog_of_the_rest_alone_never_goes_before_urgent_events() -> None:
+    """A slot's partials waiting long (each combining step 100-450 ms) is not starvation: the consensus
+    inputs arriving meanwhile still go first, as long as each batch takes every urgent event."""
+    now = [0.0]
+    queue = StepQueue(clock=lambda: now[0], starve_s=0.5)
+    partials = PeerMessage(3, PeerPayload(partials=PartialSignatures(DUTY, ())))
+    for _ in range(40):
+        queue.put(partials)
+    for second in range(1, 4):
+        now[0] = float(second)
+        queue.put(qbft(2, second))
+        queue.put(BeaconDataFetched(DUTY, {}))
+        assert take(queue, 4) == [f"q2.{second}", "BeaconDataFetched", "PeerMessage", "PeerMessage"]
+
+
 def test_events_not_stepped_go_back_to_the_front_of_their_lanes_in_order() -> None:
     queue = StepQueue(clock=lambda: 0.0)
     for event in (qbft(2, 1), qbft(2, 2), qbft(3, 1), qbft(3, 2), Started(0)):
