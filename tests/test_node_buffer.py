@@ -44,6 +44,7 @@ def test_a_flooding_sender_fills_only_its_own_share_and_the_honest_decision_is_t
     rec = node.state.duties[duty]
     assert rec.phase is Phase.SCHEDULED
     assert [e.message.sender for e in rec.buffered] == [2] * limit
+    assert [e.message.round for e in rec.buffered] == list(range(2 * limit + 1, 3 * limit + 1))  # its newest
     assert dropped_full(flood) == 2 * limit
     # sender 3, honest, has the decision of peers 2..4 (its DECIDED with their commit certificate)
     value = make_value(canonical_json({node.pubkey(V): node.attestation_data(9, source=0)}))

@@ -136,21 +136,26 @@ def record(state: NodeState, duty: DutyId, out: Out) -> DutyRecord:
 
 
 def buffer_peer_message(state: NodeState, rec: DutyRecord, envelope: Envelope) -> bool:
-    """Keep a peer's QBFT envelope for a duty whose consensus this node has not joined yet, unless its
-    sender has `buffered_peer_messages` waiting for this duty or its bodies would pass
-    `buffered_peer_bytes` over all duties: each sender fills only its own share (a flooding one never
-    crowds out the others' messages), and what a sender can make the node hold is bounded."""
+    """Keep a peer's QBFT envelope for a duty whose consensus this node has not joined yet. Each sender
+    has `buffered_peer_messages` places per duty (when they are full its oldest goes: the newest, a
+    DECIDED say, tell more) and `buffered_peer_bytes` of value bodies over all duties (an envelope
+    that would pass it is dropped): a flooding sender never crowds out the others' messages, and what
+    one can make the node hold is bounded. False when an envelope was dropped."""
     sender, size = envelope.message.sender, len(envelope.body or b"")
     limits = state.config.limits
-    held = state.buffered_bytes.get(sender, 0)
-    if held + size > limits.buffered_peer_bytes or (
-        sum(e.message.sender == sender for e in rec.buffered) >= limits.buffered_peer_messages
-    ):
+    mine = [i for i, e in enumerate(rec.buffered) if e.message.sender == sender]
+    oldest = rec.buffered[mine[0]] if len(mine) >= limits.buffered_peer_messages else None
+    held = state.buffered_bytes.get(sender, 0) - (len(oldest.body or b"") if oldest else 0)
+    if held + size > limits.buffered_peer_bytes:
         return False
+    if oldest is not None:
+        del rec.buffered[mine[0]]
     rec.buffered.append(envelope)
-    if size:
+    if held + size:
         state.buffered_bytes[sender] = held + size
-    return True
+    else:
+        state.buffered_bytes.pop(sender, None)
+    return oldest is None
 
 
 def take_buffered(state: NodeState, rec: DutyRecord) -> list[Envelope]:
