@@ -478,7 +478,7 @@ class NodeRunner:
         self.restarts += 1
         self._life += 1
         log.warning("restoring the node from its store (restart %d)", self.restarts)
-        read_failed = False
+        commit_error = self.store_error  # a read that works says nothing of commits
         while not self._stopping:
             now = self.clock()
             since = max(0, clock.slot_at(now) - 2 * clock.slots_per_epoch)
@@ -494,11 +494,9 @@ class NodeRunner:
                 )
             except STORE_FAULTS as error:
                 self._store_failed(error)
-                read_failed = True
                 await asyncio.sleep(PERSIST_RETRY_S)
                 continue
-            if read_failed:  # (a commit's error stands until a commit succeeds: a read is not one)
-                self._store_ok()
+            self.store_error = commit_error  # the read's error is over; a commit's stands until one commits
             return started
         return None
 

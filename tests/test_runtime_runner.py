@@ -710,3 +710,45 @@ def test_a_peer_keeping_its_queue_full_of_consensus_messages_neither_stops_the_v
         f"under the flood: the VC's request answered in {waited:.2f} s; peer 3 stepped {behind} events after it arrived"
     )
     assert behind <= 2 * node_runner.STEP_BATCH
+
+
+def test_a_commits_error_stands_after_a_restart_whose_read_failed_then_worked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store could not commit (the node restarts), then could not be read for the restart, then
+    could: the read's error is over, the commit's is not (the node stays not ready, store_unavailable),
+    until a commit succeeds."""
+    from covalidator.model.node.events import PersistPool
+
+    def exit_step(state: Any, event: Any) -> tuple[Any, tuple[NodeAction, ...]]:
+        if isinstance(event, VCRequest):
+            return state, (PersistPool(()), ReplyToVC(event.request_id, 200, {}))
+        return state, ()
+
+    class AlsoFailsFirstRead(FailsFirstCommit):
+        reads = 0
+
+        def started(self, now_ms: int, pubkeys: Any, *, since_slot: int, slots_per_epoch: int) -> Started:
+            self.reads += 1
+            if self.reads == 1:
+                raise OSError("I/O error")
+            return super().started(now_ms, pubkeys, since_slot=since_slot, slots_per_epoch=slots_per_epoch)
+
+    monkeypatch.setattr(node_runner, "step", exit_step)
+    monkeypatch.setattr(node_runner, "PERSIST_RETRY_S", 0.1)
+    store = AlsoFailsFirstRead("persist_pool")
+
+    async def scenario() -> None:
+        runner = NodeRunner(config(), store, bn=None)
+        loop_task = asyncio.create_task(runner.run(Started(0)))
+        first = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        assert first is not None and first.status == 503
+        await until(lambda: runner.steps == 3, what="the Started of the restart, after its second read")
+        assert store.reads == 2 and runner.store_error == "disk I/O error"  # the commit's, not cleared by the read
+        again = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
+        assert again is not None and again.status == 200 and runner.store_error is None
+        runner.stop()
+        await asyncio.wait_for(loop_task, 5)
+        await runner.close()
+
+    run(scenario(), 20)
