@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,11 @@ def own_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_ports_are_below_the_kernels_ephemeral_range(own_file: Path) -> None:
-    low = ports.ephemeral_low()
+def test_ports_are_outside_the_kernels_ephemeral_range(own_file: Path) -> None:
+    low, high = ports.ephemeral_range()
     chosen = ports.free_ports(50)
     assert len(set(chosen)) == 50
-    assert all(low - ports.SPAN <= p < low for p in chosen)
+    assert all(low - ports.SPAN <= p < low or high < p < 65536 for p in chosen)
     assert sorted(int(line.split()[0]) for line in own_file.read_text().splitlines()) == sorted(chosen)
 
 
@@ -59,3 +60,21 @@ def test_a_reservation_lapses_after_the_hold_and_a_garbled_line_is_skipped() -> 
     now = 1_000_000.0
     text = f"30001 {now - ports.HOLD_S - 1:.0f}\n30002 {now - 10:.0f}\ngarbage\n30003\n"
     assert ports._read(text, now) == {30002: now - 10}
+
+
+def test_when_every_other_port_is_held_the_oldest_reservations_are_used_again(own_file: Path) -> None:
+    three = ports.free_ports(3)
+    ports._handed_out.difference_update(three)
+    now = time.time()
+    own_file.write_text(
+        f"{three[0]} {now - 10:.0f}\n{three[1]} {now - 1000:.0f}\n{three[2]} {now - 100:.0f}\n"
+    )
+    assert ports.free_ports(2, candidates=three) == [three[1], three[2]]
+
+
+def test_without_a_reservation_file_ports_are_still_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ports, "reservations_file", lambda: tmp_path)  # a directory: cannot be opened
+    chosen = ports.free_ports(3)
+    assert len(set(chosen)) == 3 and all(ports.bindable(p, "127.0.0.1") for p in chosen)

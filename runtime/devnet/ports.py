@@ -5,9 +5,9 @@ A port the kernel hands out for `bind(0)` comes from its ephemeral range, the sa
 the source port of every outgoing connection from: between choosing such a port and the child
 binding it, any connection on the machine may take it ("address already in use", seen in CI with
 two test lanes running clusters at once). So the ports here come from just below that range, where
-the kernel never assigns one by itself, and every choice is written, under a file lock, to a
-reservation file shared by all processes of this user: two runs at once never get the same port,
-and no port is handed out again for `HOLD_S` seconds.
+the kernel never assigns one by itself (or above it), and every choice is written, under a file
+lock, to a reservation file shared by all processes of this user: two runs at once never get the
+same port, and no port is handed out again for `HOLD_S` seconds while others are free.
 
 Must not: bind anything for longer than the check that the port is free right now.
 """
@@ -23,24 +23,27 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
-HOLD_S = 3 * 3600.0  # a port handed out is not handed out again for this long (longer than any run)
-SPAN = 8192  # how many ports below the ephemeral range are used
-DEFAULT_EPHEMERAL_LOW = 32768  # Linux's default, when /proc does not say
+HOLD_S = 3600.0  # a port handed out is not handed out again for this long (unless none other is free)
+SPAN = 8192  # how many ports below the ephemeral range are used (and every port above it)
+DEFAULT_EPHEMERAL = (32768, 60999)  # Linux's default, when /proc does not say
 _handed_out: set[int] = set()  # this process's ports: never given out twice, whatever the file says
 
 
-def ephemeral_low(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
-    """The first port of the kernel's ephemeral range."""
+def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    """The first and last port of the kernel's ephemeral range."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return DEFAULT_EPHEMERAL_LOW
+        low, high = (int(word) for word in path.read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL
+    return low, high
 
 
-def port_range() -> range:
-    high = ephemeral_low()
-    return range(max(1024, high - SPAN), high)
+def port_range() -> list[int]:
+    """The ports chosen from: SPAN ports just below the ephemeral range, and every port above it."""
+    low, high = ephemeral_range()
+    return [*range(max(1024, low - SPAN), low), *range(high + 1, 65536)]
 
 
 def reservations_file() -> Path:
@@ -67,32 +70,50 @@ def bindable(port: int, host: str) -> bool:
         return True
 
 
+def _choose(count: int, host: str, candidates: Sequence[int], held: dict[int, float]) -> list[int]:
+    """Free ports nobody holds, in random order; when too few, those held longest ago."""
+    ports: list[int] = []
+    unheld = [p for p in candidates if p not in held and p not in _handed_out]
+    oldest = sorted((p for p in candidates if p in held and p not in _handed_out), key=held.__getitem__)
+    for port in [*random.sample(unheld, len(unheld)), *oldest]:
+        if len(ports) == count:
+            break
+        if bindable(port, host):
+            ports.append(port)
+    return ports
+
+
 def free_ports(count: int, host: str = "127.0.0.1", candidates: Sequence[int] | None = None) -> list[int]:
     """`count` distinct ports, free right now, outside the kernel's ephemeral range (or among
-    `candidates`), and not handed out to any process of this user in the last `HOLD_S` seconds."""
+    `candidates`), and, while others are free, not handed out to any process of this user in the last
+    `HOLD_S` seconds. Without a reservation file it can write, the ports are only free and this
+    process's own."""
     candidates = port_range() if candidates is None else candidates
     path = reservations_file()
-    with path.open("a+") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        file.seek(0)
+    file: IO[str] | None
+    try:
+        file = path.open("a+")
+    except OSError:  # (another user's file of that name, a read-only temp dir)
+        file = None
+    with contextlib.ExitStack() as stack:
+        held: dict[int, float] = {}
         now = time.time()
-        held = _read(file.read(), now)
-        taken = held.keys() | _handed_out
-        ports: list[int] = []
-        for port in random.sample(candidates, len(candidates)):
-            if len(ports) == count:
-                break
-            if port not in taken and bindable(port, host):
-                ports.append(port)
+        if file is not None:
+            stack.enter_context(file)
+            fcntl.flock(file, fcntl.LOCK_EX)
+            file.seek(0)
+            held = _read(file.read(), now)
+        ports = _choose(count, host, candidates, held)
         if len(ports) < count:
             raise RuntimeError(
                 f"only {len(ports)} of {count} ports free among {len(candidates)} "
-                f"({min(candidates, default=0)}-{max(candidates, default=0)}; reserved in {path})"
+                f"({min(candidates, default=0)}-{max(candidates, default=0)})"
             )
-        held.update((port, now) for port in ports)
-        file.seek(0)
-        file.truncate()
-        file.write("".join(f"{port} {when:.0f}\n" for port, when in held.items()))
-        file.flush()
+        if file is not None:
+            held.update((port, now) for port in ports)
+            file.seek(0)
+            file.truncate()
+            file.write("".join(f"{port} {when:.0f}\n" for port, when in held.items()))
+            file.flush()
     _handed_out.update(ports)
     return ports
