@@ -7,11 +7,16 @@ Three kinds of lane:
   takes them round-robin, one per lane in turn, so a flooding co-operator (whose messages are only
   judged when stepped) delays another peer's by at most one of its own per turn;
 - the rest (VC requests, partial signatures, timers, ...) in one FIFO lane, which a batch takes once
-  it has taken every urgent event waiting. When that has not happened for STARVE_S (urgent events left
-  behind by every batch: a Byzantine peer refilling its queue budget with QBFT messages), each batch
-  takes the rest's oldest event first, so such a stream slows the rest down to one event a batch but
-  never stops it. A backlog of the rest alone (a slot's partials) never goes before urgent events:
-  a step combining partials takes 100-450 ms, and the consensus inputs must not wait for it.
+  it has taken every urgent event waiting. When none of the rest has been stepped that way for
+  STARVE_S while its oldest waited (urgent events left behind by every batch, or batches cut short before
+  the rest: a Byzantine peer refilling its queue budget with QBFT messages as fast as the node steps
+  them), each batch takes the rest's oldest event first, so such a stream slows the rest down to one
+  event a batch but never stops it. A backlog of the rest alone (a slot's partials) never goes before
+  urgent events: a step combining partials takes 100-450 ms, and the consensus inputs must not wait
+  for it.
+
+The runner hands back after each batch the events it did not step (`put_back`, maybe none): that is
+how the queue knows whether the rest made progress.
 
 Each lane keeps its order; every order between lanes is one the model handles (peers' messages arrive
 in any order). Events a batch did not step go back to the front of their lanes, in order.
@@ -74,7 +79,9 @@ class StepQueue:
         self._rest: deque[Queued] = deque()
         self._count = 0
         self._ready = asyncio.Event()
-        self._drained_at = clock()  # when a batch last took every urgent event waiting
+        self._served_at = clock()  # when one of the rest was last stepped in its own place (not first)
+        self._in_place: list[Queued] = []  # the last batch's events of the rest taken in their place
+        self._batch_at = 0.0
 
     def put(self, event: NodeEvent, peer: int = 0, size: int = 0) -> None:
         """Queue `event`; `peer` and `size`: the queue budget it holds, given back once it is stepped."""
@@ -88,7 +95,11 @@ class StepQueue:
         self._add(Queued(event, lane, self.clock(), peer, size), front=False)
 
     def put_back(self, entries: Sequence[Queued]) -> None:
-        """Events taken but not stepped: back to the front of their lanes, in their order."""
+        """After a batch, the events of it that were not stepped (maybe none): back to the front of
+        their lanes, in their order."""
+        if self._in_place and not any(entry is self._in_place[0] for entry in entries):
+            self._served_at = self._batch_at  # the rest moved on by itself: it is owed nothing
+        self._in_place = []
         for entry in reversed(entries):
             self._add(entry, front=True)
 
@@ -119,8 +130,12 @@ class StepQueue:
         first = self._urgent.get(FIRST)
         while first:
             taken.append(first.popleft())
-        now = self.clock()
-        if self._rest and self._turns and now - self._drained_at >= self.starve_s:
+        self._batch_at = self.clock()
+        if (
+            self._rest
+            and self._turns
+            and self._batch_at - max(self._served_at, self._rest[0].since) >= self.starve_s
+        ):
             taken.append(self._rest.popleft())  # first in the batch: always stepped
         while self._turns and len(taken) < limit:
             lane = self._turns.popleft()
@@ -128,9 +143,9 @@ class StepQueue:
             taken.append(events.popleft())
             if events:
                 self._turns.append(lane)
-        if not self._turns:
-            self._drained_at = now
-        while self._rest and len(taken) < limit:
-            taken.append(self._rest.popleft())
+        self._in_place = []
+        while self._rest and len(taken) + len(self._in_place) < limit:
+            self._in_place.append(self._rest.popleft())
+        taken += self._in_place
         self._count -= len(taken)
         return taken

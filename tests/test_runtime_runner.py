@@ -744,7 +744,8 @@ def test_a_commits_error_stands_after_a_restart_whose_read_failed_then_worked(
         first = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
         assert first is not None and first.status == 503
         await until(lambda: runner.steps == 3, what="the Started of the restart, after its second read")
-        assert store.reads == 2 and runner.store_error == "disk I/O error"  # the commit's, not cleared by the read
+        # the commit's error, not cleared by the read
+        assert store.reads == 2 and runner.store_error == "disk I/O error"
         again = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
         assert again is not None and again.status == 200 and runner.store_error is None
         runner.stop()

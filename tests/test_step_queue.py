@@ -35,7 +35,10 @@ def name(event: NodeEvent) -> str:
 
 
 def take(queue: StepQueue, limit: int) -> list[str]:
-    return [name(item.event) for item in asyncio.run(queue.batch(limit))]
+    """A batch, every event of it stepped (as the runner says with put_back)."""
+    items = asyncio.run(queue.batch(limit))
+    queue.put_back([])
+    return [name(item.event) for item in items]
 
 
 def test_started_first_then_each_peer_and_this_node_in_turn_then_the_rest() -> None:
@@ -86,17 +89,50 @@ def test_the_rest_gets_a_place_first_in_a_batch_once_it_waited_starve_s_behind_u
 
 def test_a_backlog_of_the_rest_alone_never_goes_before_urgent_events() -> None:
     """A slot's partials waiting long (each combining step 100-450 ms) is not starvation: the consensus
-    inputs arriving meanwhile still go first, as long as each batch takes every urgent event."""
+    inputs arriving meanwhile still go first, as long as batches step some of the rest in its place."""
     now = [0.0]
     queue = StepQueue(clock=lambda: now[0], starve_s=0.5)
     partials = PeerMessage(3, PeerPayload(partials=PartialSignatures(DUTY, ())))
     for _ in range(40):
         queue.put(partials)
-    for second in range(1, 4):
-        now[0] = float(second)
-        queue.put(qbft(2, second))
+    for batch in range(1, 8):  # a batch every 0.3 s, each with new consensus inputs
+        queue.put(qbft(2, batch))
         queue.put(BeaconDataFetched(DUTY, {}))
-        assert take(queue, 4) == [f"q2.{second}", "BeaconDataFetched", "PeerMessage", "PeerMessage"]
+        assert take(queue, 4) == [f"q2.{batch}", "BeaconDataFetched", "PeerMessage", "PeerMessage"]
+        now[0] += 0.3
+
+
+def test_the_rest_arriving_after_a_quiet_while_waits_behind_the_urgent_events_of_its_batch() -> None:
+    now = [0.0]
+    queue = StepQueue(clock=lambda: now[0], starve_s=0.5)
+    for batch in range(1, 11):  # 1 s of urgent events only: none of the rest to step
+        queue.put(qbft(2, batch))
+        assert take(queue, 16) == [f"q2.{batch}"]
+        now[0] += 0.1
+    queue.put(qbft(2, 11))
+    queue.put(TimerFired(TimerKey("deadline", DUTY), 0))
+    assert take(queue, 16) == ["q2.11", "TimerFired"]
+
+
+def test_the_rest_goes_first_once_batches_cut_short_before_it_kept_it_waiting_starve_s() -> None:
+    """Batches that take the rest behind urgent events but end (STEP_BATCH_MS) before stepping it are
+    no progress for it: after STARVE_S it goes first."""
+    now = [0.0]
+    queue = StepQueue(clock=lambda: now[0], starve_s=0.5)
+    queue.put(TimerFired(TimerKey("deadline", DUTY), 0))
+    firsts = []
+    for batch in range(1, 8):
+        for sender in (2, 3, 4):
+            queue.put(qbft(sender, batch))
+        items = asyncio.run(queue.batch(16))
+        names = [name(i.event) for i in items]
+        firsts.append(names[0])
+        if names[-1] == "TimerFired":
+            queue.put_back(items[-1:])  # the batch ran out of time before it
+        else:
+            queue.put_back([])
+        now[0] += 0.1
+    assert firsts == ["q2.1", "q2.2", "q2.3", "q2.4", "q2.5", "TimerFired", "q2.7"]
 
 
 def test_events_not_stepped_go_back_to_the_front_of_their_lanes_in_order() -> None:
