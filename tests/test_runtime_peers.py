@@ -3,6 +3,7 @@ counted, restarts (new incarnations), a down peer never blocking the others, bou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -586,3 +587,51 @@ def test_a_frame_nested_past_the_json_bound_is_dropped_as_malformed() -> None:
             assert too_deep(value) == (nested > MAX_JSON_DEPTH), (opening, nested)
             assert too_deep({"wide": [1, {}, []], "deep": value}) == (nested + 1 > MAX_JSON_DEPTH)
     assert not too_deep(7) and not too_deep("x") and not too_deep(None)
+
+
+def test_a_burst_of_frames_already_read_gives_the_loop_a_turn_every_few_frames() -> None:
+    """aiohttp hands out the frames it has already read without suspending (and parses more as they are
+    taken): a peer's burst would hold the event loop, and the VC it serves, for a whole socket read of
+    frame checks. The loop's other tasks get a turn every FRAMES_PER_TURN frames."""
+    import aiohttp
+    from aiohttp import WSMsgType
+
+    from covalidator.runtime.peers import FRAMES_PER_TURN, _Inbound
+
+    class Burst:
+        """A WebSocket with `n` frames already read."""
+
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __aiter__(self) -> Burst:
+            return self
+
+        async def __anext__(self) -> aiohttp.WSMessage:
+            if not self.n:
+                raise StopAsyncIteration
+            self.n -= 1
+            return aiohttp.WSMessage(WSMsgType.BINARY, b"not a frame", None)
+
+        async def send_bytes(self, data: bytes) -> None:
+            raise AssertionError("no frame of the burst asks for an answer")
+
+    async def scenario() -> tuple[int, int]:
+        node = make_cluster(4).transport(0)
+        turns = [0]
+
+        async def other_task() -> None:  # the VC's request, say
+            while True:
+                turns[0] += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        before = turns[0]
+        await node._serve_frames(Burst(320), _Inbound("peer 2", 2))  # type: ignore[arg-type]
+        task.cancel()
+        return turns[0] - before, node.dropped["malformed"]
+
+    turns, dropped = run(scenario())
+    assert dropped == 320
+    assert turns >= 320 // FRAMES_PER_TURN - 1
