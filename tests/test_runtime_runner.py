@@ -502,8 +502,9 @@ def test_a_trace_that_cannot_be_written_stops_tracing_and_the_duties_go_on(
         for _ in range(3):
             reply = await runner.ask(lambda rid: VCRequest(rid, VCRequestKind.ATTESTATION_DATA, {}), 5)
             assert reply is not None and reply.status == 200
+        # Started, the three requests and their Persisted (the last one queued as its reply went out)
+        await until(lambda: runner.steps == 7, what="the last request's Persisted to be stepped")
         assert (runner.trace_failures, runner.trace, runner.step_errors, runner.restarts) == (1, None, 0, 0)
-        assert runner.steps == 7  # Started, the three requests and their Persisted
         runner.stop()
         await asyncio.wait_for(loop_task, 5)
         await runner.close()
