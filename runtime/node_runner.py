@@ -274,13 +274,10 @@ class NodeRunner:
         self._peer_queued: Counter[int] = Counter()  # each peer's messages waiting to be stepped
         self._peer_bytes: Counter[int] = Counter()  # and their frames' bytes
         self.peer_queue_dropped: Counter[int] = Counter()
-        self._queued_requests: set[int] = set()  # VC requests still in the queue (see _restart)
 
     # -- inputs -------------------------------------------------------------------------------------------
 
     def submit(self, event: NodeEvent) -> None:
-        if isinstance(event, VCRequest | VCSubmission | SignRequest):
-            self._queued_requests.add(event.request_id)
         self.queue.put(event)
 
     def on_peer(self, sender: int, payload: PeerPayload, size: int = 0) -> None:
@@ -335,12 +332,9 @@ class NodeRunner:
                 done = len(stepped) + (failed is not None)
                 self.queue.put_back(items[done:])  # not stepped (the batch ran long, or one failed)
                 for item in items[:done]:
-                    event = item.event
                     if item.peer:  # a peer's message that on_peer counted: its budget back
                         self._peer_queued[item.peer] -= 1
                         self._peer_bytes[item.peer] -= item.size
-                    elif isinstance(event, VCRequest | VCSubmission | SignRequest):
-                        self._queued_requests.discard(event.request_id)
                 not_durable = False
                 for event, actions in stepped:
                     if not_durable:
@@ -469,8 +463,11 @@ class NodeRunner:
         new state's. A store that cannot be read is read again every PERSIST_RETRY_S (the node is not
         ready meanwhile, store_unavailable) until it can; None if the node is stopped before."""
         self._cancel_timers()
+        queued = {
+            e.request_id for e in self.queue.events() if isinstance(e, VCRequest | VCSubmission | SignRequest)
+        }
         for rid, future in list(self.replies.items()):
-            if not future.done() and rid not in self._queued_requests:
+            if not future.done() and rid not in queued:
                 message = "the node restarted its state after an internal error: ask again"
                 future.set_result(ReplyToVC(rid, 503, {"code": 503, "message": message}))
         clock = self.config.chain.clock

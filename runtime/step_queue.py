@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -113,6 +113,12 @@ class StepQueue:
         lane.appendleft(entry) if front else lane.append(entry)
         self._count += 1
         self._ready.set()
+
+    def events(self) -> Iterator[NodeEvent]:
+        """Every event waiting, in no particular order."""
+        for lane in (*self._urgent.values(), self._rest):
+            for entry in lane:
+                yield entry.event
 
     def qsize(self) -> int:
         return self._count
